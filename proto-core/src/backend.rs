@@ -1,0 +1,181 @@
+//! The channel backend: what a cam channel implements (section 9).
+//!
+//! The [`device`](crate::device) endpoint dispatches channel requests to a
+//! table of `Box<dyn ChannelBackend>`. Every method has a default meaning
+//! "not implemented", which makes the matching request NAK INVALID (or, for
+//! `poll`, report "not ready"). [`ChannelBackend::ops`] says which methods
+//! are implemented, so a dynamically registered channel's flags can be
+//! derived the way the firmware derives them from a Python object.
+
+use crate::shape::Shape;
+use crate::{Instant, Status};
+
+/// The methods a backend implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Ops(pub u16);
+
+impl Ops {
+    /// `read` (and possibly `readp`).
+    pub const READ: Ops = Ops(1 << 0);
+    /// `write`.
+    pub const WRITE: Ops = Ops(1 << 1);
+    /// `lock` and `unlock`.
+    pub const LOCK: Ops = Ops(1 << 2);
+    /// `size`.
+    pub const SIZE: Ops = Ops(1 << 3);
+    /// `shape`.
+    pub const SHAPE: Ops = Ops(1 << 4);
+    /// `poll`.
+    pub const POLL: Ops = Ops(1 << 5);
+    /// `ioctl`.
+    pub const IOCTL: Ops = Ops(1 << 6);
+    /// `readp` (zero-copy read).
+    pub const READP: Ops = Ops(1 << 7);
+    /// `flush`.
+    pub const FLUSH: Ops = Ops(1 << 8);
+
+    /// True if every op of `other` is present.
+    pub const fn contains(self, other: Ops) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl core::ops::BitOr for Ops {
+    type Output = Ops;
+    fn bitor(self, rhs: Ops) -> Ops {
+        Ops(self.0 | rhs.0)
+    }
+}
+
+/// Why a backend refused a request; maps to a NAK status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    /// The backend does not implement this method (NAK INVALID).
+    #[error("not supported by this channel")]
+    Unsupported,
+    /// Bad arguments, e.g. an unknown ioctl or wrong argument size (NAK INVALID).
+    #[error("invalid request")]
+    Invalid,
+    /// Out of range or backend failure (NAK FAILED).
+    #[error("request failed")]
+    Failed,
+    /// Not possible now, e.g. lock with no data (NAK BUSY).
+    #[error("busy")]
+    Busy,
+}
+
+impl ChannelError {
+    /// The NAK status a cam answers with.
+    pub const fn status(self) -> Status {
+        match self {
+            ChannelError::Unsupported | ChannelError::Invalid => Status::INVALID,
+            ChannelError::Failed => Status::FAILED,
+            ChannelError::Busy => Status::BUSY,
+        }
+    }
+}
+
+/// An event a channel wants the cam to send (see [`ChannelBackend::poll_event`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelEventOut {
+    /// Event id, or `None` for a NOTIFY (no payload).
+    pub event: Option<u16>,
+    /// Ask the host to acknowledge the event.
+    pub ack_req: bool,
+}
+
+/// A cam channel's backend. See the module documentation.
+pub trait ChannelBackend: Send {
+    /// Which methods this backend implements.
+    fn ops(&self) -> Ops;
+
+    /// Fixed flags for built-in channels; `None` derives them from [`ops`](Self::ops).
+    fn flags(&self) -> Option<crate::ChannelFlags> {
+        None
+    }
+
+    /// True when the channel has data ready (CHANNEL_POLL).
+    fn poll(&mut self, _now: Instant) -> bool {
+        false
+    }
+
+    /// Locks the channel's data for an atomic multi-packet read.
+    fn lock(&mut self) -> Result<(), ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// Releases a lock.
+    fn unlock(&mut self) -> Result<(), ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// Bytes available.
+    fn size(&mut self) -> Result<u32, ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// Up to four u32 whose meaning is per channel.
+    fn shape(&mut self) -> Result<Shape, ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// Copies up to `buf.len()` bytes starting at `offset` into `buf` and
+    /// returns how many were copied. Returning fewer than asked ends the
+    /// response early; returning 0 for a non-empty request is an error.
+    fn read(&mut self, _offset: u32, _buf: &mut [u8]) -> Result<usize, ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// Zero-copy read: a view of up to `len` bytes at `offset`.
+    fn readp(&mut self, _offset: u32, _len: u32) -> Result<&[u8], ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// Writes `data` at `offset`.
+    fn write(&mut self, _offset: u32, _data: &[u8]) -> Result<(), ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// A channel-specific request with its raw argument bytes.
+    fn ioctl(&mut self, _request: u32, _args: &[u8]) -> Result<(), ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// Flushes buffered writes.
+    fn flush(&mut self) -> Result<(), ChannelError> {
+        Err(ChannelError::Unsupported)
+    }
+
+    /// Called by the protocol reset (SYNC, retransmit give-up): release locks.
+    fn reset(&mut self) {}
+
+    /// An event the channel wants sent now (stdout NOTIFY, frame ready...).
+    /// Called on every input and timeout; return `None` when there is none.
+    fn poll_event(&mut self, _now: Instant) -> Option<ChannelEventOut> {
+        None
+    }
+
+    /// When the channel next wants [`poll_event`](Self::poll_event) called
+    /// even if nothing arrives (e.g. the stdout 50 ms NOTIFY timer).
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// Flags derived from a backend's ops, as the firmware derives them for a
+/// registered channel: READ if it reads, WRITE if it writes, LOCK if it
+/// locks, plus DYNAMIC.
+pub fn derived_flags(ops: Ops) -> crate::ChannelFlags {
+    use crate::ChannelFlags as F;
+    let mut f = F::DYNAMIC;
+    if ops.contains(Ops::READ) || ops.contains(Ops::READP) {
+        f = f | F::READ;
+    }
+    if ops.contains(Ops::WRITE) {
+        f = f | F::WRITE;
+    }
+    if ops.contains(Ops::LOCK) {
+        f = f | F::LOCK;
+    }
+    f
+}

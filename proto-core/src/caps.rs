@@ -1,0 +1,1 @@
+//! Payload codec: caps (filled in below).

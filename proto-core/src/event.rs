@@ -1,0 +1,1 @@
+//! Payload codec: event (filled in below).

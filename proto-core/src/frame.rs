@@ -1,0 +1,1 @@
+//! Payload codec: frame (filled in below).

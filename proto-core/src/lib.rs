@@ -1,0 +1,63 @@
+//! `proto-core`: the sans-IO engine of the OpenMV cam protocol (version 1.0.x).
+//!
+//! The crate consumes bytes and timestamps and produces packets, events and
+//! request outcomes. It never touches a port, a clock or a thread: drivers
+//! (see the `host-blocking` and `sim-device` crates) do the I/O and pass the
+//! current time in as an [`Instant`].
+//!
+//! Layers, one module each, named as the protocol document names them:
+//!
+//! * wire types: [`opcode`], [`flags`], [`status`], [`channel`], [`event`];
+//! * [`crc`] (header CRC-16 and payload CRC-32), [`header`], [`packet`];
+//! * [`framer`]: bytes in arbitrary chunks in, packets out, per role;
+//! * payload codecs: [`caps`], [`stats`], [`version`], [`sysinfo`],
+//!   [`memory`], [`poll`], [`request`], [`shape`], [`frame`], [`profile`];
+//! * endpoints: [`host`] (the PC side) and [`device`] (the cam side), with
+//!   [`backend`] the trait a cam channel implements.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod backend;
+pub mod caps;
+pub mod channel;
+pub mod crc;
+pub mod device;
+pub mod error;
+pub mod event;
+pub mod flags;
+pub mod frame;
+pub mod framer;
+pub mod header;
+pub mod host;
+pub mod memory;
+pub mod opcode;
+pub mod packet;
+pub mod poll;
+pub mod profile;
+pub mod request;
+pub mod shape;
+pub mod stats;
+pub mod status;
+pub mod sysinfo;
+pub mod time;
+pub mod version;
+
+pub use channel::{ChannelFlags, ChannelId};
+pub use error::DecodeError;
+pub use flags::Flags;
+pub use header::Header;
+pub use opcode::Opcode;
+pub use packet::Packet;
+pub use status::Status;
+pub use time::{Duration, Instant};
+
+/// Smallest `max_payload` a peer may negotiate (the firmware's value; the
+/// Python package uses 52, which is also accepted).
+pub const MIN_PAYLOAD: u16 = 50;
+/// Largest `max_payload` (a 4096-byte packet buffer).
+pub const MAX_PAYLOAD: u16 = 4082;
+/// Default `max_payload` of the stock Python host before negotiation.
+pub const HOST_DEFAULT_PAYLOAD: u16 = 52;

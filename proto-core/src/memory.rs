@@ -1,0 +1,1 @@
+//! Payload codec: memory (filled in below).

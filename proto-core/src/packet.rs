@@ -1,0 +1,62 @@
+//! Whole packets: header, payload and trailer.
+
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use crate::crc::crc32;
+use crate::header::{Header, HEADER_SIZE, TRAILER_SIZE};
+use crate::{ChannelId, Flags, Opcode};
+
+/// A received or to-be-sent packet.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Packet {
+    /// The header; `header.length` equals `payload.len()`.
+    pub header: Header,
+    /// The payload (possibly empty).
+    pub payload: Bytes,
+}
+
+impl Packet {
+    /// Builds a packet; the header length is taken from `payload`.
+    ///
+    /// Panics never: payloads longer than `u16::MAX` are rejected by
+    /// [`encode_packet`], which is what drivers use.
+    pub fn new(sequence: u8, channel: ChannelId, flags: Flags, opcode: Opcode, payload: Bytes) -> Packet {
+        let length = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+        Packet { header: Header { sequence, channel, flags, opcode, length }, payload }
+    }
+
+    /// Appends the wire form of this packet to `out`.
+    pub fn encode_into(&self, crc: bool, out: &mut Vec<u8>) {
+        encode_packet(&self.header, &self.payload, crc, out);
+    }
+
+    /// The wire form of this packet.
+    pub fn to_wire(&self, crc: bool) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.header.wire_len());
+        self.encode_into(crc, &mut v);
+        v
+    }
+}
+
+/// Appends a packet with `header` (whose length field is replaced by
+/// `payload.len()`) and `payload` to `out`. With `crc` off both CRC fields
+/// are written as 0, as the stock host does.
+///
+/// ```
+/// use proto_core::{header::Header, packet::encode_packet, Opcode};
+/// let mut out = Vec::new();
+/// encode_packet(&Header { opcode: Opcode::PROTO_SYNC, ..Header::default() }, &[], true, &mut out);
+/// assert_eq!(out, [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac]);
+/// ```
+pub fn encode_packet(header: &Header, payload: &[u8], crc: bool, out: &mut Vec<u8>) {
+    let mut h = *header;
+    h.length = payload.len() as u16;
+    out.reserve(HEADER_SIZE + payload.len() + TRAILER_SIZE);
+    out.extend_from_slice(&h.encode(crc));
+    if !payload.is_empty() {
+        out.extend_from_slice(payload);
+        let c = if crc { crc32(payload) } else { 0 };
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+}

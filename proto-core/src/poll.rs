@@ -1,0 +1,1 @@
+//! Payload codec: poll (filled in below).

@@ -1,0 +1,1 @@
+//! Payload codec: profile (filled in below).

@@ -1,0 +1,1 @@
+//! Payload codec: request (filled in below).

@@ -1,0 +1,1 @@
+//! Payload codec: stats (filled in below).

@@ -1,0 +1,1 @@
+//! Payload codec: sysinfo (filled in below).

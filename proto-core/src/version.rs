@@ -1,0 +1,1 @@
+//! Payload codec: version (filled in below).
