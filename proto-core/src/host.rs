@@ -1,1 +1,682 @@
-//! Host endpoint.
+//! The host endpoint: the PC side of the link, as a state machine with no I/O.
+//!
+//! Drive it like this (see `host-blocking` for a complete driver):
+//!
+//! 1. [`HostEndpoint::connect`] (or [`HostEndpoint::request`] once connected);
+//! 2. write every [`poll_transmit`](HostEndpoint::poll_transmit) buffer to the port;
+//! 3. feed what the port returns to [`handle_input`](HostEndpoint::handle_input),
+//!    or call [`handle_timeout`](HostEndpoint::handle_timeout) when
+//!    [`poll_timeout`](HostEndpoint::poll_timeout) has passed;
+//! 4. collect [`poll_completion`](HostEndpoint::poll_completion) and
+//!    [`poll_event`](HostEndpoint::poll_event).
+//!
+//! ```
+//! use proto_core::host::{HostConfig, HostEndpoint, Completion};
+//! use proto_core::Instant;
+//! let mut host = HostEndpoint::new(HostConfig::default());
+//! host.connect(Instant::ZERO);
+//! let sync = host.poll_transmit().unwrap();
+//! assert_eq!(sync, [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac]);
+//! // No answer within the timeout: the endpoint retries SYNC.
+//! host.handle_timeout(host.poll_timeout().unwrap());
+//! assert!(host.poll_transmit().is_some());
+//! assert!(host.poll_completion().is_none());
+//! ```
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use bytes::{Bytes, BytesMut};
+
+use crate::caps::{CapFlags, Caps};
+use crate::framer::{Frame, Framer, FramerConfig, Role};
+use crate::header::Header;
+use crate::packet::encode_packet;
+use crate::rng::SimRng;
+use crate::{ChannelId, Duration, Flags, Instant, Opcode, Packet, Status};
+
+/// Host settings, with the stock Python package's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostConfig {
+    /// Ask for CRCs.
+    pub crc: bool,
+    /// Ask for sequence checking.
+    pub seq: bool,
+    /// Ask the cam to request ACKs (and retransmit).
+    pub ack: bool,
+    /// Ask for events.
+    pub events: bool,
+    /// Largest payload wanted; clipped to the cam's.
+    pub max_payload: u16,
+    /// How long to wait for each packet of a response.
+    pub timeout: Duration,
+    /// SYNC attempts before a resync fails.
+    pub max_retry: u8,
+    /// Probability of dropping each received packet and each ACK sent
+    /// (fault simulation, as the stock `drop_rate`).
+    pub drop_rate: f64,
+    /// Seed of the drop simulation.
+    pub seed: u64,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            crc: true,
+            seq: true,
+            ack: true,
+            events: true,
+            max_payload: 4096,
+            timeout: Duration::from_secs(1),
+            max_retry: 3,
+            drop_rate: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// A request: opcode, channel and payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// Opcode.
+    pub opcode: Opcode,
+    /// Channel (0 for system opcodes).
+    pub channel: ChannelId,
+    /// Payload.
+    pub payload: Bytes,
+}
+
+impl Command {
+    /// A command with no payload.
+    pub fn new(opcode: Opcode, channel: ChannelId) -> Command {
+        Command { opcode, channel, payload: Bytes::new() }
+    }
+
+    /// A system command (channel 0, no payload).
+    pub fn system(opcode: Opcode) -> Command {
+        Command::new(opcode, ChannelId::SYSTEM)
+    }
+
+    /// CHANNEL_READ of `length` bytes at `offset`.
+    pub fn read(channel: ChannelId, offset: u32, length: u32) -> Command {
+        let mut p = Vec::with_capacity(8);
+        p.extend_from_slice(&offset.to_le_bytes());
+        p.extend_from_slice(&length.to_le_bytes());
+        Command { opcode: Opcode::CHANNEL_READ, channel, payload: p.into() }
+    }
+
+    /// One CHANNEL_WRITE packet of `data` at `offset` (the caller splits to `max_payload - 8`).
+    pub fn write(channel: ChannelId, offset: u32, data: &[u8]) -> Command {
+        let mut p = Vec::with_capacity(8 + data.len());
+        p.extend_from_slice(&offset.to_le_bytes());
+        p.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        p.extend_from_slice(data);
+        Command { opcode: Opcode::CHANNEL_WRITE, channel, payload: p.into() }
+    }
+
+    /// CHANNEL_IOCTL `request` with raw argument bytes.
+    pub fn ioctl(channel: ChannelId, request: u32, args: &[u8]) -> Command {
+        let mut p = Vec::with_capacity(4 + args.len());
+        p.extend_from_slice(&request.to_le_bytes());
+        p.extend_from_slice(args);
+        Command { opcode: Opcode::CHANNEL_IOCTL, channel, payload: p.into() }
+    }
+}
+
+/// A successful response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A status ACK (no data).
+    Ack,
+    /// Data, reassembled from all fragments.
+    Data(Bytes),
+}
+
+impl Reply {
+    /// The data bytes (empty for an ACK).
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Reply::Ack => Bytes::new(),
+            Reply::Data(b) => b,
+        }
+    }
+}
+
+/// Why a request or a connect failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The cam answered with a NAK.
+    #[error("cam answered NAK {0}")]
+    Nak(Status),
+    /// No packet of the response arrived within the timeout.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// SYNC got no answer after every attempt.
+    #[error("resync failed after {attempts} SYNC attempts")]
+    ResyncFailed {
+        /// Attempts made.
+        attempts: u8,
+    },
+    /// The response carried another opcode than the request.
+    #[error("response opcode {got} does not match request {expected}")]
+    UnexpectedOpcode {
+        /// Request opcode.
+        expected: Opcode,
+        /// Response opcode.
+        got: Opcode,
+    },
+    /// A response payload could not be decoded.
+    #[error("malformed response: {0}")]
+    Malformed(crate::DecodeError),
+    /// Not connected (connect first).
+    #[error("not connected")]
+    NotConnected,
+    /// Another request is still in flight.
+    #[error("another request is in flight")]
+    Busy,
+    /// The payload is longer than the negotiated `max_payload`.
+    #[error("payload of {len} bytes exceeds max_payload {max}")]
+    PayloadTooLarge {
+        /// Payload length.
+        len: usize,
+        /// Negotiated maximum.
+        max: u16,
+    },
+    /// A system opcode on a data channel, or a channel id over 31.
+    #[error("invalid command: {0}")]
+    InvalidCommand(&'static str),
+}
+
+/// What finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// [`HostEndpoint::connect`] or [`HostEndpoint::renegotiate`] ended.
+    Connected(Result<Caps, RequestError>),
+    /// [`HostEndpoint::request`] ended.
+    Request(Result<Reply, RequestError>),
+}
+
+/// An event sent by the cam.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CamEvent {
+    /// Channel (0 for system events).
+    pub channel: ChannelId,
+    /// Event id; 0xFFFF for a payload-less NOTIFY.
+    pub event: u16,
+}
+
+impl CamEvent {
+    /// The id reported for an event without payload.
+    pub const NOTIFY: u16 = 0xFFFF;
+    /// System event: a channel was registered.
+    pub const CHANNEL_REGISTERED: u16 = 0;
+    /// System event: a channel was unregistered.
+    pub const CHANNEL_UNREGISTERED: u16 = 1;
+    /// System event: the cam soft-rebooted (a script ended).
+    pub const SOFT_REBOOT: u16 = 2;
+}
+
+/// Host-side counters (the stock four, plus more).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Packets sent (requests and ACKs).
+    pub sent: u64,
+    /// Packets received and accepted.
+    pub received: u64,
+    /// Payload CRC errors.
+    pub checksum: u64,
+    /// Headers dropped by the sequence check.
+    pub sequence: u64,
+    /// Headers with a bad CRC.
+    pub header_checksum: u64,
+    /// Retransmitted duplicates discarded.
+    pub duplicates: u64,
+    /// Events received.
+    pub events: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// Packets that arrived with no request pending.
+    pub unexpected: u64,
+    /// Packets dropped by the fault simulation (received and ACKs).
+    pub simulated_drops: u64,
+    /// Bytes dropped while hunting for a packet.
+    pub dropped_bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Idle,
+    Sync { attempt: u8 },
+    GetCaps,
+    SetCaps { caps: Caps },
+    Request { opcode: Opcode, data: BytesMut },
+}
+
+/// The host endpoint. See the module documentation.
+#[derive(Debug)]
+pub struct HostEndpoint {
+    config: HostConfig,
+    framer: Framer,
+    /// Negotiated caps (DEFAULT until a connect succeeds).
+    caps: Caps,
+    connected: bool,
+    sequence: u8,
+    op: Op,
+    deadline: Option<Instant>,
+    transmits: VecDeque<Vec<u8>>,
+    completions: VecDeque<Completion>,
+    events: VecDeque<CamEvent>,
+    stats: HostStats,
+    rng: SimRng,
+    channels_changed: bool,
+}
+
+impl HostEndpoint {
+    /// A disconnected endpoint.
+    pub fn new(config: HostConfig) -> HostEndpoint {
+        let rng = SimRng::new(config.seed);
+        HostEndpoint {
+            framer: Framer::new(default_framer()),
+            caps: Caps::DEFAULT,
+            connected: false,
+            sequence: 0,
+            op: Op::Idle,
+            deadline: None,
+            transmits: VecDeque::new(),
+            completions: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: HostStats::default(),
+            rng,
+            channels_changed: false,
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Changes the configuration used by the next connect (caps, timeout...).
+    pub fn set_config(&mut self, config: HostConfig) {
+        self.config = config;
+    }
+
+    /// Negotiated capabilities (protocol defaults before the first connect).
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// True after a successful connect, until a failed resync or [`disconnect`](Self::disconnect).
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// True while a connect or request is in flight.
+    pub fn is_busy(&self) -> bool {
+        !matches!(self.op, Op::Idle)
+    }
+
+    /// Current sequence counter.
+    pub fn sequence(&self) -> u8 {
+        self.sequence
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> HostStats {
+        let f = self.framer.stats();
+        HostStats {
+            checksum: self.stats.checksum + f.payload_crc_errors,
+            sequence: self.stats.sequence + f.sequence_errors,
+            header_checksum: self.stats.header_checksum + f.header_crc_errors,
+            dropped_bytes: self.stats.dropped_bytes + f.dropped_bytes,
+            ..self.stats
+        }
+    }
+
+    /// True (once) when a CHANNEL_REGISTERED/UNREGISTERED event arrived since
+    /// the last call: the channel list must be refreshed before a lookup.
+    pub fn take_channels_changed(&mut self) -> bool {
+        core::mem::take(&mut self.channels_changed)
+    }
+
+    /// Starts a resync: SYNC (with `max_retry` attempts), GET_CAPS, then
+    /// SET_CAPS with the configured flags and the clipped `max_payload`.
+    /// Ends with [`Completion::Connected`]. Abandons any request in flight.
+    pub fn connect(&mut self, now: Instant) {
+        self.reset_link();
+        self.connected = false;
+        self.op = Op::Sync { attempt: 1 };
+        self.send_sync(now);
+    }
+
+    /// Re-runs GET_CAPS/SET_CAPS on a connected link (after changing the config).
+    pub fn renegotiate(&mut self, now: Instant) -> Result<(), RequestError> {
+        self.check_idle()?;
+        self.op = Op::GetCaps;
+        self.send_request(now, &Command::system(Opcode::PROTO_GET_CAPS));
+        Ok(())
+    }
+
+    /// Forgets the connection (the driver closes the port).
+    pub fn disconnect(&mut self) {
+        self.reset_link();
+        self.connected = false;
+    }
+
+    /// Sends one request; its outcome is a [`Completion::Request`].
+    pub fn request(&mut self, now: Instant, cmd: &Command) -> Result<(), RequestError> {
+        self.check_idle()?;
+        self.check_command(cmd)?;
+        self.op = Op::Request { opcode: cmd.opcode, data: BytesMut::new() };
+        self.send_request(now, cmd);
+        Ok(())
+    }
+
+    /// Sends a request that has no response (SYS_RESET, SYS_BOOT): the link
+    /// is considered down afterwards.
+    pub fn send_oneway(&mut self, cmd: &Command) -> Result<(), RequestError> {
+        self.check_idle()?;
+        self.check_command(cmd)?;
+        let header = self.header(cmd.channel, Flags::NONE, cmd.opcode, self.sequence);
+        self.transmit(&header, &cmd.payload);
+        self.connected = false;
+        Ok(())
+    }
+
+    /// Next bytes to write to the port.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front()
+    }
+
+    /// Next finished operation.
+    pub fn poll_completion(&mut self) -> Option<Completion> {
+        self.completions.pop_front()
+    }
+
+    /// Next cam event.
+    pub fn poll_event(&mut self) -> Option<CamEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Tells the endpoint time has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.deadline else { return };
+        if now < deadline {
+            return;
+        }
+        self.deadline = None;
+        match core::mem::replace(&mut self.op, Op::Idle) {
+            Op::Idle => {}
+            Op::Sync { attempt } => {
+                if attempt < self.config.max_retry.max(1) {
+                    self.op = Op::Sync { attempt: attempt + 1 };
+                    self.send_sync(now);
+                } else {
+                    self.connected = false;
+                    let e = RequestError::ResyncFailed { attempts: attempt };
+                    self.completions.push_back(Completion::Connected(Err(e)));
+                }
+            }
+            Op::GetCaps | Op::SetCaps { .. } => {
+                self.stats.timeouts += 1;
+                self.connected = false;
+                let e = RequestError::Timeout(self.config.timeout);
+                self.completions.push_back(Completion::Connected(Err(e)));
+            }
+            Op::Request { .. } => {
+                self.stats.timeouts += 1;
+                self.completions.push_back(Completion::Request(Err(RequestError::Timeout(self.config.timeout))));
+            }
+        }
+    }
+
+    /// Feeds bytes read from the port.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.framer.push(data);
+        loop {
+            let expected = if self.caps.flags.seq() { Some(self.sequence) } else { None };
+            let Some(frame) = self.framer.next(expected) else { break };
+            if let Frame::Packet(p) = frame {
+                self.handle_packet(now, p);
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, now: Instant, p: Packet) {
+        if self.rng.chance(self.config.drop_rate) {
+            self.stats.simulated_drops += 1;
+            return;
+        }
+        self.stats.received += 1;
+        let h = p.header;
+        // A retransmitted copy of a packet already received: re-ACK, discard.
+        if h.flags.contains(Flags::RTX) && h.sequence != self.sequence {
+            self.stats.duplicates += 1;
+            if h.flags.contains(Flags::ACK_REQ) {
+                self.send_ack(&h);
+            }
+            return;
+        }
+        if h.flags.contains(Flags::ACK_REQ) {
+            if self.rng.chance(self.config.drop_rate) {
+                self.stats.simulated_drops += 1;
+            } else {
+                self.send_ack(&h);
+            }
+        }
+        if h.flags.contains(Flags::EVENT) {
+            self.handle_event(now, &h, &p.payload);
+            return;
+        }
+        self.sequence = self.sequence.wrapping_add(1);
+        self.handle_response(now, h, p.payload);
+    }
+
+    fn handle_event(&mut self, now: Instant, h: &Header, payload: &[u8]) {
+        self.stats.events += 1;
+        let event = match payload.len() {
+            0 => CamEvent::NOTIFY,
+            1 => return, // malformed: ignore rather than guess
+            _ => u16::from_le_bytes([payload[0], payload[1]]),
+        };
+        if h.channel == ChannelId::SYSTEM
+            && (event == CamEvent::CHANNEL_REGISTERED || event == CamEvent::CHANNEL_UNREGISTERED)
+        {
+            self.channels_changed = true;
+        }
+        self.events.push_back(CamEvent { channel: h.channel, event });
+        // An event proves the cam is alive: extend the wait, as the stock host does.
+        if self.deadline.is_some() {
+            self.deadline = Some(now + self.config.timeout);
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, h: Header, payload: Bytes) {
+        let expected = match &self.op {
+            Op::Idle => {
+                self.stats.unexpected += 1;
+                return;
+            }
+            Op::Sync { .. } => Opcode::PROTO_SYNC,
+            Op::GetCaps => Opcode::PROTO_GET_CAPS,
+            Op::SetCaps { .. } => Opcode::PROTO_SET_CAPS,
+            Op::Request { opcode, .. } => *opcode,
+        };
+        if h.opcode != expected {
+            if matches!(self.op, Op::Sync { .. }) {
+                // Leftovers of an earlier exchange while resyncing: ignore.
+                return;
+            }
+            self.finish(Err(RequestError::UnexpectedOpcode { expected, got: h.opcode }));
+            return;
+        }
+        if h.flags.contains(Flags::FRAGMENT) && !h.flags.contains(Flags::NAK) {
+            if let Op::Request { data, .. } = &mut self.op {
+                data.extend_from_slice(&payload);
+                self.deadline = Some(now + self.config.timeout);
+                return;
+            }
+        }
+        let result = if h.flags.contains(Flags::NAK) {
+            match Status::decode(&payload) {
+                Ok(s) => Err(RequestError::Nak(s)),
+                Err(e) => Err(RequestError::Malformed(e)),
+            }
+        } else {
+            Ok(payload)
+        };
+        match core::mem::replace(&mut self.op, Op::Idle) {
+            Op::Idle => {}
+            Op::Sync { attempt } => match result {
+                Ok(_) => {
+                    self.sequence = 0;
+                    self.op = Op::GetCaps;
+                    self.send_request(now, &Command::system(Opcode::PROTO_GET_CAPS));
+                }
+                Err(_) => {
+                    // Treat like a lost answer: the timer retries.
+                    self.op = Op::Sync { attempt };
+                }
+            },
+            Op::GetCaps => match result.and_then(|p| Caps::decode(&p).map_err(RequestError::Malformed)) {
+                Ok(cam) => {
+                    let want = self.requested_caps(cam);
+                    self.op = Op::SetCaps { caps: want };
+                    let cmd = Command {
+                        opcode: Opcode::PROTO_SET_CAPS,
+                        channel: ChannelId::SYSTEM,
+                        payload: Bytes::copy_from_slice(&want.encode()),
+                    };
+                    self.send_request(now, &cmd);
+                }
+                Err(e) => self.fail_connect(e),
+            },
+            Op::SetCaps { caps } => match result {
+                Ok(_) => {
+                    self.deadline = None;
+                    self.apply_caps(caps);
+                    self.connected = true;
+                    self.completions.push_back(Completion::Connected(Ok(caps)));
+                }
+                Err(e) => self.fail_connect(e),
+            },
+            Op::Request { mut data, .. } => {
+                self.deadline = None;
+                let r = result.map(|p| {
+                    if data.is_empty() {
+                        if p.is_empty() && h.flags.contains(Flags::ACK) {
+                            Reply::Ack
+                        } else {
+                            Reply::Data(p)
+                        }
+                    } else {
+                        data.extend_from_slice(&p);
+                        Reply::Data(data.freeze())
+                    }
+                });
+                self.completions.push_back(Completion::Request(r));
+            }
+        }
+    }
+
+    fn finish(&mut self, r: Result<Reply, RequestError>) {
+        self.deadline = None;
+        match core::mem::replace(&mut self.op, Op::Idle) {
+            Op::Request { .. } => self.completions.push_back(Completion::Request(r)),
+            Op::Idle => {}
+            _ => self.fail_connect(r.err().unwrap_or(RequestError::NotConnected)),
+        }
+    }
+
+    fn fail_connect(&mut self, e: RequestError) {
+        self.deadline = None;
+        self.op = Op::Idle;
+        self.connected = false;
+        self.completions.push_back(Completion::Connected(Err(e)));
+    }
+
+    fn requested_caps(&self, cam: Caps) -> Caps {
+        let c = &self.config;
+        let flags = CapFlags::NONE
+            .set(CapFlags::CRC, c.crc)
+            .set(CapFlags::SEQ, c.seq)
+            .set(CapFlags::ACK, c.ack)
+            .set(CapFlags::EVENTS, c.events);
+        let max = c.max_payload.min(cam.max_payload).clamp(crate::MIN_PAYLOAD, crate::MAX_PAYLOAD);
+        Caps { flags, max_payload: max }
+    }
+
+    fn apply_caps(&mut self, caps: Caps) {
+        self.caps = caps;
+        self.framer.set_config(FramerConfig { role: Role::Host, crc: caps.flags.crc(), max_payload: caps.max_payload });
+    }
+
+    fn reset_link(&mut self) {
+        self.op = Op::Idle;
+        self.deadline = None;
+        self.sequence = 0;
+        self.caps = Caps::DEFAULT;
+        self.framer.set_config(default_framer());
+        self.framer.clear();
+        self.transmits.clear();
+    }
+
+    fn check_idle(&self) -> Result<(), RequestError> {
+        if !self.connected {
+            return Err(RequestError::NotConnected);
+        }
+        if self.is_busy() {
+            return Err(RequestError::Busy);
+        }
+        Ok(())
+    }
+
+    fn check_command(&self, cmd: &Command) -> Result<(), RequestError> {
+        if cmd.payload.len() > usize::from(self.caps.max_payload) {
+            return Err(RequestError::PayloadTooLarge { len: cmd.payload.len(), max: self.caps.max_payload });
+        }
+        if usize::from(cmd.channel.0) >= ChannelId::COUNT {
+            return Err(RequestError::InvalidCommand("channel id over 31"));
+        }
+        Ok(())
+    }
+
+    fn send_sync(&mut self, now: Instant) {
+        self.sequence = 0;
+        self.framer.clear();
+        let h = self.header(ChannelId::SYSTEM, Flags::NONE, Opcode::PROTO_SYNC, 0);
+        self.transmit(&h, &[]);
+        self.deadline = Some(now + self.config.timeout);
+    }
+
+    fn send_request(&mut self, now: Instant, cmd: &Command) {
+        let h = self.header(cmd.channel, Flags::NONE, cmd.opcode, self.sequence);
+        self.transmit(&h, &cmd.payload);
+        self.deadline = Some(now + self.config.timeout);
+    }
+
+    fn send_ack(&mut self, of: &Header) {
+        let h = self.header(of.channel, Flags::ACK, of.opcode, of.sequence);
+        self.transmit(&h, &[]);
+    }
+
+    fn header(&self, channel: ChannelId, flags: Flags, opcode: Opcode, sequence: u8) -> Header {
+        Header { sequence, channel, flags, opcode, length: 0 }
+    }
+
+    fn transmit(&mut self, h: &Header, payload: &[u8]) {
+        let mut out = Vec::with_capacity(h.wire_len() + payload.len() + 4);
+        encode_packet(h, payload, self.caps.flags.crc(), &mut out);
+        self.stats.sent += 1;
+        self.transmits.push_back(out);
+    }
+}
+
+fn default_framer() -> FramerConfig {
+    FramerConfig { role: Role::Host, crc: true, max_payload: crate::HOST_DEFAULT_PAYLOAD }
+}

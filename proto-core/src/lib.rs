@@ -38,6 +38,7 @@ pub mod packet;
 pub mod poll;
 pub mod profile;
 pub mod request;
+pub mod rng;
 pub mod shape;
 pub mod stats;
 pub mod status;
