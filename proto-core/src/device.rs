@@ -1,1 +1,827 @@
-//! Device endpoint.
+//! The cam (device) endpoint: receives requests, validates them, dispatches
+//! them to a table of [`ChannelBackend`]s and answers, with fragmentation,
+//! ACK waiting and retransmission. No I/O: drive it like the host endpoint.
+//!
+//! * [`DeviceEndpoint::handle_input`] with bytes from the transport;
+//! * [`DeviceEndpoint::poll_transmit`] until `None`, writing each buffer;
+//! * [`DeviceEndpoint::handle_timeout`] when [`DeviceEndpoint::poll_timeout`] passes;
+//! * [`DeviceEndpoint::poll_event`] for what the application must act on
+//!   (reset, bootloader, protocol reset).
+//!
+//! Every request is checked before it reaches a backend, including the
+//! length checks the stock firmware misses: short READ/WRITE/IOCTL payloads,
+//! a WRITE whose length field disagrees with its payload, zero-length reads,
+//! and `offset + length` overflowing u32 all NAK INVALID.
+//!
+//! ```
+//! use proto_core::device::{DeviceConfig, DeviceEndpoint};
+//! use proto_core::Instant;
+//! let mut cam = DeviceEndpoint::new(DeviceConfig::default());
+//! cam.handle_input(Instant::ZERO, &[0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac]); // SYNC
+//! let ack = cam.poll_transmit(Instant::ZERO).unwrap();
+//! assert_eq!(ack, [0xaa, 0xd5, 0, 0, 1, 0, 0, 0, 0x08, 0x46]);
+//! ```
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use crate::backend::{derived_flags, ChannelBackend, ChannelError, Ops};
+use crate::caps::{CapFlags, Caps};
+use crate::channel::{ChannelEntry, MAX_NAME_LEN};
+use crate::crc::crc32;
+use crate::framer::{Frame, Framer, FramerConfig, Reject, Role};
+use crate::header::{Header, HEADER_SIZE};
+use crate::memory::MemoryStats;
+use crate::packet::encode_packet;
+use crate::poll::PollBitmap;
+use crate::request::{IoctlRequest, ReadRequest, WriteRequest};
+use crate::stats::Stats;
+use crate::sysinfo::SysInfo;
+use crate::version::Version;
+use crate::{ChannelFlags, ChannelId, Duration, Flags, Instant, Opcode, Packet, Status};
+
+/// Cam settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceConfig {
+    /// Largest payload this cam supports (announced by GET_CAPS).
+    pub max_payload: u16,
+    /// Capability flags this cam supports (announced by GET_CAPS).
+    pub supported: CapFlags,
+    /// First retransmit timeout; doubled after each timeout.
+    pub rtx_timeout: Duration,
+    /// Resends before giving up and resetting the protocol state.
+    pub rtx_retries: u8,
+    /// Shortest time between two successful locks of a channel.
+    pub lock_interval: Duration,
+    /// Largest read piece per packet (the firmware uses 512 for callback
+    /// channels); `None` means `max_payload`.
+    pub read_piece: Option<u16>,
+    /// Most events queued before the oldest are dropped.
+    pub event_queue: usize,
+    /// PROTO_VERSION answer.
+    pub version: Version,
+    /// SYS_INFO answer.
+    pub sysinfo: SysInfo,
+    /// SYS_MEMORY answer; `None` makes SYS_MEMORY NAK INVALID (firmware < 4.8).
+    pub memory: Option<MemoryStats>,
+    /// Name listed for channel 0 (the transport), e.g. `usb`.
+    pub transport_name: String,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig {
+            max_payload: crate::MAX_PAYLOAD,
+            supported: CapFlags::KNOWN,
+            rtx_timeout: Duration::from_millis(500),
+            rtx_retries: 3,
+            lock_interval: Duration::from_millis(10),
+            read_piece: None,
+            event_queue: 64,
+            version: Version { protocol: [1, 0, 2], bootloader: [1, 0, 0], firmware: [5, 0, 0] },
+            sysinfo: SysInfo::default(),
+            memory: None,
+            transport_name: String::from("usb"),
+        }
+    }
+}
+
+/// Something the application must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// SYS_RESET arrived: reboot (the link drops).
+    ResetRequested,
+    /// SYS_BOOT arrived: enter the bootloader.
+    BootRequested,
+    /// The protocol state was reset.
+    ProtocolReset(ResetCause),
+    /// New caps took effect.
+    CapsChanged(Caps),
+}
+
+/// Why the protocol state was reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetCause {
+    /// A PROTO_SYNC arrived.
+    Sync,
+    /// A packet was never acknowledged after every retransmission.
+    RetransmitGaveUp,
+}
+
+/// Why a channel could not be registered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// All 31 data channel ids are taken.
+    #[error("no free channel id")]
+    NoFreeId,
+    /// The id is 0, over 31, or taken.
+    #[error("channel id {0} is not available")]
+    IdUnavailable(u8),
+    /// The name is empty, longer than 13 bytes, or contains NUL.
+    #[error("invalid channel name {0:?} (1 to 13 bytes, no NUL)")]
+    BadName(String),
+    /// Another channel has this name.
+    #[error("a channel named {0:?} exists")]
+    DuplicateName(String),
+}
+
+struct Slot {
+    name: String,
+    flags: ChannelFlags,
+    ops: Ops,
+    backend: Box<dyn ChannelBackend>,
+    last_lock: Option<Instant>,
+}
+
+/// A packet sent with ACK_REQ, waiting for its ACK.
+struct Inflight {
+    wire: Vec<u8>,
+    header: Header,
+    deadline: Instant,
+    timeout: Duration,
+    resends: u8,
+}
+
+/// A response still being sent.
+enum Message {
+    /// Bytes already known (system answers, shapes...).
+    Buffer { header: Header, data: Bytes, pos: usize },
+    /// A channel read, generated piece by piece from the backend.
+    Read { header: Header, offset: u32, remaining: u32 },
+}
+
+struct QueuedEvent {
+    channel: ChannelId,
+    event: Option<u16>,
+    ack_req: bool,
+}
+
+/// The cam endpoint. See the module documentation.
+pub struct DeviceEndpoint {
+    config: DeviceConfig,
+    framer: Framer,
+    caps: Caps,
+    sequence: u8,
+    slots: Vec<Option<Slot>>,
+    transmits: VecDeque<Vec<u8>>,
+    inflight: Option<Inflight>,
+    message: Option<Message>,
+    events: VecDeque<QueuedEvent>,
+    app_events: VecDeque<DeviceEvent>,
+    stats: Stats,
+    dropped_events: u64,
+}
+
+impl core::fmt::Debug for DeviceEndpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeviceEndpoint")
+            .field("caps", &self.caps)
+            .field("sequence", &self.sequence)
+            .field("channels", &self.channels())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceEndpoint {
+    /// A cam with no channels but the transport (channel 0).
+    pub fn new(config: DeviceConfig) -> DeviceEndpoint {
+        let mut slots = Vec::with_capacity(ChannelId::COUNT);
+        slots.resize_with(ChannelId::COUNT, || None);
+        DeviceEndpoint {
+            framer: Framer::new(device_framer(Caps::DEFAULT)),
+            caps: Caps::DEFAULT,
+            sequence: 0,
+            slots,
+            transmits: VecDeque::new(),
+            inflight: None,
+            message: None,
+            events: VecDeque::new(),
+            app_events: VecDeque::new(),
+            stats: Stats::default(),
+            dropped_events: 0,
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// Replaces the SYS_MEMORY answer.
+    pub fn set_memory_stats(&mut self, memory: Option<MemoryStats>) {
+        self.config.memory = memory;
+    }
+
+    /// Current caps.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// Current sequence counter.
+    pub fn sequence(&self) -> u8 {
+        self.sequence
+    }
+
+    /// Device statistics (what PROTO_STATS reports).
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Framer drop counters.
+    pub fn framer_stats(&self) -> crate::framer::FramerStats {
+        self.framer.stats()
+    }
+
+    /// Events dropped because the queue was full or events were off.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events
+    }
+
+    /// Bytes buffered by the framer (bounded by one packet plus a chunk).
+    pub fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
+    /// The channel list as CHANNEL_LIST reports it (channel 0 first).
+    pub fn channels(&self) -> Vec<ChannelEntry> {
+        let mut v = Vec::new();
+        v.push(ChannelEntry {
+            id: ChannelId::SYSTEM,
+            flags: ChannelFlags::PHYSICAL,
+            name: self.config.transport_name.clone(),
+        });
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(s) = s {
+                v.push(ChannelEntry { id: ChannelId(i as u8), flags: s.flags, name: s.name.clone() });
+            }
+        }
+        v
+    }
+
+    /// Registers a built-in channel at a fixed id, with no event (boot time).
+    pub fn register_at(
+        &mut self,
+        id: ChannelId,
+        name: &str,
+        backend: Box<dyn ChannelBackend>,
+    ) -> Result<ChannelId, RegisterError> {
+        let i = usize::from(id.0);
+        if i == 0 || i >= ChannelId::COUNT || self.slots[i].is_some() {
+            return Err(RegisterError::IdUnavailable(id.0));
+        }
+        self.check_name(name)?;
+        let ops = backend.ops();
+        let flags = backend.flags().unwrap_or_else(|| derived_flags(ops));
+        self.slots[i] = Some(Slot { name: String::from(name), flags, ops, backend, last_lock: None });
+        Ok(id)
+    }
+
+    /// Registers a channel at run time: first free id >= 1, DYNAMIC flag and
+    /// flags derived from the backend, and a CHANNEL_REGISTERED event.
+    pub fn register(&mut self, name: &str, backend: Box<dyn ChannelBackend>) -> Result<ChannelId, RegisterError> {
+        let free = (1..ChannelId::COUNT).find(|&i| self.slots[i].is_none()).ok_or(RegisterError::NoFreeId)?;
+        self.check_name(name)?;
+        let ops = backend.ops();
+        let flags = derived_flags(ops);
+        self.slots[free] = Some(Slot { name: String::from(name), flags, ops, backend, last_lock: None });
+        self.send_event(ChannelId::SYSTEM, Some(crate::event::EventId::CHANNEL_REGISTERED.0), false);
+        Ok(ChannelId(free as u8))
+    }
+
+    /// Removes a channel and sends CHANNEL_UNREGISTERED; returns its backend.
+    pub fn unregister(&mut self, id: ChannelId) -> Option<Box<dyn ChannelBackend>> {
+        let slot = self.slots.get_mut(usize::from(id.0))?.take()?;
+        if matches!(&self.message, Some(Message::Read { header, .. }) if header.channel == id) {
+            self.message = None;
+        }
+        self.send_event(ChannelId::SYSTEM, Some(crate::event::EventId::CHANNEL_UNREGISTERED.0), false);
+        Some(slot.backend)
+    }
+
+    /// The backend of a channel, to drive it from the application.
+    pub fn channel_mut(&mut self, id: ChannelId) -> Option<&mut (dyn ChannelBackend + 'static)> {
+        match self.slots.get_mut(usize::from(id.0)) {
+            Some(Some(s)) => Some(s.backend.as_mut()),
+            _ => None,
+        }
+    }
+
+    /// The id of the channel called `name`.
+    pub fn channel_id(&self, name: &str) -> Option<ChannelId> {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.name == name))
+            .map(|i| ChannelId(i as u8))
+    }
+
+    /// Queues an event: a system event on channel 0 (SYS_EVENT) or a channel
+    /// event (CHANNEL_EVENT); `None` is a payload-less NOTIFY. Dropped when
+    /// the host has not enabled events.
+    pub fn send_event(&mut self, channel: ChannelId, event: Option<u16>, ack_req: bool) {
+        if !self.caps.flags.events() {
+            self.dropped_events += 1;
+            return;
+        }
+        if self.events.len() >= self.config.event_queue.max(1) {
+            self.events.pop_front();
+            self.dropped_events += 1;
+        }
+        self.events.push_back(QueuedEvent { channel, event, ack_req });
+    }
+
+    /// Feeds bytes received from the host.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.framer.push(data);
+        loop {
+            let expected = if self.caps.flags.seq() { Some(self.sequence) } else { None };
+            match self.framer.next(expected) {
+                None => break,
+                Some(Frame::Packet(p)) => {
+                    self.stats.received = self.stats.received.wrapping_add(1);
+                    self.handle_packet(now, p);
+                }
+                Some(Frame::Rejected { header, reason }) => {
+                    let status = match reason {
+                        Reject::Overflow => Status::OVERFLOW,
+                        Reject::Sequence => {
+                            self.stats.sequence_errors = self.stats.sequence_errors.wrapping_add(1);
+                            Status::SEQUENCE
+                        }
+                        Reject::PayloadCrc => {
+                            self.stats.checksum_errors = self.stats.checksum_errors.wrapping_add(1);
+                            Status::CHECKSUM
+                        }
+                    };
+                    // While waiting for an ACK, a damaged packet is most likely
+                    // that ACK: let the retransmit timer handle it.
+                    if self.inflight.is_none() && !header.flags.intersects(Flags::ACK | Flags::NAK) {
+                        self.abort_message();
+                        self.nak(&header, status);
+                    }
+                }
+            }
+        }
+        self.collect_backend_events(now);
+    }
+
+    /// Tells the endpoint time has passed (retransmissions, channel timers).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(inf) = &mut self.inflight {
+            if now >= inf.deadline {
+                if inf.resends < self.config.rtx_retries {
+                    inf.resends += 1;
+                    inf.timeout = inf.timeout.saturating_mul(2);
+                    inf.deadline = now + inf.timeout;
+                    set_rtx(&mut inf.wire, self.caps.flags.crc());
+                    self.transmits.push_back(inf.wire.clone());
+                    self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
+                    self.stats.sent = self.stats.sent.wrapping_add(1);
+                } else {
+                    self.stats.transport_errors = self.stats.transport_errors.wrapping_add(1);
+                    self.reset_protocol(ResetCause::RetransmitGaveUp);
+                }
+            }
+        }
+        self.collect_backend_events(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let rtx = self.inflight.as_ref().map(|i| i.deadline);
+        let chans = self.slots.iter().flatten().filter_map(|s| s.backend.next_deadline()).min();
+        match (rtx, chans) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Next bytes to send to the host. Responses are generated lazily, one
+    /// packet per call, so a large read never sits in memory at once.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.transmits.is_empty() {
+            self.pump(now);
+        }
+        self.transmits.pop_front()
+    }
+
+    /// Next application event.
+    pub fn poll_event(&mut self) -> Option<DeviceEvent> {
+        self.app_events.pop_front()
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), RegisterError> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains('\0') {
+            return Err(RegisterError::BadName(String::from(name)));
+        }
+        if self.channel_id(name).is_some() || name == self.config.transport_name {
+            return Err(RegisterError::DuplicateName(String::from(name)));
+        }
+        Ok(())
+    }
+
+    fn collect_backend_events(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            // Bounded: a backend can produce at most a queue's worth per call.
+            for _ in 0..self.config.event_queue.max(1) {
+                let Some(slot) = self.slots[i].as_mut() else { break };
+                let Some(ev) = slot.backend.poll_event(now) else { break };
+                self.send_event(ChannelId(i as u8), ev.event, ev.ack_req);
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, now: Instant, p: Packet) {
+        let h = p.header;
+        if h.flags.contains(Flags::ACK) {
+            if let Some(inf) = &self.inflight {
+                if inf.header.sequence == h.sequence && inf.header.opcode == h.opcode {
+                    self.inflight = None;
+                }
+            }
+            return;
+        }
+        if h.flags.contains(Flags::NAK) {
+            // The host rejected what we sent: resend it now.
+            if let Some(inf) = &mut self.inflight {
+                inf.deadline = now;
+            }
+            return;
+        }
+        if h.opcode == Opcode::PROTO_SYNC && h.channel == ChannelId::SYSTEM {
+            self.reset_protocol(ResetCause::Sync);
+            // The ACK carries the SYNC's sequence and does not advance the counter.
+            let ack = Header { sequence: h.sequence, channel: h.channel, flags: Flags::ACK, opcode: h.opcode, length: 0 };
+            self.send_raw(&ack, &[]);
+            return;
+        }
+        if h.opcode.is_event() {
+            return; // cam-to-host only
+        }
+        // A new request: the host has everything we sent (it only moves on
+        // after the last packet of a response), so an outstanding ACK is
+        // implied and any unfinished answer is abandoned.
+        self.inflight = None;
+        self.abort_message();
+        self.dispatch(now, h, &p.payload);
+    }
+
+    fn dispatch(&mut self, now: Instant, h: Header, payload: &[u8]) {
+        if h.opcode.is_system() && h.channel != ChannelId::SYSTEM {
+            return self.nak(&h, Status::INVALID);
+        }
+        match h.opcode {
+            Opcode::PROTO_GET_CAPS => {
+                let caps = Caps { flags: self.config.supported, max_payload: self.config.max_payload };
+                self.respond(&h, Bytes::copy_from_slice(&caps.encode()));
+            }
+            Opcode::PROTO_SET_CAPS => match Caps::decode_exact(payload) {
+                Ok(c) if c.max_payload >= crate::MIN_PAYLOAD && c.max_payload <= self.config.max_payload => {
+                    self.ack(&h);
+                    let caps = Caps {
+                        flags: CapFlags(c.flags.0 & self.config.supported.0 & CapFlags::KNOWN.0),
+                        max_payload: c.max_payload,
+                    };
+                    self.caps = caps;
+                    self.framer.set_config(device_framer(caps));
+                    self.app_events.push_back(DeviceEvent::CapsChanged(caps));
+                }
+                _ => self.nak(&h, Status::INVALID),
+            },
+            Opcode::PROTO_STATS => {
+                let s = self.stats.encode();
+                self.respond(&h, Bytes::copy_from_slice(&s));
+            }
+            Opcode::PROTO_VERSION => {
+                let v = self.config.version.encode();
+                self.respond(&h, Bytes::copy_from_slice(&v));
+            }
+            Opcode::SYS_RESET => self.app_events.push_back(DeviceEvent::ResetRequested),
+            Opcode::SYS_BOOT => self.app_events.push_back(DeviceEvent::BootRequested),
+            Opcode::SYS_INFO => {
+                let s = self.config.sysinfo.encode();
+                self.respond(&h, Bytes::copy_from_slice(&s));
+            }
+            Opcode::SYS_MEMORY => match &self.config.memory {
+                Some(m) => {
+                    let data = Bytes::from(m.encode());
+                    self.respond(&h, data);
+                }
+                None => self.nak(&h, Status::INVALID),
+            },
+            Opcode::CHANNEL_LIST => {
+                let data = ChannelEntry::encode_list(&self.channels());
+                self.respond(&h, Bytes::from(data));
+            }
+            Opcode::CHANNEL_POLL => {
+                let mut bits = PollBitmap(0);
+                for (i, s) in self.slots.iter_mut().enumerate() {
+                    if let Some(s) = s {
+                        if s.backend.poll(now) {
+                            bits.set(ChannelId(i as u8));
+                        }
+                    }
+                }
+                self.respond(&h, Bytes::copy_from_slice(&bits.encode()));
+            }
+            Opcode::CHANNEL_LOCK => self.channel_lock(now, h),
+            Opcode::CHANNEL_UNLOCK => {
+                let r = self.with_slot(&h, |s| s.backend.unlock());
+                self.status_reply(&h, r);
+            }
+            Opcode::CHANNEL_SHAPE => {
+                let r = self.with_slot(&h, |s| s.backend.shape());
+                match r {
+                    Ok(shape) => {
+                        let mut buf = [0u8; 16];
+                        let n = shape.encode(&mut buf);
+                        self.respond(&h, Bytes::copy_from_slice(&buf[..n]));
+                    }
+                    Err(e) => self.nak(&h, e.status()),
+                }
+            }
+            Opcode::CHANNEL_SIZE => {
+                let r = self.with_slot(&h, |s| s.backend.size());
+                match r {
+                    Ok(n) => self.respond(&h, Bytes::copy_from_slice(&n.to_le_bytes())),
+                    Err(e) => self.nak(&h, e.status()),
+                }
+            }
+            Opcode::CHANNEL_READ => self.channel_read(h, payload),
+            Opcode::CHANNEL_WRITE => {
+                let r = match WriteRequest::decode(payload) {
+                    Ok(w) if w.end_offset().is_some() => self.with_slot(&h, |s| {
+                        if s.ops.contains(Ops::WRITE) {
+                            s.backend.write(w.offset, w.data)
+                        } else {
+                            Err(ChannelError::Unsupported)
+                        }
+                    }),
+                    _ => Err(ChannelError::Invalid),
+                };
+                self.status_reply(&h, r);
+            }
+            Opcode::CHANNEL_IOCTL => {
+                let r = match IoctlRequest::decode(payload) {
+                    Ok(io) => self.with_slot(&h, |s| s.backend.ioctl(io.request, io.args)),
+                    Err(_) => Err(ChannelError::Invalid),
+                };
+                self.status_reply(&h, r);
+            }
+            _ => self.nak(&h, Status::INVALID),
+        }
+    }
+
+    fn with_slot<T>(
+        &mut self,
+        h: &Header,
+        f: impl FnOnce(&mut Slot) -> Result<T, ChannelError>,
+    ) -> Result<T, ChannelError> {
+        match self.slots.get_mut(usize::from(h.channel.0)) {
+            Some(Some(s)) => f(s),
+            _ => Err(ChannelError::Invalid),
+        }
+    }
+
+    fn channel_lock(&mut self, now: Instant, h: Header) {
+        let interval = self.config.lock_interval;
+        let r = self.with_slot(&h, |s| {
+            if !s.ops.contains(Ops::LOCK) {
+                return Err(ChannelError::Unsupported);
+            }
+            if let Some(last) = s.last_lock {
+                if now.saturating_duration_since(last) < interval {
+                    return Err(ChannelError::Busy);
+                }
+            }
+            s.backend.lock()?;
+            s.last_lock = Some(now);
+            Ok(())
+        });
+        self.status_reply(&h, r);
+    }
+
+    fn channel_read(&mut self, h: Header, payload: &[u8]) {
+        let req = match ReadRequest::decode(payload) {
+            Ok(r) if r.length > 0 && r.offset.checked_add(r.length).is_some() => r,
+            _ => return self.nak(&h, Status::INVALID),
+        };
+        let readable = match self.slots.get(usize::from(h.channel.0)) {
+            Some(Some(s)) => s.ops.contains(Ops::READ) || s.ops.contains(Ops::READP),
+            _ => false,
+        };
+        if !readable {
+            return self.nak(&h, Status::INVALID);
+        }
+        self.message = Some(Message::Read { header: h, offset: req.offset, remaining: req.length });
+    }
+
+    fn status_reply(&mut self, h: &Header, r: Result<(), ChannelError>) {
+        match r {
+            Ok(()) => self.ack(h),
+            Err(e) => self.nak(h, e.status()),
+        }
+    }
+
+    fn respond(&mut self, h: &Header, data: Bytes) {
+        self.message = Some(Message::Buffer { header: *h, data, pos: 0 });
+    }
+
+    fn ack(&mut self, request: &Header) {
+        let h = Header { sequence: self.sequence, channel: request.channel, flags: Flags::ACK, opcode: request.opcode, length: 0 };
+        self.send_numbered(h, &[]);
+    }
+
+    fn nak(&mut self, request: &Header, status: Status) {
+        let h = Header { sequence: self.sequence, channel: request.channel, flags: Flags::NAK, opcode: request.opcode, length: 0 };
+        self.send_numbered(h, &status.encode());
+    }
+
+    fn abort_message(&mut self) {
+        self.message = None;
+    }
+
+    /// Emits queued events and the next piece of the current message while
+    /// no ACK is outstanding.
+    fn pump(&mut self, now: Instant) {
+        while self.inflight.is_none() && self.transmits.is_empty() {
+            if let Some(ev) = self.events.pop_front() {
+                self.emit_event(now, ev);
+                continue;
+            }
+            match self.message.take() {
+                None => return,
+                Some(Message::Buffer { header, data, pos }) => {
+                    let piece = usize::from(self.caps.max_payload);
+                    let end = (pos + piece).min(data.len());
+                    let more = end < data.len();
+                    let mut h = header;
+                    h.sequence = self.sequence;
+                    h.flags = if more { Flags::FRAGMENT } else { Flags::NONE };
+                    self.send_data(now, h, &data[pos..end]);
+                    if more {
+                        self.message = Some(Message::Buffer { header, data, pos: end });
+                    }
+                }
+                Some(Message::Read { header, offset, remaining }) => {
+                    self.emit_read_piece(now, header, offset, remaining);
+                }
+            }
+        }
+    }
+
+    fn emit_read_piece(&mut self, now: Instant, request: Header, offset: u32, remaining: u32) {
+        let piece = self.config.read_piece.unwrap_or(self.caps.max_payload).min(self.caps.max_payload).max(1);
+        let want = remaining.min(u32::from(piece)) as usize;
+        let Some(Some(slot)) = self.slots.get_mut(usize::from(request.channel.0)) else {
+            return self.nak(&request, Status::FAILED);
+        };
+        let mut wire = Vec::with_capacity(HEADER_SIZE + want + 4);
+        wire.resize(HEADER_SIZE + want, 0);
+        let got = if slot.ops.contains(Ops::READP) {
+            match slot.backend.readp(offset, want as u32) {
+                Ok(view) => {
+                    let n = view.len().min(want);
+                    wire[HEADER_SIZE..HEADER_SIZE + n].copy_from_slice(&view[..n]);
+                    Ok(n)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            slot.backend.read(offset, &mut wire[HEADER_SIZE..]).map(|n| n.min(want))
+        };
+        let got = match got {
+            Ok(0) | Err(_) => {
+                let status = match got {
+                    Err(e) => e.status(),
+                    _ => Status::FAILED,
+                };
+                return self.nak(&request, status);
+            }
+            Ok(n) => n,
+        };
+        wire.truncate(HEADER_SIZE + got);
+        let left = remaining - got as u32;
+        let more = left > 0 && got == want;
+        let h = Header {
+            sequence: self.sequence,
+            channel: request.channel,
+            flags: if more { Flags::FRAGMENT } else { Flags::NONE },
+            opcode: request.opcode,
+            length: got as u16,
+        };
+        if more {
+            self.message = Some(Message::Read { header: request, offset: offset.wrapping_add(got as u32), remaining: left });
+        }
+        self.finish_data_packet(now, h, wire);
+    }
+
+    /// Sends a data packet (adds ACK_REQ when acks are on) and advances the counter.
+    fn send_data(&mut self, now: Instant, h: Header, payload: &[u8]) {
+        let mut wire = Vec::with_capacity(HEADER_SIZE + payload.len() + 4);
+        wire.resize(HEADER_SIZE, 0);
+        wire.extend_from_slice(payload);
+        let mut h = h;
+        h.length = payload.len() as u16;
+        self.finish_data_packet(now, h, wire);
+    }
+
+    /// `wire` holds a placeholder header followed by the payload.
+    fn finish_data_packet(&mut self, now: Instant, mut h: Header, mut wire: Vec<u8>) {
+        let crc = self.caps.flags.crc();
+        if self.caps.flags.ack() {
+            h.flags = h.flags | Flags::ACK_REQ;
+        }
+        h.length = (wire.len() - HEADER_SIZE) as u16;
+        wire[..HEADER_SIZE].copy_from_slice(&h.encode(crc));
+        if h.length > 0 {
+            let c = if crc { crc32(&wire[HEADER_SIZE..]) } else { 0 };
+            wire.extend_from_slice(&c.to_le_bytes());
+        }
+        self.sequence = self.sequence.wrapping_add(1);
+        self.stats.sent = self.stats.sent.wrapping_add(1);
+        if h.flags.contains(Flags::ACK_REQ) {
+            self.inflight = Some(Inflight {
+                wire: wire.clone(),
+                header: h,
+                deadline: now + self.config.rtx_timeout,
+                timeout: self.config.rtx_timeout,
+                resends: 0,
+            });
+        }
+        self.transmits.push_back(wire);
+    }
+
+    fn emit_event(&mut self, now: Instant, ev: QueuedEvent) {
+        let opcode = if ev.channel == ChannelId::SYSTEM { Opcode::SYS_EVENT } else { Opcode::CHANNEL_EVENT };
+        let mut flags = Flags::EVENT;
+        if ev.ack_req && self.caps.flags.ack() {
+            flags = flags | Flags::ACK_REQ;
+        }
+        let (buf, n) = crate::event::encode_event_payload(ev.event);
+        let h = Header { sequence: self.sequence, channel: ev.channel, flags, opcode, length: n as u16 };
+        let mut wire = Vec::with_capacity(HEADER_SIZE + n + 4);
+        encode_packet(&h, &buf[..n], self.caps.flags.crc(), &mut wire);
+        self.stats.sent = self.stats.sent.wrapping_add(1);
+        self.stats.sent_events = self.stats.sent_events.wrapping_add(1);
+        if flags.contains(Flags::ACK_REQ) {
+            self.inflight = Some(Inflight {
+                wire: wire.clone(),
+                header: h,
+                deadline: now + self.config.rtx_timeout,
+                timeout: self.config.rtx_timeout,
+                resends: 0,
+            });
+        }
+        self.transmits.push_back(wire);
+    }
+
+    /// A status packet (ACK/NAK): numbered, never waits for an ACK.
+    fn send_numbered(&mut self, h: Header, payload: &[u8]) {
+        self.send_raw(&h, payload);
+        self.sequence = self.sequence.wrapping_add(1);
+    }
+
+    fn send_raw(&mut self, h: &Header, payload: &[u8]) {
+        let mut wire = Vec::with_capacity(HEADER_SIZE + payload.len() + 4);
+        encode_packet(h, payload, self.caps.flags.crc(), &mut wire);
+        self.stats.sent = self.stats.sent.wrapping_add(1);
+        self.transmits.push_back(wire);
+    }
+
+    fn reset_protocol(&mut self, cause: ResetCause) {
+        self.sequence = 0;
+        self.caps = Caps::DEFAULT;
+        self.framer.set_config(device_framer(Caps::DEFAULT));
+        if cause == ResetCause::RetransmitGaveUp {
+            self.framer.clear();
+        }
+        self.transmits.clear();
+        self.inflight = None;
+        self.message = None;
+        self.events.clear();
+        for s in self.slots.iter_mut().flatten() {
+            s.backend.reset();
+            s.last_lock = None;
+        }
+        self.app_events.push_back(DeviceEvent::ProtocolReset(cause));
+    }
+}
+
+fn device_framer(caps: Caps) -> FramerConfig {
+    FramerConfig { role: Role::Device, crc: caps.flags.crc(), max_payload: caps.max_payload }
+}
+
+/// Sets RTX on an encoded packet and recomputes its header CRC.
+fn set_rtx(wire: &mut [u8], crc: bool) {
+    if wire.len() < HEADER_SIZE {
+        return;
+    }
+    wire[4] |= Flags::RTX.0;
+    let c = if crc { crate::crc::crc16(&wire[..8]) } else { 0 };
+    wire[8..10].copy_from_slice(&c.to_le_bytes());
+}

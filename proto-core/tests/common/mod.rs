@@ -1,0 +1,158 @@
+//! A deterministic in-process link between a host and a cam endpoint.
+#![allow(dead_code)]
+
+use proto_core::backend::{ChannelBackend, ChannelError, Ops};
+use proto_core::device::{DeviceConfig, DeviceEndpoint};
+use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
+use proto_core::rng::SimRng;
+use proto_core::{Duration, Instant};
+
+/// A byte-buffer channel: read, write, size, lock.
+pub struct BufChan {
+    pub data: Vec<u8>,
+    pub locked: bool,
+}
+
+impl ChannelBackend for BufChan {
+    fn ops(&self) -> Ops {
+        Ops::READ | Ops::WRITE | Ops::SIZE | Ops::LOCK
+    }
+    fn size(&mut self) -> Result<u32, ChannelError> {
+        Ok(self.data.len() as u32)
+    }
+    fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<usize, ChannelError> {
+        let start = offset as usize;
+        let end = start.checked_add(buf.len()).ok_or(ChannelError::Failed)?;
+        if end > self.data.len() {
+            return Err(ChannelError::Failed);
+        }
+        buf.copy_from_slice(&self.data[start..end]);
+        Ok(buf.len())
+    }
+    fn write(&mut self, offset: u32, d: &[u8]) -> Result<(), ChannelError> {
+        let start = offset as usize;
+        let end = start + d.len();
+        if end > self.data.len() {
+            return Err(ChannelError::Failed);
+        }
+        self.data[start..end].copy_from_slice(d);
+        Ok(())
+    }
+    fn lock(&mut self) -> Result<(), ChannelError> {
+        if self.locked {
+            return Err(ChannelError::Busy);
+        }
+        self.locked = true;
+        Ok(())
+    }
+    fn unlock(&mut self) -> Result<(), ChannelError> {
+        self.locked = false;
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.locked = false;
+    }
+}
+
+/// Faults applied to whole packets in each direction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    pub host_to_cam_drop: f64,
+    pub cam_to_host_drop: f64,
+    /// Max extra virtual microseconds per hop.
+    pub jitter_us: u64,
+}
+
+pub struct Link {
+    pub host: HostEndpoint,
+    pub cam: DeviceEndpoint,
+    pub now: Instant,
+    pub rng: SimRng,
+    pub faults: Faults,
+    pub events: Vec<proto_core::host::CamEvent>,
+}
+
+impl Link {
+    pub fn new(host: HostConfig, cam: DeviceConfig, seed: u64, faults: Faults) -> Link {
+        Link {
+            host: HostEndpoint::new(host),
+            cam: DeviceEndpoint::new(cam),
+            now: Instant::ZERO,
+            rng: SimRng::new(seed),
+            faults,
+            events: Vec::new(),
+        }
+    }
+
+    /// Moves bytes both ways until the host completes something; advances
+    /// virtual time to the next deadline when nothing moves.
+    pub fn run(&mut self) -> Completion {
+        for _ in 0..1_000_000 {
+            if let Some(c) = self.host.poll_completion() {
+                while let Some(e) = self.host.poll_event() {
+                    self.events.push(e);
+                }
+                return c;
+            }
+            let mut moved = false;
+            while let Some(bytes) = self.host.poll_transmit() {
+                moved = true;
+                if !self.rng.chance(self.faults.host_to_cam_drop) {
+                    self.hop();
+                    self.cam.handle_input(self.now, &bytes);
+                }
+            }
+            while let Some(bytes) = self.cam.poll_transmit(self.now) {
+                moved = true;
+                if !self.rng.chance(self.faults.cam_to_host_drop) {
+                    self.hop();
+                    // Deliver in random chunks.
+                    let mut rest = &bytes[..];
+                    while !rest.is_empty() {
+                        let n = 1 + self.rng.below(rest.len() as u64) as usize;
+                        self.host.handle_input(self.now, &rest[..n]);
+                        rest = &rest[n..];
+                    }
+                }
+            }
+            while let Some(e) = self.host.poll_event() {
+                self.events.push(e);
+            }
+            if !moved {
+                let next = [self.host.poll_timeout(), self.cam.poll_timeout()].into_iter().flatten().min();
+                match next {
+                    Some(t) => {
+                        self.now = self.now.max(t);
+                        self.host.handle_timeout(self.now);
+                        self.cam.handle_timeout(self.now);
+                    }
+                    None => panic!("deadlock: nothing to send and no timer"),
+                }
+            }
+        }
+        panic!("no completion after a million steps");
+    }
+
+    fn hop(&mut self) {
+        if self.faults.jitter_us > 0 {
+            let d = self.rng.below(self.faults.jitter_us);
+            self.now = self.now + Duration::from_micros(d);
+        }
+    }
+
+    pub fn connect(&mut self) -> Result<proto_core::caps::Caps, RequestError> {
+        self.host.connect(self.now);
+        match self.run() {
+            Completion::Connected(r) => r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    pub fn request(&mut self, cmd: &Command) -> Result<Reply, RequestError> {
+        self.host.request(self.now, cmd)?;
+        match self.run() {
+            Completion::Request(r) => r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
