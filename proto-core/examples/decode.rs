@@ -49,10 +49,16 @@ fn run() -> Result<(), String> {
             data = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
         }
         None => {
-            std::io::stdin().read_to_end(&mut data).map_err(|e| format!("stdin: {e}"))?;
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .map_err(|e| format!("stdin: {e}"))?;
         }
     }
-    let mut framer = Framer::new(FramerConfig { role: Role::Host, crc: true, max_payload });
+    let mut framer = Framer::new(FramerConfig {
+        role: Role::Host,
+        crc: true,
+        max_payload,
+    });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut packets, mut bytes) = (0u64, 0u64);

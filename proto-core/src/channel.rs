@@ -4,7 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::error::{DecodeError};
+use crate::error::DecodeError;
 
 /// A channel id: 0 is the transport/system channel, 1..=31 are data channels.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -154,9 +154,15 @@ impl ChannelEntry {
     /// Decodes a CHANNEL_LIST payload; its length must be a multiple of 16.
     pub fn decode_list(payload: &[u8]) -> Result<Vec<ChannelEntry>, DecodeError> {
         if payload.len() % ENTRY_SIZE != 0 {
-            return Err(DecodeError::BadLength { what: "channel list", got: payload.len() });
+            return Err(DecodeError::BadLength {
+                what: "channel list",
+                got: payload.len(),
+            });
         }
-        payload.chunks_exact(ENTRY_SIZE).map(ChannelEntry::decode).collect()
+        payload
+            .chunks_exact(ENTRY_SIZE)
+            .map(ChannelEntry::decode)
+            .collect()
     }
 }
 

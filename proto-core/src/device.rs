@@ -81,7 +81,11 @@ impl Default for DeviceConfig {
             lock_interval: Duration::from_millis(10),
             read_piece: None,
             event_queue: 64,
-            version: Version { protocol: [1, 0, 2], bootloader: [1, 0, 0], firmware: [5, 0, 0] },
+            version: Version {
+                protocol: [1, 0, 2],
+                bootloader: [1, 0, 0],
+                firmware: [5, 0, 0],
+            },
             sysinfo: SysInfo::default(),
             memory: None,
             transport_name: String::from("usb"),
@@ -148,9 +152,17 @@ struct Inflight {
 /// A response still being sent.
 enum Message {
     /// Bytes already known (system answers, shapes...).
-    Buffer { header: Header, data: Bytes, pos: usize },
+    Buffer {
+        header: Header,
+        data: Bytes,
+        pos: usize,
+    },
     /// A channel read, generated piece by piece from the backend.
-    Read { header: Header, offset: u32, remaining: u32 },
+    Read {
+        header: Header,
+        offset: u32,
+        remaining: u32,
+    },
 }
 
 struct QueuedEvent {
@@ -257,7 +269,11 @@ impl DeviceEndpoint {
         });
         for (i, s) in self.slots.iter().enumerate() {
             if let Some(s) = s {
-                v.push(ChannelEntry { id: ChannelId(i as u8), flags: s.flags, name: s.name.clone() });
+                v.push(ChannelEntry {
+                    id: ChannelId(i as u8),
+                    flags: s.flags,
+                    name: s.name.clone(),
+                });
             }
         }
         v
@@ -277,19 +293,41 @@ impl DeviceEndpoint {
         self.check_name(name)?;
         let ops = backend.ops();
         let flags = backend.flags().unwrap_or_else(|| derived_flags(ops));
-        self.slots[i] = Some(Slot { name: String::from(name), flags, ops, backend, last_lock: None });
+        self.slots[i] = Some(Slot {
+            name: String::from(name),
+            flags,
+            ops,
+            backend,
+            last_lock: None,
+        });
         Ok(id)
     }
 
     /// Registers a channel at run time: first free id >= 1, DYNAMIC flag and
     /// flags derived from the backend, and a CHANNEL_REGISTERED event.
-    pub fn register(&mut self, name: &str, backend: Box<dyn ChannelBackend>) -> Result<ChannelId, RegisterError> {
-        let free = (1..ChannelId::COUNT).find(|&i| self.slots[i].is_none()).ok_or(RegisterError::NoFreeId)?;
+    pub fn register(
+        &mut self,
+        name: &str,
+        backend: Box<dyn ChannelBackend>,
+    ) -> Result<ChannelId, RegisterError> {
+        let free = (1..ChannelId::COUNT)
+            .find(|&i| self.slots[i].is_none())
+            .ok_or(RegisterError::NoFreeId)?;
         self.check_name(name)?;
         let ops = backend.ops();
         let flags = derived_flags(ops);
-        self.slots[free] = Some(Slot { name: String::from(name), flags, ops, backend, last_lock: None });
-        self.send_event(ChannelId::SYSTEM, Some(crate::event::EventId::CHANNEL_REGISTERED.0), false);
+        self.slots[free] = Some(Slot {
+            name: String::from(name),
+            flags,
+            ops,
+            backend,
+            last_lock: None,
+        });
+        self.send_event(
+            ChannelId::SYSTEM,
+            Some(crate::event::EventId::CHANNEL_REGISTERED.0),
+            false,
+        );
         Ok(ChannelId(free as u8))
     }
 
@@ -299,7 +337,11 @@ impl DeviceEndpoint {
         if matches!(&self.message, Some(Message::Read { header, .. }) if header.channel == id) {
             self.message = None;
         }
-        self.send_event(ChannelId::SYSTEM, Some(crate::event::EventId::CHANNEL_UNREGISTERED.0), false);
+        self.send_event(
+            ChannelId::SYSTEM,
+            Some(crate::event::EventId::CHANNEL_UNREGISTERED.0),
+            false,
+        );
         Some(slot.backend)
     }
 
@@ -331,14 +373,22 @@ impl DeviceEndpoint {
             self.events.pop_front();
             self.dropped_events += 1;
         }
-        self.events.push_back(QueuedEvent { channel, event, ack_req });
+        self.events.push_back(QueuedEvent {
+            channel,
+            event,
+            ack_req,
+        });
     }
 
     /// Feeds bytes received from the host.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.framer.push(data);
         loop {
-            let expected = if self.caps.flags.seq() { Some(self.sequence) } else { None };
+            let expected = if self.caps.flags.seq() {
+                Some(self.sequence)
+            } else {
+                None
+            };
             match self.framer.next(expected) {
                 None => break,
                 Some(Frame::Packet(p)) => {
@@ -359,7 +409,8 @@ impl DeviceEndpoint {
                     };
                     // While waiting for an ACK, a damaged packet is most likely
                     // that ACK: let the retransmit timer handle it.
-                    if self.inflight.is_none() && !header.flags.intersects(Flags::ACK | Flags::NAK) {
+                    if self.inflight.is_none() && !header.flags.intersects(Flags::ACK | Flags::NAK)
+                    {
                         self.abort_message();
                         self.nak(&header, status);
                     }
@@ -393,7 +444,12 @@ impl DeviceEndpoint {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rtx = self.inflight.as_ref().map(|i| i.deadline);
-        let chans = self.slots.iter().flatten().filter_map(|s| s.backend.next_deadline()).min();
+        let chans = self
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(|s| s.backend.next_deadline())
+            .min();
         match (rtx, chans) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -428,8 +484,12 @@ impl DeviceEndpoint {
         for i in 0..self.slots.len() {
             // Bounded: a backend can produce at most a queue's worth per call.
             for _ in 0..self.config.event_queue.max(1) {
-                let Some(slot) = self.slots[i].as_mut() else { break };
-                let Some(ev) = slot.backend.poll_event(now) else { break };
+                let Some(slot) = self.slots[i].as_mut() else {
+                    break;
+                };
+                let Some(ev) = slot.backend.poll_event(now) else {
+                    break;
+                };
                 self.send_event(ChannelId(i as u8), ev.event, ev.ack_req);
             }
         }
@@ -455,7 +515,13 @@ impl DeviceEndpoint {
         if h.opcode == Opcode::PROTO_SYNC && h.channel == ChannelId::SYSTEM {
             self.reset_protocol(ResetCause::Sync);
             // The ACK carries the SYNC's sequence and does not advance the counter.
-            let ack = Header { sequence: h.sequence, channel: h.channel, flags: Flags::ACK, opcode: h.opcode, length: 0 };
+            let ack = Header {
+                sequence: h.sequence,
+                channel: h.channel,
+                flags: Flags::ACK,
+                opcode: h.opcode,
+                length: 0,
+            };
             self.send_raw(&ack, &[]);
             return;
         }
@@ -476,11 +542,17 @@ impl DeviceEndpoint {
         }
         match h.opcode {
             Opcode::PROTO_GET_CAPS => {
-                let caps = Caps { flags: self.config.supported, max_payload: self.config.max_payload };
+                let caps = Caps {
+                    flags: self.config.supported,
+                    max_payload: self.config.max_payload,
+                };
                 self.respond(&h, Bytes::copy_from_slice(&caps.encode()));
             }
             Opcode::PROTO_SET_CAPS => match Caps::decode_exact(payload) {
-                Ok(c) if c.max_payload >= crate::MIN_PAYLOAD && c.max_payload <= self.config.max_payload => {
+                Ok(c)
+                    if c.max_payload >= crate::MIN_PAYLOAD
+                        && c.max_payload <= self.config.max_payload =>
+                {
                     self.ack(&h);
                     let caps = Caps {
                         flags: CapFlags(c.flags.0 & self.config.supported.0 & CapFlags::KNOWN.0),
@@ -617,7 +689,11 @@ impl DeviceEndpoint {
         if !readable {
             return self.nak(&h, Status::INVALID);
         }
-        self.message = Some(Message::Read { header: h, offset: req.offset, remaining: req.length });
+        self.message = Some(Message::Read {
+            header: h,
+            offset: req.offset,
+            remaining: req.length,
+        });
     }
 
     fn status_reply(&mut self, h: &Header, r: Result<(), ChannelError>) {
@@ -628,16 +704,32 @@ impl DeviceEndpoint {
     }
 
     fn respond(&mut self, h: &Header, data: Bytes) {
-        self.message = Some(Message::Buffer { header: *h, data, pos: 0 });
+        self.message = Some(Message::Buffer {
+            header: *h,
+            data,
+            pos: 0,
+        });
     }
 
     fn ack(&mut self, request: &Header) {
-        let h = Header { sequence: self.sequence, channel: request.channel, flags: Flags::ACK, opcode: request.opcode, length: 0 };
+        let h = Header {
+            sequence: self.sequence,
+            channel: request.channel,
+            flags: Flags::ACK,
+            opcode: request.opcode,
+            length: 0,
+        };
         self.send_numbered(h, &[]);
     }
 
     fn nak(&mut self, request: &Header, status: Status) {
-        let h = Header { sequence: self.sequence, channel: request.channel, flags: Flags::NAK, opcode: request.opcode, length: 0 };
+        let h = Header {
+            sequence: self.sequence,
+            channel: request.channel,
+            flags: Flags::NAK,
+            opcode: request.opcode,
+            length: 0,
+        };
         self.send_numbered(h, &status.encode());
     }
 
@@ -664,10 +756,18 @@ impl DeviceEndpoint {
                     h.flags = if more { Flags::FRAGMENT } else { Flags::NONE };
                     self.send_data(now, h, &data[pos..end]);
                     if more {
-                        self.message = Some(Message::Buffer { header, data, pos: end });
+                        self.message = Some(Message::Buffer {
+                            header,
+                            data,
+                            pos: end,
+                        });
                     }
                 }
-                Some(Message::Read { header, offset, remaining }) => {
+                Some(Message::Read {
+                    header,
+                    offset,
+                    remaining,
+                }) => {
                     self.emit_read_piece(now, header, offset, remaining);
                 }
             }
@@ -675,7 +775,12 @@ impl DeviceEndpoint {
     }
 
     fn emit_read_piece(&mut self, now: Instant, request: Header, offset: u32, remaining: u32) {
-        let piece = self.config.read_piece.unwrap_or(self.caps.max_payload).min(self.caps.max_payload).max(1);
+        let piece = self
+            .config
+            .read_piece
+            .unwrap_or(self.caps.max_payload)
+            .min(self.caps.max_payload)
+            .max(1);
         let want = remaining.min(u32::from(piece)) as usize;
         let Some(Some(slot)) = self.slots.get_mut(usize::from(request.channel.0)) else {
             return self.nak(&request, Status::FAILED);
@@ -692,7 +797,9 @@ impl DeviceEndpoint {
                 Err(e) => Err(e),
             }
         } else {
-            slot.backend.read(offset, &mut wire[HEADER_SIZE..]).map(|n| n.min(want))
+            slot.backend
+                .read(offset, &mut wire[HEADER_SIZE..])
+                .map(|n| n.min(want))
         };
         let got = match got {
             Ok(0) | Err(_) => {
@@ -715,7 +822,11 @@ impl DeviceEndpoint {
             length: got as u16,
         };
         if more {
-            self.message = Some(Message::Read { header: request, offset: offset.wrapping_add(got as u32), remaining: left });
+            self.message = Some(Message::Read {
+                header: request,
+                offset: offset.wrapping_add(got as u32),
+                remaining: left,
+            });
         }
         self.finish_data_packet(now, h, wire);
     }
@@ -757,13 +868,23 @@ impl DeviceEndpoint {
     }
 
     fn emit_event(&mut self, now: Instant, ev: QueuedEvent) {
-        let opcode = if ev.channel == ChannelId::SYSTEM { Opcode::SYS_EVENT } else { Opcode::CHANNEL_EVENT };
+        let opcode = if ev.channel == ChannelId::SYSTEM {
+            Opcode::SYS_EVENT
+        } else {
+            Opcode::CHANNEL_EVENT
+        };
         let mut flags = Flags::EVENT;
         if ev.ack_req && self.caps.flags.ack() {
             flags = flags | Flags::ACK_REQ;
         }
         let (buf, n) = crate::event::encode_event_payload(ev.event);
-        let h = Header { sequence: self.sequence, channel: ev.channel, flags, opcode, length: n as u16 };
+        let h = Header {
+            sequence: self.sequence,
+            channel: ev.channel,
+            flags,
+            opcode,
+            length: n as u16,
+        };
         let mut wire = Vec::with_capacity(HEADER_SIZE + n + 4);
         encode_packet(&h, &buf[..n], self.caps.flags.crc(), &mut wire);
         self.stats.sent = self.stats.sent.wrapping_add(1);
@@ -813,7 +934,11 @@ impl DeviceEndpoint {
 }
 
 fn device_framer(caps: Caps) -> FramerConfig {
-    FramerConfig { role: Role::Device, crc: caps.flags.crc(), max_payload: caps.max_payload }
+    FramerConfig {
+        role: Role::Device,
+        crc: caps.flags.crc(),
+        max_payload: caps.max_payload,
+    }
 }
 
 /// Sets RTX on an encoded packet and recomputes its header CRC.
@@ -822,6 +947,10 @@ fn set_rtx(wire: &mut [u8], crc: bool) {
         return;
     }
     wire[4] |= Flags::RTX.0;
-    let c = if crc { crate::crc::crc16(&wire[..8]) } else { 0 };
+    let c = if crc {
+        crate::crc::crc16(&wire[..8])
+    } else {
+        0
+    };
     wire[8..10].copy_from_slice(&c.to_le_bytes());
 }

@@ -34,7 +34,11 @@ pub enum DecodeError {
 /// Checks `buf` has at least `need` bytes.
 pub(crate) fn need(what: &'static str, buf: &[u8], need: usize) -> Result<(), DecodeError> {
     if buf.len() < need {
-        Err(DecodeError::Short { what, need, got: buf.len() })
+        Err(DecodeError::Short {
+            what,
+            need,
+            got: buf.len(),
+        })
     } else {
         Ok(())
     }

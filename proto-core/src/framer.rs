@@ -120,7 +120,9 @@ impl Framer {
     pub fn new(config: FramerConfig) -> Framer {
         Framer {
             config,
-            buf: BytesMut::with_capacity(2 * (HEADER_SIZE + usize::from(config.max_payload) + TRAILER_SIZE)),
+            buf: BytesMut::with_capacity(
+                2 * (HEADER_SIZE + usize::from(config.max_payload) + TRAILER_SIZE),
+            ),
             state: State::Sync,
             recovery_from: 1,
             stats: FramerStats::default(),
@@ -159,7 +161,11 @@ impl Framer {
         if self.state == State::Sync {
             // Nothing buffered can start a packet except possibly a trailing 0xAA:
             // skip garbage without copying it.
-            let keep_from = if self.buf.is_empty() { scan_start(data) } else { 0 };
+            let keep_from = if self.buf.is_empty() {
+                scan_start(data)
+            } else {
+                0
+            };
             self.stats.dropped_bytes += keep_from as u64;
             self.buf.extend_from_slice(&data[keep_from..]);
         } else {
@@ -207,7 +213,9 @@ impl Framer {
                     };
                     match reject {
                         None => {
-                            self.state = State::Payload { total: header.wire_len() };
+                            self.state = State::Payload {
+                                total: header.wire_len(),
+                            };
                             self.recovery_from = 1;
                         }
                         Some(reason) => {
@@ -243,7 +251,10 @@ impl Framer {
                                 }
                                 Role::Device => {
                                     self.buf.advance(total);
-                                    return Some(Frame::Rejected { header, reason: Reject::PayloadCrc });
+                                    return Some(Frame::Rejected {
+                                        header,
+                                        reason: Reject::PayloadCrc,
+                                    });
                                 }
                             }
                         }
@@ -269,7 +280,9 @@ impl Framer {
     }
 
     fn sequence_ok(&self, h: &Header, expected: Option<u8>) -> bool {
-        let Some(expected) = expected else { return true };
+        let Some(expected) = expected else {
+            return true;
+        };
         if h.sequence == expected || h.opcode == Opcode::PROTO_SYNC {
             return true;
         }
@@ -285,7 +298,9 @@ impl Framer {
         let buf = &self.buf[..];
         let mut i = self.recovery_from.max(1);
         while i + HEADER_SIZE <= buf.len() {
-            if buf[i..i + 2] == SYNC_BYTES && is_sync_command(&buf[i..i + HEADER_SIZE], self.config.crc) {
+            if buf[i..i + 2] == SYNC_BYTES
+                && is_sync_command(&buf[i..i + HEADER_SIZE], self.config.crc)
+            {
                 self.stats.sync_recoveries += 1;
                 self.drop_front(i);
                 self.state = State::Header;
@@ -337,13 +352,23 @@ mod tests {
 
     fn pkt(seq: u8, op: Opcode, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
-        let h = Header { sequence: seq, channel: ChannelId(1), flags: Flags::NONE, opcode: op, length: 0 };
+        let h = Header {
+            sequence: seq,
+            channel: ChannelId(1),
+            flags: Flags::NONE,
+            opcode: op,
+            length: 0,
+        };
         encode_packet(&h, payload, true, &mut v);
         v
     }
 
     fn framer(role: Role) -> Framer {
-        Framer::new(FramerConfig { role, crc: true, max_payload: 4082 })
+        Framer::new(FramerConfig {
+            role,
+            crc: true,
+            max_payload: 4082,
+        })
     }
 
     fn drain(f: &mut Framer, seq: Option<u8>) -> Vec<Frame> {
@@ -361,7 +386,9 @@ mod tests {
         f.push(&outer);
         let frames = drain(&mut f, None);
         assert_eq!(frames.len(), 1);
-        let Frame::Packet(p) = &frames[0] else { panic!() };
+        let Frame::Packet(p) = &frames[0] else {
+            panic!()
+        };
         assert_eq!(p.header.opcode, Opcode::CHANNEL_SIZE);
         assert_eq!(f.stats().payload_crc_errors, 1);
     }
@@ -376,19 +403,41 @@ mod tests {
         f.push(&outer);
         let frames = drain(&mut f, None);
         assert_eq!(frames.len(), 1);
-        assert!(matches!(frames[0], Frame::Rejected { reason: Reject::PayloadCrc, .. }));
+        assert!(matches!(
+            frames[0],
+            Frame::Rejected {
+                reason: Reject::PayloadCrc,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn device_reports_overflow_and_sequence() {
-        let mut f = Framer::new(FramerConfig { role: Role::Device, crc: true, max_payload: 50 });
+        let mut f = Framer::new(FramerConfig {
+            role: Role::Device,
+            crc: true,
+            max_payload: 50,
+        });
         f.push(&pkt(0, Opcode::CHANNEL_WRITE, &[0u8; 60]));
         let frames = drain(&mut f, Some(0));
-        assert!(matches!(frames[0], Frame::Rejected { reason: Reject::Overflow, .. }));
+        assert!(matches!(
+            frames[0],
+            Frame::Rejected {
+                reason: Reject::Overflow,
+                ..
+            }
+        ));
         let mut f = framer(Role::Device);
         f.push(&pkt(7, Opcode::CHANNEL_SIZE, b""));
         let frames = drain(&mut f, Some(3));
-        assert!(matches!(frames[0], Frame::Rejected { reason: Reject::Sequence, .. }));
+        assert!(matches!(
+            frames[0],
+            Frame::Rejected {
+                reason: Reject::Sequence,
+                ..
+            }
+        ));
         // The host stays silent.
         let mut f = framer(Role::Host);
         f.push(&pkt(7, Opcode::CHANNEL_SIZE, b""));
@@ -407,7 +456,9 @@ mod tests {
         f.push(&sync);
         let frames = drain(&mut f, None);
         assert_eq!(frames.len(), 1);
-        let Frame::Packet(p) = &frames[0] else { panic!() };
+        let Frame::Packet(p) = &frames[0] else {
+            panic!()
+        };
         assert_eq!(p.header.opcode, Opcode::PROTO_SYNC);
         assert_eq!(f.stats().sync_recoveries, 1);
         // The host does not recover: it waits for the torn payload to complete.

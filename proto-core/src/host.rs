@@ -88,7 +88,11 @@ pub struct Command {
 impl Command {
     /// A command with no payload.
     pub fn new(opcode: Opcode, channel: ChannelId) -> Command {
-        Command { opcode, channel, payload: Bytes::new() }
+        Command {
+            opcode,
+            channel,
+            payload: Bytes::new(),
+        }
     }
 
     /// A system command (channel 0, no payload).
@@ -101,7 +105,11 @@ impl Command {
         let mut p = Vec::with_capacity(8);
         p.extend_from_slice(&offset.to_le_bytes());
         p.extend_from_slice(&length.to_le_bytes());
-        Command { opcode: Opcode::CHANNEL_READ, channel, payload: p.into() }
+        Command {
+            opcode: Opcode::CHANNEL_READ,
+            channel,
+            payload: p.into(),
+        }
     }
 
     /// One CHANNEL_WRITE packet of `data` at `offset` (the caller splits to `max_payload - 8`).
@@ -110,7 +118,11 @@ impl Command {
         p.extend_from_slice(&offset.to_le_bytes());
         p.extend_from_slice(&(data.len() as u32).to_le_bytes());
         p.extend_from_slice(data);
-        Command { opcode: Opcode::CHANNEL_WRITE, channel, payload: p.into() }
+        Command {
+            opcode: Opcode::CHANNEL_WRITE,
+            channel,
+            payload: p.into(),
+        }
     }
 
     /// CHANNEL_IOCTL `request` with raw argument bytes.
@@ -118,7 +130,11 @@ impl Command {
         let mut p = Vec::with_capacity(4 + args.len());
         p.extend_from_slice(&request.to_le_bytes());
         p.extend_from_slice(args);
-        Command { opcode: Opcode::CHANNEL_IOCTL, channel, payload: p.into() }
+        Command {
+            opcode: Opcode::CHANNEL_IOCTL,
+            channel,
+            payload: p.into(),
+        }
     }
 }
 
@@ -367,7 +383,10 @@ impl HostEndpoint {
     pub fn request(&mut self, now: Instant, cmd: &Command) -> Result<(), RequestError> {
         self.check_idle()?;
         self.check_command(cmd)?;
-        self.op = Op::Request { opcode: cmd.opcode, data: BytesMut::new() };
+        self.op = Op::Request {
+            opcode: cmd.opcode,
+            data: BytesMut::new(),
+        };
         self.send_request(now, cmd);
         Ok(())
     }
@@ -405,7 +424,9 @@ impl HostEndpoint {
 
     /// Tells the endpoint time has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.deadline else { return };
+        let Some(deadline) = self.deadline else {
+            return;
+        };
         if now < deadline {
             return;
         }
@@ -414,7 +435,9 @@ impl HostEndpoint {
             Op::Idle => {}
             Op::Sync { attempt } => {
                 if attempt < self.config.max_retry.max(1) {
-                    self.op = Op::Sync { attempt: attempt + 1 };
+                    self.op = Op::Sync {
+                        attempt: attempt + 1,
+                    };
                     self.send_sync(now);
                 } else {
                     self.connected = false;
@@ -430,7 +453,10 @@ impl HostEndpoint {
             }
             Op::Request { .. } => {
                 self.stats.timeouts += 1;
-                self.completions.push_back(Completion::Request(Err(RequestError::Timeout(self.config.timeout))));
+                self.completions
+                    .push_back(Completion::Request(Err(RequestError::Timeout(
+                        self.config.timeout,
+                    ))));
             }
         }
     }
@@ -439,8 +465,14 @@ impl HostEndpoint {
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.framer.push(data);
         loop {
-            let expected = if self.caps.flags.seq() { Some(self.sequence) } else { None };
-            let Some(frame) = self.framer.next(expected) else { break };
+            let expected = if self.caps.flags.seq() {
+                Some(self.sequence)
+            } else {
+                None
+            };
+            let Some(frame) = self.framer.next(expected) else {
+                break;
+            };
             if let Frame::Packet(p) = frame {
                 self.handle_packet(now, p);
             }
@@ -489,7 +521,10 @@ impl HostEndpoint {
         {
             self.channels_changed = true;
         }
-        self.events.push_back(CamEvent { channel: h.channel, event });
+        self.events.push_back(CamEvent {
+            channel: h.channel,
+            event,
+        });
         // An event proves the cam is alive: extend the wait, as the stock host does.
         if self.deadline.is_some() {
             self.deadline = Some(now + self.config.timeout);
@@ -512,7 +547,10 @@ impl HostEndpoint {
                 // Leftovers of an earlier exchange while resyncing: ignore.
                 return;
             }
-            self.finish(Err(RequestError::UnexpectedOpcode { expected, got: h.opcode }));
+            self.finish(Err(RequestError::UnexpectedOpcode {
+                expected,
+                got: h.opcode,
+            }));
             return;
         }
         if h.flags.contains(Flags::FRAGMENT) && !h.flags.contains(Flags::NAK) {
@@ -543,19 +581,21 @@ impl HostEndpoint {
                     self.op = Op::Sync { attempt };
                 }
             },
-            Op::GetCaps => match result.and_then(|p| Caps::decode(&p).map_err(RequestError::Malformed)) {
-                Ok(cam) => {
-                    let want = self.requested_caps(cam);
-                    self.op = Op::SetCaps { caps: want };
-                    let cmd = Command {
-                        opcode: Opcode::PROTO_SET_CAPS,
-                        channel: ChannelId::SYSTEM,
-                        payload: Bytes::copy_from_slice(&want.encode()),
-                    };
-                    self.send_request(now, &cmd);
+            Op::GetCaps => {
+                match result.and_then(|p| Caps::decode(&p).map_err(RequestError::Malformed)) {
+                    Ok(cam) => {
+                        let want = self.requested_caps(cam);
+                        self.op = Op::SetCaps { caps: want };
+                        let cmd = Command {
+                            opcode: Opcode::PROTO_SET_CAPS,
+                            channel: ChannelId::SYSTEM,
+                            payload: Bytes::copy_from_slice(&want.encode()),
+                        };
+                        self.send_request(now, &cmd);
+                    }
+                    Err(e) => self.fail_connect(e),
                 }
-                Err(e) => self.fail_connect(e),
-            },
+            }
             Op::SetCaps { caps } => match result {
                 Ok(_) => {
                     self.deadline = None;
@@ -607,13 +647,23 @@ impl HostEndpoint {
             .set(CapFlags::SEQ, c.seq)
             .set(CapFlags::ACK, c.ack)
             .set(CapFlags::EVENTS, c.events);
-        let max = c.max_payload.min(cam.max_payload).clamp(crate::MIN_PAYLOAD, crate::MAX_PAYLOAD);
-        Caps { flags, max_payload: max }
+        let max = c
+            .max_payload
+            .min(cam.max_payload)
+            .clamp(crate::MIN_PAYLOAD, crate::MAX_PAYLOAD);
+        Caps {
+            flags,
+            max_payload: max,
+        }
     }
 
     fn apply_caps(&mut self, caps: Caps) {
         self.caps = caps;
-        self.framer.set_config(FramerConfig { role: Role::Host, crc: caps.flags.crc(), max_payload: caps.max_payload });
+        self.framer.set_config(FramerConfig {
+            role: Role::Host,
+            crc: caps.flags.crc(),
+            max_payload: caps.max_payload,
+        });
     }
 
     fn reset_link(&mut self) {
@@ -638,7 +688,10 @@ impl HostEndpoint {
 
     fn check_command(&self, cmd: &Command) -> Result<(), RequestError> {
         if cmd.payload.len() > usize::from(self.caps.max_payload) {
-            return Err(RequestError::PayloadTooLarge { len: cmd.payload.len(), max: self.caps.max_payload });
+            return Err(RequestError::PayloadTooLarge {
+                len: cmd.payload.len(),
+                max: self.caps.max_payload,
+            });
         }
         if usize::from(cmd.channel.0) >= ChannelId::COUNT {
             return Err(RequestError::InvalidCommand("channel id over 31"));
@@ -666,7 +719,13 @@ impl HostEndpoint {
     }
 
     fn header(&self, channel: ChannelId, flags: Flags, opcode: Opcode, sequence: u8) -> Header {
-        Header { sequence, channel, flags, opcode, length: 0 }
+        Header {
+            sequence,
+            channel,
+            flags,
+            opcode,
+            length: 0,
+        }
     }
 
     fn transmit(&mut self, h: &Header, payload: &[u8]) {
@@ -678,5 +737,9 @@ impl HostEndpoint {
 }
 
 fn default_framer() -> FramerConfig {
-    FramerConfig { role: Role::Host, crc: true, max_payload: crate::HOST_DEFAULT_PAYLOAD }
+    FramerConfig {
+        role: Role::Host,
+        crc: true,
+        max_payload: crate::HOST_DEFAULT_PAYLOAD,
+    }
 }

@@ -21,9 +21,24 @@ impl Packet {
     ///
     /// Panics never: payloads longer than `u16::MAX` are rejected by
     /// [`encode_packet`], which is what drivers use.
-    pub fn new(sequence: u8, channel: ChannelId, flags: Flags, opcode: Opcode, payload: Bytes) -> Packet {
+    pub fn new(
+        sequence: u8,
+        channel: ChannelId,
+        flags: Flags,
+        opcode: Opcode,
+        payload: Bytes,
+    ) -> Packet {
         let length = u16::try_from(payload.len()).unwrap_or(u16::MAX);
-        Packet { header: Header { sequence, channel, flags, opcode, length }, payload }
+        Packet {
+            header: Header {
+                sequence,
+                channel,
+                flags,
+                opcode,
+                length,
+            },
+            payload,
+        }
     }
 
     /// Appends the wire form of this packet to `out`.

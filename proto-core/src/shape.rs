@@ -18,7 +18,10 @@ impl Shape {
         if dims.len() > Self::MAX_DIMS {
             return None;
         }
-        let mut s = Shape { dims: [0; 4], len: dims.len() as u8 };
+        let mut s = Shape {
+            dims: [0; 4],
+            len: dims.len() as u8,
+        };
         s.dims[..dims.len()].copy_from_slice(dims);
         Some(s)
     }
@@ -33,7 +36,9 @@ impl Shape {
         if self.len == 0 {
             return 0;
         }
-        self.dims().iter().fold(1u64, |a, &d| a.saturating_mul(u64::from(d)))
+        self.dims()
+            .iter()
+            .fold(1u64, |a, &d| a.saturating_mul(u64::from(d)))
     }
 
     /// Encodes into `out` (at most 16 bytes) and returns the used length.
@@ -47,9 +52,15 @@ impl Shape {
     /// Decodes a shape payload: a multiple of 4 bytes, at most 16.
     pub fn decode(payload: &[u8]) -> Result<Shape, DecodeError> {
         if payload.len() % 4 != 0 || payload.len() > 16 {
-            return Err(DecodeError::BadLength { what: "shape", got: payload.len() });
+            return Err(DecodeError::BadLength {
+                what: "shape",
+                got: payload.len(),
+            });
         }
-        let mut s = Shape { dims: [0; 4], len: (payload.len() / 4) as u8 };
+        let mut s = Shape {
+            dims: [0; 4],
+            len: (payload.len() / 4) as u8,
+        };
         for i in 0..s.len as usize {
             s.dims[i] = le32(payload, i * 4);
         }

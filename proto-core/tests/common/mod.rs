@@ -119,7 +119,10 @@ impl Link {
                 self.events.push(e);
             }
             if !moved {
-                let next = [self.host.poll_timeout(), self.cam.poll_timeout()].into_iter().flatten().min();
+                let next = [self.host.poll_timeout(), self.cam.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 match next {
                     Some(t) => {
                         self.now = self.now.max(t);
