@@ -1,0 +1,505 @@
+//! Running the script the host uploads through stdin.
+//!
+//! A [`ScriptRunner`] starts a script, writes everything it prints into the
+//! cam's stdout buffer ([`SharedOutput`]) and reports whether it is still
+//! running. Starting never blocks the protocol loop: the work happens on
+//! threads (or in a child process), and the stdin channel polls
+//! [`ScriptRunner::is_running`] to notice the end of a script.
+//!
+//! * [`PythonRunner`] runs the script with a real Python interpreter in a
+//!   child process, so `print` output and tracebacks look like a cam's.
+//! * [`InProcessRunner`] runs a Rust closure instead, for tests.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant as StdInstant};
+
+use crate::output::{SharedOutput, Waker};
+
+/// Runs uploaded scripts.
+pub trait ScriptRunner: Send {
+    /// Starts `script`, first stopping any script still running. Its output
+    /// goes to `output` as it is produced. Must return promptly.
+    fn start(&mut self, script: &[u8], output: &SharedOutput) -> io::Result<()>;
+
+    /// Stops the running script, if any.
+    fn stop(&mut self);
+
+    /// True while a started script has not ended.
+    fn is_running(&self) -> bool;
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long the exit watcher waits for the output pipes to drain after the
+/// child exited (a grandchild may hold them open).
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(300);
+/// How often the exit watcher checks the child.
+const WAIT_POLL: Duration = Duration::from_millis(5);
+
+/// One started child process.
+struct Job {
+    child: Arc<Mutex<Child>>,
+    running: Arc<AtomicBool>,
+}
+
+/// Runs scripts with a real Python interpreter in a child process
+/// (`python3 -u -`, the script fed on its stdin, so tracebacks name
+/// `<stdin>` as on a cam). Standard output and standard error are both
+/// streamed into the cam's stdout buffer by reader threads.
+///
+/// If no interpreter can be found, [`start`](ScriptRunner::start) still
+/// succeeds but writes a message into the output saying why nothing ran.
+pub struct PythonRunner {
+    interpreter: Option<PathBuf>,
+    job: Option<Job>,
+    exit_waker: Option<Waker>,
+}
+
+impl Default for PythonRunner {
+    fn default() -> Self {
+        PythonRunner::new()
+    }
+}
+
+impl std::fmt::Debug for PythonRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PythonRunner")
+            .field("interpreter", &self.interpreter)
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl PythonRunner {
+    /// A runner that looks for `python3` on `PATH` each time it starts a script.
+    pub fn new() -> Self {
+        PythonRunner {
+            interpreter: None,
+            job: None,
+            exit_waker: None,
+        }
+    }
+
+    /// A runner using the given interpreter (a path, or a bare name looked
+    /// up on `PATH`).
+    pub fn with_interpreter(path: impl Into<PathBuf>) -> Self {
+        PythonRunner {
+            interpreter: Some(path.into()),
+            job: None,
+            exit_waker: None,
+        }
+    }
+
+    /// Sets a callback run when a script ends by itself (after its output
+    /// has been collected), e.g. to wake the cam loop.
+    pub fn set_exit_waker(&mut self, waker: Option<Waker>) {
+        self.exit_waker = waker;
+    }
+
+    /// The interpreter that would be used now, if one is found.
+    pub fn resolve_interpreter(&self) -> Option<PathBuf> {
+        match &self.interpreter {
+            Some(p) if p.components().count() > 1 || p.is_absolute() => {
+                is_executable(p).then(|| p.clone())
+            }
+            Some(name) => find_on_path(name.as_os_str()),
+            None => find_on_path("python3".as_ref()),
+        }
+    }
+
+    fn spawn(&mut self, interp: &Path, script: &[u8], output: &SharedOutput) -> io::Result<()> {
+        let mut child = Command::new(interp)
+            .arg("-u")
+            .arg("-")
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONIOENCODING", "utf-8")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+
+        // Feed the script on a thread: a large script must not block the
+        // protocol loop on a full pipe.
+        if let Some(mut stdin) = stdin {
+            let script = script.to_vec();
+            thread::Builder::new()
+                .name("sim-script-stdin".into())
+                .spawn(move || {
+                    // A child killed early closes the pipe: nothing to report.
+                    let _ = stdin.write_all(&script);
+                })?;
+        }
+
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let mut readers = 0;
+        if let Some(r) = stdout {
+            spawn_reader("sim-script-stdout", r, output.clone(), done_tx.clone())?;
+            readers += 1;
+        }
+        if let Some(r) = stderr {
+            spawn_reader("sim-script-stderr", r, output.clone(), done_tx.clone())?;
+            readers += 1;
+        }
+        drop(done_tx);
+
+        let child = Arc::new(Mutex::new(child));
+        let running = Arc::new(AtomicBool::new(true));
+        let (c, r, waker) = (child.clone(), running.clone(), self.exit_waker.clone());
+        thread::Builder::new()
+            .name("sim-script-wait".into())
+            .spawn(move || {
+                loop {
+                    match lock(&c).try_wait() {
+                        Ok(None) => {}
+                        Ok(Some(_)) | Err(_) => break,
+                    }
+                    thread::sleep(WAIT_POLL);
+                }
+                // Let the readers hand over the last output before the script
+                // counts as stopped.
+                let deadline = StdInstant::now() + DRAIN_TIMEOUT;
+                for _ in 0..readers {
+                    let left = deadline.saturating_duration_since(StdInstant::now());
+                    if done_rx.recv_timeout(left).is_err() {
+                        break;
+                    }
+                }
+                r.store(false, Ordering::SeqCst);
+                if let Some(w) = waker {
+                    w();
+                }
+            })?;
+        self.job = Some(Job { child, running });
+        Ok(())
+    }
+}
+
+fn spawn_reader(
+    name: &str,
+    mut pipe: impl Read + Send + 'static,
+    output: SharedOutput,
+    done: mpsc::Sender<()>,
+) -> io::Result<()> {
+    thread::Builder::new().name(name.into()).spawn(move || {
+        let mut buf = [0u8; 512];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => output.write(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = done.send(());
+    })?;
+    Ok(())
+}
+
+impl ScriptRunner for PythonRunner {
+    fn start(&mut self, script: &[u8], output: &SharedOutput) -> io::Result<()> {
+        self.stop();
+        let Some(interp) = self.resolve_interpreter() else {
+            let wanted = self
+                .interpreter
+                .as_ref()
+                .map_or_else(|| "python3".to_string(), |p| p.display().to_string());
+            let msg = format!(
+                "sim-device: no Python interpreter found ({wanted} is not on PATH or not \
+                 executable); the script ({} bytes) was not run.\r\n",
+                script.len()
+            );
+            log::warn!("{}", msg.trim_end());
+            output.write_str(&msg);
+            return Ok(());
+        };
+        if let Err(e) = self.spawn(&interp, script, output) {
+            let msg = format!(
+                "sim-device: could not start {}: {e}; the script was not run.\r\n",
+                interp.display()
+            );
+            log::warn!("{}", msg.trim_end());
+            output.write_str(&msg);
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let mut child = lock(&job.child);
+            if matches!(child.try_wait(), Ok(None)) {
+                // SIGKILL is immediate; reaping right after keeps no zombie.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            job.running.store(false, Ordering::SeqCst);
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        self.job
+            .as_ref()
+            .is_some_and(|j| j.running.load(Ordering::SeqCst))
+    }
+}
+
+impl Drop for PythonRunner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Finds an executable called `name` in the directories of `PATH`.
+pub fn find_on_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
+    let path: OsString = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(p) else {
+        return false;
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
+/// What an [`InProcessRunner`] closure gets: the output sink and a stop flag.
+#[derive(Clone, Debug)]
+pub struct ScriptContext {
+    output: SharedOutput,
+    stop: Arc<AtomicBool>,
+}
+
+impl ScriptContext {
+    /// The cam's stdout buffer.
+    pub fn output(&self) -> &SharedOutput {
+        &self.output
+    }
+
+    /// Writes text to the cam's stdout buffer.
+    pub fn print(&self, s: &str) {
+        self.output.write_str(s);
+    }
+
+    /// True once the script has been asked to stop; long-running closures
+    /// should check it and return.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// The closure an [`InProcessRunner`] runs: the script bytes and a context.
+pub type ScriptFn = dyn Fn(&[u8], &ScriptContext) + Send + Sync;
+
+/// Runs a Rust closure as "the script", for tests.
+///
+/// Synchronous mode ([`new`](Self::new)) runs the closure inside `start`, so
+/// the script has ended when `start` returns. Threaded mode
+/// ([`threaded`](Self::threaded)) runs it on a thread; `stop` raises the
+/// context's stop flag and the script counts as stopped at once.
+pub struct InProcessRunner {
+    f: Arc<ScriptFn>,
+    threaded: bool,
+    job: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
+}
+
+impl std::fmt::Debug for InProcessRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessRunner")
+            .field("threaded", &self.threaded)
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl InProcessRunner {
+    /// Runs `f` synchronously inside `start`.
+    pub fn new(f: impl Fn(&[u8], &ScriptContext) + Send + Sync + 'static) -> Self {
+        InProcessRunner {
+            f: Arc::new(f),
+            threaded: false,
+            job: None,
+        }
+    }
+
+    /// Runs `f` on a thread; the script is running until `f` returns or
+    /// `stop` is called.
+    pub fn threaded(f: impl Fn(&[u8], &ScriptContext) + Send + Sync + 'static) -> Self {
+        InProcessRunner {
+            f: Arc::new(f),
+            threaded: true,
+            job: None,
+        }
+    }
+}
+
+impl ScriptRunner for InProcessRunner {
+    fn start(&mut self, script: &[u8], output: &SharedOutput) -> io::Result<()> {
+        self.stop();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctx = ScriptContext {
+            output: output.clone(),
+            stop: stop.clone(),
+        };
+        if !self.threaded {
+            (self.f)(script, &ctx);
+            return Ok(());
+        }
+        let running = Arc::new(AtomicBool::new(true));
+        let (f, r, script) = (self.f.clone(), running.clone(), script.to_vec());
+        thread::Builder::new()
+            .name("sim-script-inproc".into())
+            .spawn(move || {
+                f(&script, &ctx);
+                r.store(false, Ordering::SeqCst);
+            })?;
+        self.job = Some((running, stop));
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some((running, stop)) = self.job.take() {
+            stop.store(true, Ordering::SeqCst);
+            running.store(false, Ordering::SeqCst);
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        self.job
+            .as_ref()
+            .is_some_and(|(r, _)| r.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_until_stopped(r: &dyn ScriptRunner, secs: u64) -> bool {
+        let end = StdInstant::now() + Duration::from_secs(secs);
+        while r.is_running() {
+            if StdInstant::now() > end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    fn text(out: &SharedOutput) -> String {
+        String::from_utf8_lossy(&out.take_all()).into_owned()
+    }
+
+    fn python_available() -> bool {
+        let found = PythonRunner::new().resolve_interpreter().is_some();
+        if !found {
+            eprintln!("python3 not on PATH: skipping");
+        }
+        found
+    }
+
+    #[test]
+    fn python_prints() {
+        if !python_available() {
+            return;
+        }
+        let out = SharedOutput::new(1024);
+        let mut r = PythonRunner::new();
+        r.start(b"print(1+1)\n", &out).unwrap();
+        assert!(wait_until_stopped(&r, 30));
+        assert_eq!(text(&out).trim(), "2");
+    }
+
+    #[test]
+    fn python_traceback_is_captured() {
+        if !python_available() {
+            return;
+        }
+        let out = SharedOutput::new(2048);
+        let mut r = PythonRunner::new();
+        r.start(b"print('before')\nraise ValueError('x')\n", &out)
+            .unwrap();
+        assert!(wait_until_stopped(&r, 30));
+        let t = text(&out);
+        assert!(t.contains("before"), "{t}");
+        assert!(t.contains("Traceback"), "{t}");
+        assert!(t.contains("ValueError: x"), "{t}");
+        assert!(t.contains("<stdin>"), "{t}");
+    }
+
+    #[test]
+    fn python_stop_kills_and_restart_replaces() {
+        if !python_available() {
+            return;
+        }
+        let out = SharedOutput::new(1024);
+        let mut r = PythonRunner::new();
+        r.start(b"import time\nwhile True:\n    time.sleep(0.01)\n", &out)
+            .unwrap();
+        thread::sleep(Duration::from_millis(100));
+        assert!(r.is_running());
+        r.start(b"import time\ntime.sleep(60)\n", &out).unwrap();
+        assert!(r.is_running());
+        r.stop();
+        assert!(!r.is_running());
+    }
+
+    #[test]
+    fn missing_interpreter_explains() {
+        let out = SharedOutput::new(1024);
+        let mut r = PythonRunner::with_interpreter("/nonexistent/python3");
+        assert!(r.resolve_interpreter().is_none());
+        r.start(b"print(1)", &out).unwrap();
+        assert!(!r.is_running());
+        let t = text(&out);
+        assert!(t.contains("no Python interpreter"), "{t}");
+        assert!(t.contains("not run"), "{t}");
+    }
+
+    #[test]
+    fn in_process_sync_and_threaded() {
+        let out = SharedOutput::new(1024);
+        let mut r = InProcessRunner::new(|s, ctx| ctx.print(&String::from_utf8_lossy(s)));
+        r.start(b"hi", &out).unwrap();
+        assert!(!r.is_running());
+        assert_eq!(text(&out), "hi");
+
+        let mut t = InProcessRunner::threaded(|_, ctx| {
+            while !ctx.stop_requested() {
+                thread::sleep(Duration::from_millis(1));
+            }
+        });
+        t.start(b"", &out).unwrap();
+        assert!(t.is_running());
+        t.stop();
+        assert!(!t.is_running());
+
+        let mut quick = InProcessRunner::threaded(|_, ctx| ctx.print("done"));
+        quick.start(b"", &out).unwrap();
+        assert!(wait_until_stopped(&quick, 5));
+        assert_eq!(text(&out), "done");
+    }
+}
