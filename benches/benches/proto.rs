@@ -1,0 +1,128 @@
+//! Framing decode throughput and an in-memory request/response round trip.
+//!
+//! `cargo bench -p omv-benches`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use proto_core::backend::{ChannelBackend, ChannelError, Ops};
+use proto_core::device::{DeviceConfig, DeviceEndpoint};
+use proto_core::framer::{Frame, Framer, FramerConfig, Role};
+use proto_core::header::Header;
+use proto_core::host::{Command, Completion, HostConfig, HostEndpoint};
+use proto_core::packet::encode_packet;
+use proto_core::{ChannelId, Instant, Opcode, MAX_PAYLOAD};
+
+fn max_size_stream(packets: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..MAX_PAYLOAD as usize).map(|i| (i * 31) as u8).collect();
+    let mut out = Vec::new();
+    for i in 0..packets {
+        let h = Header {
+            sequence: i as u8,
+            channel: ChannelId(3),
+            opcode: Opcode::CHANNEL_READ,
+            ..Header::default()
+        };
+        encode_packet(&h, &payload, true, &mut out);
+    }
+    out
+}
+
+fn framing(c: &mut Criterion) {
+    let stream = max_size_stream(256);
+    let mut g = c.benchmark_group("framer");
+    g.throughput(Throughput::Bytes(stream.len() as u64));
+    for (name, chunk) in [
+        ("decode_4082_whole", stream.len()),
+        ("decode_4082_chunks_16k", 16 * 1024),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || {
+                    Framer::new(FramerConfig {
+                        role: Role::Host,
+                        crc: true,
+                        max_payload: MAX_PAYLOAD,
+                    })
+                },
+                |f| {
+                    let mut n = 0usize;
+                    for piece in stream.chunks(chunk) {
+                        f.push(piece);
+                        while let Some(Frame::Packet(p)) = f.next(None) {
+                            n += p.payload.len();
+                        }
+                    }
+                    black_box(n)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+struct Fixed(Vec<u8>);
+
+impl ChannelBackend for Fixed {
+    fn ops(&self) -> Ops {
+        Ops::READ | Ops::SIZE
+    }
+    fn size(&mut self) -> Result<u32, ChannelError> {
+        Ok(self.0.len() as u32)
+    }
+    fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<usize, ChannelError> {
+        let s = offset as usize;
+        let src = self.0.get(s..s + buf.len()).ok_or(ChannelError::Failed)?;
+        buf.copy_from_slice(src);
+        Ok(buf.len())
+    }
+}
+
+fn pump(host: &mut HostEndpoint, cam: &mut DeviceEndpoint, now: Instant) -> Completion {
+    loop {
+        if let Some(c) = host.poll_completion() {
+            return c;
+        }
+        while let Some(b) = host.poll_transmit() {
+            cam.handle_input(now, &b);
+        }
+        while let Some(b) = cam.poll_transmit(now) {
+            host.handle_input(now, &b);
+        }
+    }
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut host = HostEndpoint::new(HostConfig::default());
+    let mut cam = DeviceEndpoint::new(DeviceConfig::default());
+    let id = cam
+        .register("bulk", Box::new(Fixed(vec![7u8; 1 << 20])))
+        .expect("register");
+    let now = Instant::ZERO;
+    host.connect(now);
+    assert!(matches!(
+        pump(&mut host, &mut cam, now),
+        Completion::Connected(Ok(_))
+    ));
+    let mut g = c.benchmark_group("round_trip");
+    let size = Command::new(Opcode::CHANNEL_SIZE, id);
+    g.bench_function("channel_size", |b| {
+        b.iter(|| {
+            host.request(now, &size).expect("idle");
+            black_box(pump(&mut host, &mut cam, now))
+        })
+    });
+    let read = Command::read(id, 0, 1 << 20);
+    g.throughput(Throughput::Bytes(1 << 20));
+    g.bench_function("read_1MiB_acked", |b| {
+        b.iter(|| {
+            host.request(now, &read).expect("idle");
+            black_box(pump(&mut host, &mut cam, now))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, framing, round_trip);
+criterion_main!(benches);

@@ -1,0 +1,1 @@
+//! Criterion benchmarks of proto-core; run `cargo bench -p omv-benches`.
