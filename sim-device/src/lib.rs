@@ -13,15 +13,26 @@
 //! * [`source`]: frame sources (test pattern, image directory);
 //! * [`stream`]: the stream channel;
 //! * [`args`]: checked decoding of ioctl arguments and read ranges.
+//! * [`fault`]: seeded fault injection (drops, corruption, latency, chunking);
+//! * [`serve`]: the real-time serving loop over a byte transport;
+//! * [`link`]: in-memory links (threaded duplex pipes, deterministic `SimLink`);
+//! * [`pty`]: the pseudo-terminal transport (Unix);
+//! * [`tcp`]: the TCP listener transport.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod args;
 pub mod events;
+pub mod fault;
 pub mod font;
 pub mod image;
+pub mod link;
 pub mod output;
+#[cfg(unix)]
+pub mod pty;
 pub mod script;
+pub mod serve;
 pub mod source;
 pub mod stdio;
 pub mod stream;
+pub mod tcp;
