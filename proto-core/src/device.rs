@@ -628,7 +628,11 @@ impl DeviceEndpoint {
                 let r = match WriteRequest::decode(payload) {
                     Ok(w) if w.end_offset().is_some() => self.with_slot(&h, |s| {
                         if s.ops.contains(Ops::WRITE) {
-                            s.backend.write(w.offset, w.data)
+                            s.backend.write(w.offset, w.data)?;
+                            if s.ops.contains(Ops::FLUSH) {
+                                s.backend.flush()?;
+                            }
+                            Ok(())
                         } else {
                             Err(ChannelError::Unsupported)
                         }
