@@ -12,22 +12,29 @@
 //! * [`font`]: a tiny bitmap font for the frame counter;
 //! * [`source`]: frame sources (test pattern, image directory);
 //! * [`stream`]: the stream channel;
-//! * [`args`]: checked decoding of ioctl arguments and read ranges.
+//! * [`profile`]: the profile channel (synthetic per-function records);
+//! * [`user`]: ready-made user channel backends (buffer, snapshot);
+//! * [`board`]: board profiles (sysinfo, versions, buffer sizes);
+//! * [`args`]: checked decoding of ioctl arguments and read ranges;
 //! * [`fault`]: seeded fault injection (drops, corruption, latency, chunking);
 //! * [`serve`]: the real-time serving loop over a byte transport;
 //! * [`link`]: in-memory links (threaded duplex pipes, deterministic `SimLink`);
 //! * [`pty`]: the pseudo-terminal transport (Unix);
-//! * [`tcp`]: the TCP listener transport.
+//! * [`tcp`]: the TCP listener transport;
+//! * [`cam`]: the simulated cam ([`cam::SimCam`]) tying it all together.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod board;
+pub mod cam;
 pub mod events;
 pub mod fault;
 pub mod font;
 pub mod image;
 pub mod link;
 pub mod output;
+pub mod profile;
 #[cfg(unix)]
 pub mod pty;
 pub mod script;
@@ -36,3 +43,4 @@ pub mod source;
 pub mod stdio;
 pub mod stream;
 pub mod tcp;
+pub mod user;
