@@ -1,0 +1,264 @@
+//! `omv-sim`: a simulated OpenMV cam (firmware 5.0, protocol 1.0.2) on a
+//! pseudo-terminal or a TCP port.
+//!
+//! ```text
+//! omv-sim --pty                 # prints e.g. /dev/pts/5, then serves
+//! omv-sim --tcp 127.0.0.1:0     # prints the bound address, then serves
+//! ```
+//!
+//! The first line on stdout is the device path (or address) and nothing
+//! else; logs go to stderr. Runs until SIGINT/SIGTERM, then exits 0.
+//! Invalid options print one line on stderr and exit 2.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::error::ErrorKind;
+use clap::{ArgGroup, Parser};
+use proto_core::Duration;
+use sim_device::board::Board;
+use sim_device::cam::{ChannelSpec, SimConfig};
+use sim_device::fault::FaultConfig;
+use sim_device::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
+
+/// A simulated OpenMV cam for developing and testing host software without hardware.
+#[derive(Parser, Debug)]
+#[command(name = "omv-sim", version, about, long_about = None)]
+#[command(group(ArgGroup::new("transport").required(true).args(["pty", "tcp"])))]
+struct Cli {
+    /// Serve on a new pseudo-terminal; its path is printed on the first stdout line.
+    #[arg(long)]
+    pty: bool,
+    /// Serve on TCP at ADDR (port 0 picks one); the bound address is printed on the first stdout line.
+    #[arg(long, value_name = "ADDR")]
+    tcp: Option<String>,
+    /// Board profile: h7plus, rt1062, n6 or ae3.
+    #[arg(long, default_value = "h7plus", value_parser = parse_board)]
+    board: Board,
+    /// Register the profile channel (id 4).
+    #[arg(long)]
+    profiler: bool,
+    /// A user byte-buffer channel NAME:SIZE (SIZE with optional K/M suffix; byte i = i % 251). Repeatable.
+    #[arg(long = "channel", value_name = "NAME:SIZE", value_parser = parse_channel)]
+    channels: Vec<ChannelSpec>,
+    /// Probability that a packet the cam sends is dropped.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    drop_rate: f64,
+    /// Probability that a packet the cam receives is dropped.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    rx_drop_rate: f64,
+    /// Probability that a packet the cam sends has one bit flipped.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    corrupt_rate: f64,
+    /// Latency added to every packet the cam sends, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    latency_ms: u64,
+    /// Split every packet the cam sends into random chunks of 1..=N bytes (0: off).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=65_536))]
+    chunk_max: u64,
+    /// Seed of every random fault decision.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// Stream the PNG/JPEG images of DIR instead of the test pattern.
+    #[arg(long, value_name = "DIR")]
+    frames: Option<PathBuf>,
+    /// Stream frame rate (0.1 to 1000).
+    #[arg(long, value_name = "N", value_parser = fps)]
+    fps: Option<f32>,
+    /// Python interpreter that runs scripts (default: python3 on PATH).
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn parse_board(s: &str) -> Result<Board, String> {
+    s.parse::<Board>().map_err(|e| e.to_string())
+}
+
+fn parse_channel(s: &str) -> Result<ChannelSpec, String> {
+    s.parse::<ChannelSpec>().map_err(|e| e.to_string())
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+    }
+}
+
+fn fps(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(f) if (0.1..=1000.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a frame rate between 0.1 and 1000")),
+    }
+}
+
+/// A minimal `log` backend writing to stderr.
+struct StderrLogger {
+    level: log::LevelFilter,
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= self.level
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "omv-sim {:<5} {}",
+                r.level(),
+                r.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    let logger = Box::leak(Box::new(StderrLogger { level }));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Prints one line on stderr and returns exit code 2 (usage error).
+fn usage_error(msg: &str) -> ExitCode {
+    let mut lines = msg.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut line = lines.next().unwrap_or("invalid arguments").to_string();
+    if line.ends_with(':') {
+        // "the following required arguments were not provided:" + the list
+        if let Some(next) = lines.next() {
+            line = format!("{line} {next}");
+        }
+    }
+    let line = line.strip_prefix("error:").map_or(line.as_str(), str::trim);
+    eprintln!("omv-sim: {line}");
+    ExitCode::from(2)
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("omv-sim: {msg}");
+    ExitCode::from(1)
+}
+
+/// Prints the first stdout line (the only stdout output) and flushes it.
+fn announce(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    init_logging(cli.verbose);
+
+    let faults = FaultConfig {
+        drop_rate: cli.drop_rate,
+        rx_drop_rate: cli.rx_drop_rate,
+        corrupt_rate: cli.corrupt_rate,
+        latency: Duration::from_millis(cli.latency_ms),
+        chunk_max: cli.chunk_max as usize,
+        seed: cli.seed,
+    };
+    let mut config = SimConfig::new()
+        .board(cli.board)
+        .profiler(cli.profiler)
+        .faults(faults);
+    for c in cli.channels {
+        config = config.channel_spec(c);
+    }
+    if let Some(f) = cli.fps {
+        config = config.fps(f);
+    }
+    if let Some(d) = cli.frames {
+        config = config.frames_dir(d);
+    }
+    if let Some(p) = cli.python {
+        config = config.python(p);
+    }
+    let mut cam = match config.build() {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, shutdown.clone()) {
+            return fail(format_args!("cannot handle signal {sig}: {e}"));
+        }
+    }
+    let clock = MonotonicClock::new();
+    let options = ServeOptions::default();
+
+    if cli.pty {
+        let mut pty = match sim_device::pty::Pty::open() {
+            Ok(p) => p,
+            Err(e) => return fail(format_args!("cannot create a pseudo-terminal: {e}")),
+        };
+        if let Err(e) = announce(&pty.path().display().to_string()) {
+            return fail(format_args!("cannot write to stdout: {e}"));
+        }
+        log::info!("serving on {}", pty.path().display());
+        match serve(&mut cam, &mut pty, &clock, &shutdown, &options) {
+            Ok(ServeEnd::Shutdown) | Ok(ServeEnd::Closed) => {}
+            Err(e) => return fail(e),
+        }
+    } else if let Some(addr) = cli.tcp {
+        let addrs: Vec<std::net::SocketAddr> =
+            match std::net::ToSocketAddrs::to_socket_addrs(addr.as_str()) {
+                Ok(a) => a.collect(),
+                Err(e) => {
+                    return usage_error(&format!("invalid value {addr:?} for '--tcp <ADDR>': {e}"))
+                }
+            };
+        let server = match sim_device::tcp::TcpServer::bind(&addrs[..]) {
+            Ok(s) => s,
+            Err(e) => return fail(format_args!("cannot listen on {addr}: {e}")),
+        };
+        let bound = match server.local_addr() {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        };
+        if let Err(e) = announce(&bound.to_string()) {
+            return fail(format_args!("cannot write to stdout: {e}"));
+        }
+        log::info!("listening on {bound}");
+        if let Err(e) = server.run(&mut cam, &clock, &shutdown, &options) {
+            return fail(e);
+        }
+    }
+    let s = cam.stats();
+    log::info!(
+        "shutting down: sent {} received {} packets; faults {:?}",
+        s.device.sent,
+        s.device.received,
+        s.faults
+    );
+    drop(cam); // stops a running script
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,735 @@
+//! [`SimCam`]: the simulated cam. A [`DeviceEndpoint`] configured from a
+//! board profile, with the built-in channels of PROTOCOL.md section 9, user
+//! channels, fault injection and the cam's life cycle (SOFT_REBOOT after a
+//! script, SYS_RESET and SYS_BOOT reboots). Sans-IO like the endpoint:
+//! drive it with [`SimCam::handle_input`], [`SimCam::poll_transmit`],
+//! [`SimCam::handle_timeout`] and [`SimCam::poll_timeout`], or hand it to
+//! [`serve`](crate::serve::serve).
+//!
+//! ```
+//! use sim_device::cam::SimConfig;
+//! use proto_core::Instant;
+//! let mut cam = SimConfig::new().channel("bulk", 1024).build().unwrap();
+//! let names: Vec<String> = cam.channels().into_iter().map(|c| c.name).collect();
+//! assert_eq!(names, ["usb", "stdin", "stdout", "stream", "bulk"]);
+//! cam.handle_input(Instant::ZERO, &[0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac]); // SYNC
+//! assert_eq!(cam.poll_transmit(Instant::ZERO).unwrap(), [0xaa, 0xd5, 0, 0, 1, 0, 0, 0, 0x08, 0x46]);
+//! ```
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use proto_core::backend::ChannelBackend;
+use proto_core::channel::{ChannelEntry, MAX_NAME_LEN};
+use proto_core::device::{DeviceConfig, DeviceEndpoint, DeviceEvent, RegisterError};
+use proto_core::framer::FramerStats;
+use proto_core::memory::{MemoryEntry, MemoryKind, MemoryStats};
+use proto_core::stats::Stats;
+use proto_core::{ChannelId, Instant};
+
+use crate::board::{Board, BoardProfile};
+use crate::events::SystemEvents;
+use crate::fault::{FaultConfig, FaultError, FaultInjector, FaultStats};
+use crate::output::SharedOutput;
+use crate::profile::ProfileChannel;
+use crate::script::{InProcessRunner, PythonRunner, ScriptContext, ScriptRunner};
+use crate::serve::SansIoCam;
+use crate::source::{DirSource, FrameSource, PatternSource};
+use crate::stdio::{StdinChannel, StdoutChannel};
+use crate::stream::StreamChannel;
+use crate::user::BufferChannel;
+
+/// Built-in channel id of stdin.
+pub const STDIN_ID: ChannelId = ChannelId(1);
+/// Built-in channel id of stdout.
+pub const STDOUT_ID: ChannelId = ChannelId(2);
+/// Built-in channel id of stream.
+pub const STREAM_ID: ChannelId = ChannelId(3);
+/// Built-in channel id of profile (profiling builds only).
+pub const PROFILE_ID: ChannelId = ChannelId(4);
+
+/// Largest user byte-buffer channel (64 MiB).
+pub const MAX_CHANNEL_SIZE: usize = 64 << 20;
+
+/// Makes a fresh script runner (at start and after every reboot).
+pub type RunnerFactory = Arc<dyn Fn() -> Box<dyn ScriptRunner> + Send + Sync>;
+
+/// How uploaded scripts run.
+#[derive(Clone)]
+pub enum ScriptEngine {
+    /// A Python interpreter in a child process: the given path or name, or
+    /// `python3` on `PATH` when `None`.
+    Python(Option<PathBuf>),
+    /// Any runner, e.g. an [`InProcessRunner`] for tests.
+    Custom(RunnerFactory),
+}
+
+impl fmt::Debug for ScriptEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScriptEngine::Python(p) => f.debug_tuple("Python").field(p).finish(),
+            ScriptEngine::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl ScriptEngine {
+    fn make(&self) -> Box<dyn ScriptRunner> {
+        match self {
+            ScriptEngine::Python(Some(p)) => Box::new(PythonRunner::with_interpreter(p.clone())),
+            ScriptEngine::Python(None) => Box::new(PythonRunner::new()),
+            ScriptEngine::Custom(f) => f(),
+        }
+    }
+}
+
+/// A user byte-buffer channel to create at boot: `NAME:SIZE` on the
+/// command line, byte `i` holding `i % 251`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelSpec {
+    /// Channel name (1 to 13 bytes, no NUL, no `:`).
+    pub name: String,
+    /// Buffer size in bytes (1 to [`MAX_CHANNEL_SIZE`]).
+    pub size: usize,
+}
+
+/// A `NAME:SIZE` channel spec that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelSpecError {
+    /// No `:` separating name and size.
+    #[error("channel spec {0:?} is not NAME:SIZE")]
+    Format(String),
+    /// The name is empty, too long or contains NUL.
+    #[error("channel name {0:?} must be 1 to 13 bytes")]
+    Name(String),
+    /// The size is not a number with an optional K or M suffix.
+    #[error("channel size {0:?} is not a number of bytes (optional K or M suffix)")]
+    Size(String),
+    /// The size is 0 or over the maximum.
+    #[error("channel size {0} is out of range (1 byte to 64M)")]
+    Range(u64),
+}
+
+impl ChannelSpec {
+    /// A spec; checks the name and size.
+    pub fn new(name: &str, size: usize) -> Result<ChannelSpec, ChannelSpecError> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains('\0') {
+            return Err(ChannelSpecError::Name(name.to_string()));
+        }
+        if size == 0 || size > MAX_CHANNEL_SIZE {
+            return Err(ChannelSpecError::Range(size as u64));
+        }
+        Ok(ChannelSpec {
+            name: name.to_string(),
+            size,
+        })
+    }
+}
+
+/// Parses a byte count: digits with an optional `K` (KiB) or `M` (MiB)
+/// suffix, case-insensitive, optionally followed by `B`/`iB`.
+pub fn parse_size(s: &str) -> Result<u64, ChannelSpecError> {
+    let bad = || ChannelSpecError::Size(s.to_string());
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, mult) = match body.as_bytes().last() {
+        Some(b'k') => (&body[..body.len() - 1], 1u64 << 10),
+        Some(b'm') => (&body[..body.len() - 1], 1u64 << 20),
+        _ => (body, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(mult).ok_or(ChannelSpecError::Range(u64::MAX))
+}
+
+impl FromStr for ChannelSpec {
+    type Err = ChannelSpecError;
+
+    fn from_str(s: &str) -> Result<ChannelSpec, ChannelSpecError> {
+        let (name, size) = s
+            .rsplit_once(':')
+            .ok_or_else(|| ChannelSpecError::Format(s.to_string()))?;
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains('\0') {
+            return Err(ChannelSpecError::Name(name.to_string()));
+        }
+        let n = parse_size(size)?;
+        let n = usize::try_from(n).map_err(|_| ChannelSpecError::Range(n))?;
+        ChannelSpec::new(name, n)
+    }
+}
+
+/// Everything a [`SimCam`] is built from. A builder: chain the setters and
+/// finish with [`build`](Self::build).
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Board profile (sysinfo, version, stdout size, stream buffer).
+    pub board: Board,
+    /// Register the profile channel (id 4).
+    pub profiler: bool,
+    /// User byte-buffer channels, registered after the built-ins.
+    pub channels: Vec<ChannelSpec>,
+    /// Stream frames per second (`None`: the stream default, 30).
+    pub fps: Option<f32>,
+    /// Stream images from this directory instead of the test pattern.
+    pub frames_dir: Option<PathBuf>,
+    /// How scripts run.
+    pub engine: ScriptEngine,
+    /// Faults to inject (including the seed).
+    pub faults: FaultConfig,
+    /// Protocol settings (sysinfo and version are taken from the board).
+    pub device: DeviceConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            board: Board::H7Plus,
+            profiler: false,
+            channels: Vec::new(),
+            fps: None,
+            frames_dir: None,
+            engine: ScriptEngine::Python(None),
+            faults: FaultConfig::default(),
+            device: DeviceConfig::default(),
+        }
+    }
+}
+
+/// Why a [`SimCam`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Invalid fault settings.
+    #[error(transparent)]
+    Fault(#[from] FaultError),
+    /// A channel could not be registered (duplicate name, no free id...).
+    #[error("channel {name:?}: {source}")]
+    Channel {
+        /// The channel's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: RegisterError,
+    },
+    /// The frames directory cannot be used.
+    #[error("frames directory {path}: {source}")]
+    Frames {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An invalid user channel spec.
+    #[error(transparent)]
+    ChannelSpec(#[from] ChannelSpecError),
+    /// A bad fps value.
+    #[error("fps must be a number between 0.1 and 1000, got {0}")]
+    Fps(f32),
+}
+
+impl SimConfig {
+    /// The defaults: H7 Plus, no profiler, no user channels, Python scripts,
+    /// no faults.
+    pub fn new() -> SimConfig {
+        SimConfig::default()
+    }
+
+    /// Sets the board.
+    pub fn board(mut self, board: Board) -> Self {
+        self.board = board;
+        self
+    }
+
+    /// Enables or disables the profile channel.
+    pub fn profiler(mut self, on: bool) -> Self {
+        self.profiler = on;
+        self
+    }
+
+    /// Adds a user byte-buffer channel of `size` bytes (byte i = i % 251).
+    /// An invalid name or size makes [`build`](Self::build) fail.
+    pub fn channel(mut self, name: &str, size: usize) -> Self {
+        self.channels.push(ChannelSpec {
+            name: name.to_string(),
+            size,
+        });
+        self
+    }
+
+    /// Adds a parsed channel spec.
+    pub fn channel_spec(mut self, spec: ChannelSpec) -> Self {
+        self.channels.push(spec);
+        self
+    }
+
+    /// Sets the stream's frame rate.
+    pub fn fps(mut self, fps: f32) -> Self {
+        self.fps = Some(fps);
+        self
+    }
+
+    /// Streams the images of a directory (PNG/JPEG) instead of the pattern.
+    pub fn frames_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.frames_dir = Some(dir.into());
+        self
+    }
+
+    /// Runs scripts with this Python interpreter.
+    pub fn python(mut self, path: impl Into<PathBuf>) -> Self {
+        self.engine = ScriptEngine::Python(Some(path.into()));
+        self
+    }
+
+    /// Runs scripts with a Rust closure, synchronously (the script has
+    /// ended when EXEC is acknowledged).
+    pub fn in_process(mut self, f: impl Fn(&[u8], &ScriptContext) + Send + Sync + 'static) -> Self {
+        let f = Arc::new(f);
+        self.engine = ScriptEngine::Custom(Arc::new(move || {
+            let f = f.clone();
+            Box::new(InProcessRunner::new(move |s: &[u8], c: &ScriptContext| {
+                f(s, c)
+            }))
+        }));
+        self
+    }
+
+    /// Runs scripts with a Rust closure on a thread (it should return when
+    /// [`ScriptContext::stop_requested`]).
+    pub fn in_process_threaded(
+        mut self,
+        f: impl Fn(&[u8], &ScriptContext) + Send + Sync + 'static,
+    ) -> Self {
+        let f = Arc::new(f);
+        self.engine = ScriptEngine::Custom(Arc::new(move || {
+            let f = f.clone();
+            Box::new(InProcessRunner::threaded(
+                move |s: &[u8], c: &ScriptContext| f(s, c),
+            ))
+        }));
+        self
+    }
+
+    /// Uses any script runner.
+    pub fn engine(mut self, engine: ScriptEngine) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Sets the faults to inject.
+    pub fn faults(mut self, faults: FaultConfig) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Sets the seed of every random decision (fault injection).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.faults.seed = seed;
+        self
+    }
+
+    /// Sets the protocol settings (sysinfo and version still come from the board).
+    pub fn device(mut self, device: DeviceConfig) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Builds the cam.
+    pub fn build(self) -> Result<SimCam, SimError> {
+        SimCam::new(self)
+    }
+}
+
+/// Counters of a [`SimCam`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// What PROTO_STATS reports.
+    pub device: Stats,
+    /// The endpoint's framer drop counters.
+    pub framer: FramerStats,
+    /// Every injected fault.
+    pub faults: FaultStats,
+    /// Events dropped (events off, queue full).
+    pub dropped_events: u64,
+    /// SOFT_REBOOT events raised (scripts that ended).
+    pub soft_reboots: u64,
+    /// Reboots (SYS_RESET, SYS_BOOT).
+    pub reboots: u64,
+}
+
+/// A channel registered through the Rust API, carried over reboots.
+struct ApiChannel {
+    id: ChannelId,
+    name: String,
+}
+
+/// The simulated cam. See the module documentation.
+pub struct SimCam {
+    config: SimConfig,
+    profile: BoardProfile,
+    dev: DeviceEndpoint,
+    faults: FaultInjector,
+    system: SystemEvents,
+    output: SharedOutput,
+    api_channels: Vec<ApiChannel>,
+    /// Counters of endpoints replaced by reboots.
+    soft_reboots: u64,
+    reboots: u64,
+    rx_scratch: Vec<u8>,
+}
+
+impl fmt::Debug for SimCam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimCam")
+            .field("board", &self.config.board)
+            .field("dev", &self.dev)
+            .field("faults", &self.faults.stats())
+            .field("reboots", &self.reboots)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Plausible SYS_MEMORY pools for a board: a GC heap and a UMA pool.
+fn memory_of(p: &BoardProfile) -> MemoryStats {
+    let ram = p.sysinfo.ram_kb.saturating_mul(1024);
+    let heap = (ram / 4).clamp(64 << 10, 4 << 20);
+    let uma = p.sysinfo.framebuffer_kb.saturating_mul(1024);
+    MemoryStats {
+        entries: vec![
+            MemoryEntry {
+                kind: MemoryKind::GC_HEAP,
+                flags: 0,
+                total: heap,
+                used: heap / 8,
+                free: heap - heap / 8,
+                persist: 0,
+                peak: heap / 6,
+            },
+            MemoryEntry {
+                kind: MemoryKind::UMA_POOL,
+                flags: 0,
+                total: uma,
+                used: 0,
+                free: uma,
+                persist: 0,
+                peak: uma / 4,
+            },
+        ],
+    }
+}
+
+impl SimCam {
+    /// Builds a cam (see [`SimConfig::build`]).
+    pub fn new(config: SimConfig) -> Result<SimCam, SimError> {
+        let faults = FaultInjector::new(config.faults.clone())?;
+        if let Some(fps) = config.fps {
+            if !(0.1..=1000.0).contains(&fps) {
+                return Err(SimError::Fps(fps));
+            }
+        }
+        let profile = config.board.profile();
+        let system = SystemEvents::new();
+        let output = profile.stdout_buffer();
+        let dev = boot(&config, &profile, &system, &output)?;
+        log::info!(
+            "cam: {} (protocol {:?}, firmware {:?}), channels: {}",
+            profile.board.display_name(),
+            profile.version.protocol,
+            profile.version.firmware,
+            dev.channels()
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(SimCam {
+            config,
+            profile,
+            dev,
+            faults,
+            system,
+            output,
+            api_channels: Vec::new(),
+            soft_reboots: 0,
+            reboots: 0,
+            rx_scratch: Vec::new(),
+        })
+    }
+
+    /// The configuration it was built from.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The board profile.
+    pub fn board(&self) -> &BoardProfile {
+        &self.profile
+    }
+
+    /// The protocol endpoint (read-only).
+    pub fn endpoint(&self) -> &DeviceEndpoint {
+        &self.dev
+    }
+
+    /// The cam's stdout buffer: write text into it as a script would.
+    pub fn output(&self) -> &SharedOutput {
+        &self.output
+    }
+
+    /// The channel list as CHANNEL_LIST reports it.
+    pub fn channels(&self) -> Vec<ChannelEntry> {
+        self.dev.channels()
+    }
+
+    /// The backend of a channel, to drive it from the application.
+    pub fn channel_mut(&mut self, id: ChannelId) -> Option<&mut (dyn ChannelBackend + 'static)> {
+        self.dev.channel_mut(id)
+    }
+
+    /// The id of the channel called `name`.
+    pub fn channel_id(&self, name: &str) -> Option<ChannelId> {
+        self.dev.channel_id(name)
+    }
+
+    /// Registers a user channel from any backend: first free id, flags
+    /// derived from the backend's ops plus DYNAMIC, and a
+    /// CHANNEL_REGISTERED event to the host. The channel survives reboots.
+    pub fn register_channel(
+        &mut self,
+        name: &str,
+        backend: Box<dyn ChannelBackend>,
+    ) -> Result<ChannelId, RegisterError> {
+        let id = self.dev.register(name, backend)?;
+        log::info!("cam: registered channel {name:?} as {}", id.0);
+        self.api_channels.push(ApiChannel {
+            id,
+            name: name.to_string(),
+        });
+        Ok(id)
+    }
+
+    /// Unregisters a channel (CHANNEL_UNREGISTERED is sent); returns its backend.
+    pub fn unregister_channel(&mut self, id: ChannelId) -> Option<Box<dyn ChannelBackend>> {
+        if self.builtin_ids().contains(&id) {
+            return None;
+        }
+        self.api_channels.retain(|c| c.id != id);
+        self.dev.unregister(id)
+    }
+
+    fn builtin_ids(&self) -> Vec<ChannelId> {
+        let mut v = vec![STDIN_ID, STDOUT_ID, STREAM_ID];
+        if self.config.profiler {
+            v.push(PROFILE_ID);
+        }
+        v
+    }
+
+    /// Sends a system event (channel 0) or a channel event; `None` is a NOTIFY.
+    pub fn send_event(&mut self, channel: ChannelId, event: Option<u16>) {
+        self.dev.send_event(channel, event, false);
+    }
+
+    /// Device, framer and fault counters.
+    pub fn stats(&self) -> SimStats {
+        SimStats {
+            device: self.dev.stats(),
+            framer: self.dev.framer_stats(),
+            faults: self.faults.stats(),
+            dropped_events: self.dev.dropped_events(),
+            soft_reboots: self.soft_reboots,
+            reboots: self.reboots,
+        }
+    }
+
+    /// Fault counters.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.faults.stats()
+    }
+
+    /// Bytes received from the host.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        let mut buf = std::mem::take(&mut self.rx_scratch);
+        buf.clear();
+        self.faults.filter_rx(data, &mut buf);
+        if !buf.is_empty() {
+            self.dev.handle_input(now, &buf);
+        }
+        self.rx_scratch = buf;
+        self.after();
+    }
+
+    /// Time has passed: retransmissions, stdout and stream timers, script ends.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.dev.handle_timeout(now);
+        self.after();
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due next, or when a
+    /// held (delayed) packet is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.dev.poll_timeout(), self.faults.next_release()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Next bytes to send to the host (a packet, or a chunk of one with
+    /// chunking on), after fault injection.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        loop {
+            if let Some(c) = self.faults.pop_tx(now) {
+                return Some(c);
+            }
+            if !self.faults.wants_tx() {
+                return None;
+            }
+            let p = self.dev.poll_transmit(now)?;
+            self.faults.push_tx(now, p);
+        }
+    }
+
+    /// Raises system events and acts on the endpoint's application events.
+    fn after(&mut self) {
+        for ev in self.system.drain() {
+            if ev == proto_core::event::EventId::SOFT_REBOOT {
+                self.soft_reboots += 1;
+                log::info!("cam: script ended: soft reboot");
+            }
+            self.dev.send_event(ChannelId::SYSTEM, Some(ev.0), false);
+        }
+        while let Some(ev) = self.dev.poll_event() {
+            match ev {
+                DeviceEvent::ResetRequested => {
+                    log::info!("cam: SYS_RESET: rebooting");
+                    self.reboot();
+                    return;
+                }
+                DeviceEvent::BootRequested => {
+                    log::info!("cam: SYS_BOOT: the simulator has no bootloader; rebooting instead");
+                    self.reboot();
+                    return;
+                }
+                DeviceEvent::ProtocolReset(cause) => log::debug!("cam: protocol reset ({cause:?})"),
+                DeviceEvent::CapsChanged(caps) => log::debug!("cam: caps now {caps:?}"),
+            }
+        }
+    }
+
+    /// Behaves like a rebooted cam: the running script stops, every protocol
+    /// state (sequence, caps, locks, queued packets) is dropped, the
+    /// built-in and `--channel` channels start fresh, and channels
+    /// registered through [`register_channel`](Self::register_channel) are
+    /// carried over at the same ids.
+    pub fn reboot(&mut self) {
+        let system = SystemEvents::new();
+        let output = self.profile.stdout_buffer();
+        let dev = match boot(&self.config, &self.profile, &system, &output) {
+            Ok(d) => d,
+            Err(e) => {
+                // Cannot happen: the same configuration booted before.
+                log::error!("cam: reboot failed ({e}); keeping the current state");
+                return;
+            }
+        };
+        let mut old = std::mem::replace(&mut self.dev, dev);
+        for c in &self.api_channels {
+            if let Some(backend) = old.unregister(c.id) {
+                if let Err(e) = self.dev.register_at(c.id, &c.name, backend) {
+                    log::warn!("cam: channel {:?} lost in reboot: {e}", c.name);
+                }
+            }
+        }
+        drop(old); // stops the running script
+        self.system = system;
+        self.output = output;
+        self.faults.clear();
+        self.reboots += 1;
+        log::info!("cam: rebooted ({} so far)", self.reboots);
+    }
+}
+
+/// A freshly booted endpoint: built-in channels and `--channel` buffers.
+fn boot(
+    config: &SimConfig,
+    profile: &BoardProfile,
+    system: &SystemEvents,
+    output: &SharedOutput,
+) -> Result<DeviceEndpoint, SimError> {
+    let mut dc = config.device.clone();
+    dc.sysinfo = profile.sysinfo;
+    dc.version = profile.version;
+    if dc.memory.is_none() {
+        dc.memory = Some(memory_of(profile));
+    }
+    let mut dev = DeviceEndpoint::new(dc);
+    let reg = |dev: &mut DeviceEndpoint, id, name: &str, b: Box<dyn ChannelBackend>| {
+        dev.register_at(id, name, b)
+            .map(|_| ())
+            .map_err(|source| SimError::Channel {
+                name: name.to_string(),
+                source,
+            })
+    };
+    let stdin = StdinChannel::new(config.engine.make(), output.clone(), system.clone());
+    reg(&mut dev, STDIN_ID, "stdin", Box::new(stdin))?;
+    reg(
+        &mut dev,
+        STDOUT_ID,
+        "stdout",
+        Box::new(StdoutChannel::new(output.clone())),
+    )?;
+    let source: Box<dyn FrameSource> = match &config.frames_dir {
+        Some(dir) => Box::new(DirSource::new(dir).map_err(|source| SimError::Frames {
+            path: dir.clone(),
+            source,
+        })?),
+        None => Box::new(PatternSource::default()),
+    };
+    let mut sc = profile.stream_config();
+    if let Some(fps) = config.fps {
+        sc.fps = fps;
+    }
+    reg(
+        &mut dev,
+        STREAM_ID,
+        "stream",
+        Box::new(StreamChannel::new(source, sc)),
+    )?;
+    if config.profiler {
+        let p = ProfileChannel::new(profile.profile_config()).with_output(output.clone());
+        reg(&mut dev, PROFILE_ID, "profile", Box::new(p))?;
+    }
+    for spec in &config.channels {
+        let checked = ChannelSpec::new(&spec.name, spec.size)?;
+        let b = BufferChannel::with_pattern(checked.size);
+        dev.register(&checked.name, Box::new(b))
+            .map_err(|source| SimError::Channel {
+                name: spec.name.clone(),
+                source,
+            })?;
+    }
+    Ok(dev)
+}
+
+impl SansIoCam for SimCam {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        SimCam::handle_input(self, now, data)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        SimCam::poll_transmit(self, now)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        SimCam::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        SimCam::poll_timeout(self)
+    }
+}
