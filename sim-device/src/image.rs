@@ -41,7 +41,9 @@ impl fmt::Debug for RgbImage {
     }
 }
 
-fn pixel_count(width: u32, height: u32) -> Result<usize, ImageError> {
+/// Checks an image size (1..=[`MAX_DIM`] each way, at most [`MAX_PIXELS`])
+/// and returns its pixel count.
+pub fn check_size(width: u32, height: u32) -> Result<usize, ImageError> {
     if width == 0 || height == 0 || width > MAX_DIM || height > MAX_DIM {
         return Err(err(format!("bad image size {width}x{height}")));
     }
@@ -56,7 +58,7 @@ impl RgbImage {
     /// A black image; sizes must be 1..=[`MAX_DIM`] and at most
     /// [`MAX_PIXELS`] pixels.
     pub fn new(width: u32, height: u32) -> Result<Self, ImageError> {
-        let n = pixel_count(width, height)?;
+        let n = check_size(width, height)?;
         Ok(RgbImage {
             width,
             height,
@@ -66,7 +68,7 @@ impl RgbImage {
 
     /// An image from packed RGB888 data of exactly `width * height * 3` bytes.
     pub fn from_rgb(width: u32, height: u32, data: Vec<u8>) -> Result<Self, ImageError> {
-        let n = pixel_count(width, height)?;
+        let n = check_size(width, height)?;
         if data.len() != n * 3 {
             return Err(err(format!(
                 "{} bytes for a {width}x{height} RGB image",
@@ -200,7 +202,7 @@ pub fn jpeg_dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
 /// Decodes a JPEG to RGB.
 pub fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let (w, h) = jpeg_dimensions(bytes)?;
-    pixel_count(w, h)?;
+    check_size(w, h)?;
     // The decoder is third-party code fed with files from disk: contain a
     // panic on a malformed file rather than taking the cam down.
     let decoded = std::panic::catch_unwind(|| {
@@ -224,7 +226,7 @@ pub fn decode_png(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         let info = reader.info();
         (info.width, info.height)
     };
-    pixel_count(w, h)?;
+    check_size(w, h)?;
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| err("PNG too large"))?;

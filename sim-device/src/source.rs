@@ -141,30 +141,35 @@ impl PatternSource {
     }
 
     /// Draws frame `index` at `width` x `height`: colour bars scrolling
-    /// right over the top two thirds, a grey ramp with a moving bright band
-    /// below, and `#index` in the top-left corner.
+    /// right over the top two thirds, a colour ramp with a moving white band
+    /// below, and the frame number in the top-left corner.
     pub fn render(width: u32, height: u32, index: u64) -> Result<RgbImage, ImageError> {
-        let mut img = RgbImage::new(width, height)?;
-        let bars_h = (height * 2 / 3).max(1);
-        let shift = (index.wrapping_mul(4) % u64::from(width)) as u32;
-        let band = (index.wrapping_mul(3) % u64::from(width)) as u32;
-        let band_w = (width / 16).max(1);
-        for y in 0..height {
-            for x in 0..width {
-                let rgb = if y < bars_h {
-                    let sx = (x + width - shift) % width;
-                    BARS[(sx as usize * BARS.len()) / width as usize]
-                } else if x.wrapping_sub(band) < band_w {
-                    [255, 255, 255]
-                } else {
-                    let v = (u64::from(x) * 255 / u64::from(width)) as u8;
-                    let g = 255 - (2 * i32::from(v) - 255).unsigned_abs().min(255) as u8;
-                    [v, g, 255 - v]
-                };
-                img.put(x, y, rgb);
+        image::check_size(width, height)?;
+        let (w, h) = (width as usize, height as usize);
+        let bars_h = (h * 2 / 3).max(1);
+        let shift = (index.wrapping_mul(4) % u64::from(width)) as usize;
+        let band = (index.wrapping_mul(3) % u64::from(width)) as usize;
+        let band_w = (w / 16).max(1);
+        // Every row of a region is the same: build one row of each, then copy.
+        let mut bars_row = Vec::with_capacity(w * 3);
+        let mut ramp_row = Vec::with_capacity(w * 3);
+        for x in 0..w {
+            let sx = (x + w - shift) % w;
+            bars_row.extend_from_slice(&BARS[sx * BARS.len() / w]);
+            if x.wrapping_sub(band) < band_w {
+                ramp_row.extend_from_slice(&[255, 255, 255]);
+            } else {
+                let v = (x * 255 / w) as u8;
+                let g = 255 - (2 * i32::from(v) - 255).unsigned_abs().min(255) as u8;
+                ramp_row.extend_from_slice(&[v, g, 255 - v]);
             }
         }
-        let text = format!("#{index}");
+        let mut data = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            data.extend_from_slice(if y < bars_h { &bars_row } else { &ramp_row });
+        }
+        let mut img = RgbImage::from_rgb(width, height, data)?;
+        let text = index.to_string();
         let scale = (height / 60).clamp(1, 16);
         let pad = scale;
         let tw = font::text_width(&text, scale);
