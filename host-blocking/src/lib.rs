@@ -1,5 +1,56 @@
-//! Blocking host-side library for the OpenMV cam protocol: frame image
-//! conversion ([`image`]) and firmware symbol lookup ([`symbols`]).
+//! Blocking host for the OpenMV cam protocol, on `proto-core`'s sans-IO
+//! [`HostEndpoint`](proto_core::host::HostEndpoint).
+//!
+//! * [`Camera`]: the host API (parity with the stock `openmv` Python
+//!   package 1.0.7: connection, scripts, streaming, channels,
+//!   introspection, profiler; plus typed results, a lock guard, a retry
+//!   helper, an event handler and a pending-events queue);
+//! * [`CameraConfig`]: the stock constructor parameters and defaults;
+//! * [`transport`]: the byte port ([`Transport`]) over a serial port, TCP,
+//!   or any reader/writer (an in-memory link);
+//! * [`events`]: event classification, handler trait and tracked state;
+//! * [`image`]: frame pixels to RGB888 and PNG; [`symbols`]: function
+//!   names from a firmware ELF for profile records;
+//! * [`sim`]: a simulated cam on a thread over an in-memory link;
+//! * the `omv` command-line tool (`src/bin/omv.rs`).
+//!
+//! The driver blocks on the port exactly until the endpoint's next deadline
+//! (no busy waiting, no fixed sleeps) and turns everything the cam sends
+//! into values or [`Error`]s: nothing from the wire makes it panic or exit.
+//!
+//! ```no_run
+//! use host_blocking::{Camera, CameraConfig};
+//! # fn main() -> host_blocking::Result<()> {
+//! let mut cam = Camera::open(CameraConfig::new("/dev/ttyACM0"))?;
+//! println!("{}", cam.version()?);
+//! cam.exec("print('hi')")?;
+//! cam.streaming(true, false, None)?;
+//! if let Some(f) = cam.read_frame()? {
+//!     host_blocking::image::save_png(&f.rgb, "frame.png")?;
+//! }
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod camera;
+pub mod config;
+mod driver;
+pub mod error;
+pub mod events;
 pub mod image;
+pub mod sim;
 pub mod symbols;
+pub mod transport;
+pub mod types;
+
+pub use camera::{Camera, ChannelLock};
+pub use config::CameraConfig;
+pub use error::{Error, Result};
+pub use events::{Event, EventHandler, EventKind, EventState};
+pub use transport::Transport;
+pub use types::{ChannelKey, ChannelStatus, Frame, ProfileEntry, RawFrame, SystemInfo};
+
+/// The sans-IO protocol engine, re-exported for its types (opcodes,
+/// channel ids, codecs).
+pub use proto_core;

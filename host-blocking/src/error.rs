@@ -1,0 +1,236 @@
+//! The one error type of the driver, mirroring the stock `openmv` exception
+//! hierarchy (`OMVException` with `TimeoutException`, `ChecksumException`,
+//! `SequenceException`) with one variant per distinct cause.
+
+use std::io;
+use std::time::Duration;
+
+use proto_core::host::RequestError;
+use proto_core::{DecodeError, Opcode, Status};
+
+use crate::image::ImageError;
+use crate::symbols::SymbolError;
+
+/// Result of every fallible driver call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a [`Camera`](crate::Camera) call can fail with.
+///
+/// Nothing the cam sends makes the driver panic or exit: malformed or
+/// unexpected data becomes one of these variants.
+///
+/// The stock package raises `TimeoutException`, `ChecksumException` and
+/// `SequenceException` for the conditions that make it resync and retry;
+/// here they are [`Error::Timeout`], [`Error::Checksum`] and
+/// [`Error::Sequence`], and [`Error::is_retryable`] says which errors the
+/// retry helper retries.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No packet of the response arrived within the timeout (stock
+    /// `TimeoutException`; a NAK TIMEOUT is [`Error::Nak`] and retryable too).
+    #[error("{op}: no response from the cam within {timeout:?}")]
+    Timeout {
+        /// The request that timed out.
+        op: Opcode,
+        /// The per-packet timeout in force.
+        timeout: Duration,
+    },
+    /// The cam answered NAK CHECKSUM: it received the request corrupted
+    /// (stock `ChecksumException`).
+    #[error("{op}: the cam received the request with a bad checksum (NAK CHECKSUM)")]
+    Checksum {
+        /// The request.
+        op: Opcode,
+    },
+    /// The cam answered NAK SEQUENCE: the sequence counters disagree
+    /// (stock `SequenceException`).
+    #[error("{op}: the cam rejected the request's sequence number (NAK SEQUENCE)")]
+    Sequence {
+        /// The request.
+        op: Opcode,
+    },
+    /// The cam refused the request with another status (INVALID, FAILED,
+    /// BUSY, TIMEOUT, ...).
+    #[error("{op} on channel {channel}: the cam answered NAK {status}")]
+    Nak {
+        /// The NAK status.
+        status: Status,
+        /// The request.
+        op: Opcode,
+        /// The request's channel.
+        channel: u8,
+    },
+    /// The response did not belong to the request (a desynchronised link).
+    #[error("{op}: the cam answered with opcode {got}")]
+    UnexpectedResponse {
+        /// The request.
+        op: Opcode,
+        /// The opcode of the response.
+        got: Opcode,
+    },
+    /// PROTO_SYNC got no answer after every attempt: the cam is silent or
+    /// not speaking this protocol.
+    #[error("{port}: no answer to SYNC after {attempts} attempts of {timeout:?} (is the cam connected and in protocol mode?)")]
+    ResyncFailed {
+        /// The port name.
+        port: String,
+        /// SYNC attempts made.
+        attempts: u8,
+        /// Per-attempt timeout.
+        timeout: Duration,
+    },
+    /// The camera is not connected (call [`Camera::connect`](crate::Camera::connect)).
+    #[error("not connected to a cam")]
+    NotConnected,
+    /// Opening, reading or writing the port failed.
+    #[error("{port}: {source}")]
+    Io {
+        /// The port name (device path, address or link name).
+        port: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A caller-supplied argument is out of range (too long, missing
+    /// resolution, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A response payload could not be decoded.
+    #[error("malformed {what} from the cam: {source}")]
+    Malformed {
+        /// What was being decoded.
+        what: &'static str,
+        /// The decoder's complaint.
+        #[source]
+        source: DecodeError,
+    },
+    /// The cam does not provide a feature (e.g. SYS_MEMORY before firmware
+    /// 4.8, or a built-in channel missing from its channel list).
+    #[error("not supported by this cam: {0}")]
+    Unsupported(String),
+    /// No channel with that name exists on the cam.
+    #[error("no channel named {0:?} on the cam")]
+    NoSuchChannel(String),
+    /// A frame's image data could not be converted.
+    #[error("frame conversion: {0}")]
+    Image(#[from] ImageError),
+    /// A firmware ELF could not be read for symbols.
+    #[error("firmware symbols: {0}")]
+    Symbols(#[from] SymbolError),
+}
+
+impl Error {
+    /// True for the failures the stock host resyncs and retries on: a
+    /// timeout, NAK CHECKSUM / SEQUENCE / TIMEOUT, and a response that does
+    /// not match its request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout { .. }
+                | Error::Checksum { .. }
+                | Error::Sequence { .. }
+                | Error::UnexpectedResponse { .. }
+                | Error::Nak {
+                    status: Status::TIMEOUT,
+                    ..
+                }
+        )
+    }
+
+    /// The NAK status, for errors that carry one.
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            Error::Nak { status, .. } => Some(*status),
+            Error::Checksum { .. } => Some(Status::CHECKSUM),
+            Error::Sequence { .. } => Some(Status::SEQUENCE),
+            _ => None,
+        }
+    }
+
+    /// True when the cam answered NAK with `status`.
+    pub fn is_nak(&self, status: Status) -> bool {
+        self.status() == Some(status)
+    }
+
+    /// Maps an endpoint error for request `op` on `channel`.
+    pub(crate) fn from_request(e: RequestError, op: Opcode, channel: u8, port: &str) -> Error {
+        match e {
+            RequestError::Nak(Status::CHECKSUM) => Error::Checksum { op },
+            RequestError::Nak(Status::SEQUENCE) => Error::Sequence { op },
+            RequestError::Nak(status) => Error::Nak {
+                status,
+                op,
+                channel,
+            },
+            RequestError::Timeout(timeout) => Error::Timeout { op, timeout },
+            RequestError::ResyncFailed { attempts } => Error::ResyncFailed {
+                port: port.to_string(),
+                attempts,
+                timeout: Duration::ZERO,
+            },
+            RequestError::UnexpectedOpcode { got, .. } => Error::UnexpectedResponse { op, got },
+            RequestError::Malformed(source) => Error::Malformed {
+                what: "NAK status",
+                source,
+            },
+            RequestError::NotConnected => Error::NotConnected,
+            RequestError::Busy => {
+                Error::InvalidArgument("another request is already in flight".into())
+            }
+            RequestError::PayloadTooLarge { len, max } => Error::InvalidArgument(format!(
+                "{op} payload of {len} bytes exceeds the negotiated max_payload of {max}"
+            )),
+            RequestError::InvalidCommand(why) => {
+                Error::InvalidArgument(format!("{op} on channel {channel}: {why}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_and_messages() {
+        let e = Error::from_request(
+            RequestError::Nak(Status::CHECKSUM),
+            Opcode::CHANNEL_READ,
+            3,
+            "p",
+        );
+        assert!(e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "CHANNEL_READ: the cam received the request with a bad checksum (NAK CHECKSUM)"
+        );
+        let e = Error::from_request(
+            RequestError::Nak(Status::BUSY),
+            Opcode::CHANNEL_LOCK,
+            3,
+            "p",
+        );
+        assert!(!e.is_retryable());
+        assert!(e.is_nak(Status::BUSY));
+        assert_eq!(
+            e.to_string(),
+            "CHANNEL_LOCK on channel 3: the cam answered NAK BUSY"
+        );
+        let e = Error::from_request(
+            RequestError::Timeout(Duration::from_secs(1)),
+            Opcode::SYS_INFO,
+            0,
+            "p",
+        );
+        assert!(e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "SYS_INFO: no response from the cam within 1s"
+        );
+        assert!(
+            Error::from_request(RequestError::Nak(Status::TIMEOUT), Opcode::SYS_INFO, 0, "p")
+                .is_retryable()
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! Byte ports: the [`Transport`] trait and its implementations for a serial
+//! port ([`SerialTransport`]), TCP ([`TcpTransport`]), a reader/writer pair
+//! whose reads block ([`ThreadedTransport`], e.g. pipes or an in-memory
+//! link) and any `Read + Write` whose reads honour their own timeout
+//! ([`IoTransport`]).
+//!
+//! The driver blocks in [`Transport::read`] exactly until the protocol's
+//! next deadline, so every implementation must return as soon as bytes are
+//! available and return `Ok(0)` when the timeout passes with none.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+/// Default serial line rate: over USB it switches the cam from the REPL to
+/// the protocol.
+pub const DEFAULT_BAUDRATE: u32 = 921_600;
+
+/// A bidirectional byte port to a cam.
+///
+/// ```
+/// use host_blocking::transport::{IoTransport, Transport};
+/// use std::io::Cursor;
+/// use std::time::Duration;
+/// let mut t = IoTransport::new("mem", Cursor::new(vec![1u8, 2, 3]));
+/// let mut buf = [0u8; 8];
+/// assert_eq!(t.read(&mut buf, Duration::from_millis(10)).unwrap(), 3);
+/// ```
+pub trait Transport: Send {
+    /// Writes every byte of `buf` (blocking until done or failed).
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+
+    /// Waits up to `timeout` for bytes and reads what is available into
+    /// `buf`. Returns the count, or `Ok(0)` when the timeout passed with
+    /// nothing to read. A closed port is an error, never `Ok(0)`.
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
+
+    /// A name for messages: the device path, address or link name.
+    fn name(&self) -> &str;
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        (**self).write_all(buf)
+    }
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        (**self).read(buf, timeout)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "the port was closed")
+}
+
+/// A serial port (USB CDC or UART), through the `serialport` crate.
+pub struct SerialTransport {
+    port: Box<dyn serialport::SerialPort>,
+    name: String,
+    write_timeout: Duration,
+}
+
+impl SerialTransport {
+    /// Opens `path` at `baudrate` (use [`DEFAULT_BAUDRATE`] over USB), raw
+    /// 8N1 without flow control. `write_timeout` bounds a blocked write.
+    pub fn open(path: &str, baudrate: u32, write_timeout: Duration) -> io::Result<SerialTransport> {
+        let port = serialport::new(path, baudrate)
+            .timeout(write_timeout)
+            .open()
+            .map_err(io::Error::from)?;
+        Ok(SerialTransport {
+            port,
+            name: path.to_string(),
+            write_timeout,
+        })
+    }
+}
+
+impl Transport for SerialTransport {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.port
+            .set_timeout(self.write_timeout)
+            .map_err(io::Error::from)?;
+        Write::write_all(&mut self.port, buf)
+    }
+
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        self.port.set_timeout(timeout).map_err(io::Error::from)?;
+        match self.port.read(buf) {
+            Ok(0) if !buf.is_empty() => Err(closed()),
+            Ok(n) => Ok(n),
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A TCP connection (e.g. to `omv-sim --tcp`), with Nagle disabled.
+pub struct TcpTransport {
+    stream: TcpStream,
+    name: String,
+    read_timeout: Option<Duration>,
+}
+
+impl TcpTransport {
+    /// Connects to `addr` (`host:port`), trying each resolved address for
+    /// at most `timeout`.
+    pub fn connect(addr: &str, timeout: Duration) -> io::Result<TcpTransport> {
+        let mut last = None;
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, timeout.max(Duration::from_millis(1))) {
+                Ok(stream) => return TcpTransport::from_stream(stream, addr),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "the address resolved to nothing")
+        }))
+    }
+
+    /// Wraps a connected stream.
+    pub fn from_stream(stream: TcpStream, name: &str) -> io::Result<TcpTransport> {
+        stream.set_nodelay(true)?;
+        Ok(TcpTransport {
+            stream,
+            name: name.to_string(),
+            read_timeout: None,
+        })
+    }
+}
+
+impl Transport for TcpTransport {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.stream.write_all(buf)
+    }
+
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        // SO_RCVTIMEO cannot be zero (that means "block forever"): poll with 1 µs.
+        let t = timeout.max(Duration::from_micros(1));
+        if self.read_timeout != Some(t) {
+            self.stream.set_read_timeout(Some(t))?;
+            self.read_timeout = Some(t);
+        }
+        match self.stream.read(buf) {
+            Ok(0) if !buf.is_empty() => Err(closed()),
+            Ok(n) => Ok(n),
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Any `Read + Write` whose `read` returns within a bounded time on its own
+/// (a non-blocking socket, a port with its own timeout, a cursor in a test):
+/// `WouldBlock` and `TimedOut` count as "nothing yet", `Ok(0)` as closed.
+///
+/// The `timeout` argument of [`Transport::read`] is not applied; use
+/// [`ThreadedTransport`] for readers that block indefinitely.
+pub struct IoTransport<T> {
+    io: T,
+    name: String,
+}
+
+impl<T: Read + Write + Send> IoTransport<T> {
+    /// Wraps `io`, named `name` in messages.
+    pub fn new(name: &str, io: T) -> IoTransport<T> {
+        IoTransport {
+            io,
+            name: name.to_string(),
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn into_inner(self) -> T {
+        self.io
+    }
+}
+
+impl<T: Read + Write + Send> Transport for IoTransport<T> {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.io.write_all(buf)?;
+        self.io.flush()
+    }
+
+    fn read(&mut self, buf: &mut [u8], _timeout: Duration) -> io::Result<usize> {
+        match self.io.read(buf) {
+            Ok(0) if !buf.is_empty() => Err(closed()),
+            Ok(n) => Ok(n),
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A reader and a writer where reads block until data arrives (pipes, one
+/// end of an in-memory link, a `TcpStream` clone...). A helper thread reads
+/// and hands chunks over a channel, so [`Transport::read`] can wait with a
+/// timeout. The thread ends when the reader reports end of stream or an
+/// error, or on its next read after the transport is dropped.
+pub struct ThreadedTransport<W> {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    pending: Vec<u8>,
+    pending_at: usize,
+    failed: Option<io::ErrorKind>,
+    writer: W,
+    name: String,
+}
+
+impl<W: Write + Send> ThreadedTransport<W> {
+    /// Starts the reader thread on `reader`; writes go to `writer`.
+    pub fn new<R: Read + Send + 'static>(
+        name: &str,
+        mut reader: R,
+        writer: W,
+    ) -> io::Result<ThreadedTransport<W>> {
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(64);
+        std::thread::Builder::new()
+            .name(format!("omv-read-{name}"))
+            .spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let r = match reader.read(&mut buf) {
+                        Ok(0) => Err(closed()),
+                        Ok(n) => Ok(buf[..n].to_vec()),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if is_timeout(&e) => continue,
+                        Err(e) => Err(e),
+                    };
+                    let stop = r.is_err();
+                    if tx.send(r).is_err() || stop {
+                        break;
+                    }
+                }
+            })?;
+        Ok(ThreadedTransport {
+            rx,
+            pending: Vec::new(),
+            pending_at: 0,
+            failed: None,
+            writer,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl<W: Write + Send> Transport for ThreadedTransport<W> {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer.write_all(buf)?;
+        self.writer.flush()
+    }
+
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        if self.pending_at >= self.pending.len() {
+            if let Some(kind) = self.failed {
+                return Err(io::Error::new(kind, "the port was closed"));
+            }
+            let chunk = match self.rx.recv_timeout(timeout) {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    self.failed = Some(e.kind());
+                    return Err(e);
+                }
+                Err(RecvTimeoutError::Timeout) => return Ok(0),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.failed = Some(io::ErrorKind::UnexpectedEof);
+                    return Err(closed());
+                }
+            };
+            self.pending = chunk;
+            self.pending_at = 0;
+        }
+        let avail = &self.pending[self.pending_at..];
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.pending_at += n;
+        Ok(n)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn io_transport_reports_close() {
+        let mut t = IoTransport::new("c", Cursor::new(vec![5u8]));
+        let mut b = [0u8; 4];
+        assert_eq!(t.read(&mut b, Duration::ZERO).unwrap(), 1);
+        assert_eq!(
+            t.read(&mut b, Duration::ZERO).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn threaded_transport_times_out_then_reads() {
+        let (r, mut w) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let mut t = ThreadedTransport::new("pipe", r, Vec::new()).expect("thread");
+        let mut b = [0u8; 4];
+        let start = std::time::Instant::now();
+        assert_eq!(t.read(&mut b, Duration::from_millis(30)).unwrap(), 0);
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        w.write_all(&[1, 2, 3, 4, 5, 6]).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            let n = t.read(&mut b, Duration::from_secs(1)).unwrap();
+            got.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(got, [1, 2, 3, 4, 5, 6]);
+        drop(w);
+        assert!(t.read(&mut b, Duration::from_secs(1)).is_err());
+    }
+}
