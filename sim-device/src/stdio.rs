@@ -460,6 +460,39 @@ mod tests {
     }
 
     #[test]
+    fn stdin_runs_python_into_stdout() {
+        let runner = crate::script::PythonRunner::new();
+        if runner.resolve_interpreter().is_none() {
+            eprintln!("python3 not on PATH: skipping");
+            return;
+        }
+        let out = SharedOutput::new(1024);
+        let sys = SystemEvents::new();
+        let mut stdin = StdinChannel::new(Box::new(runner), out.clone(), sys.clone());
+        let mut stdout = StdoutChannel::new(out);
+        stdin.write(0, b"print(1+1)\n").unwrap();
+        stdin.write(12, b"raise ValueError('x')\n").unwrap();
+        stdin.ioctl(STDIN_EXEC, &[]).unwrap();
+        let mut events = Vec::new();
+        let mut t = 0;
+        while t < 30_000 && events.last() != Some(&EventId::SCRIPT_STOPPED) {
+            while let Some(e) = stdin.poll_event(ms(t)) {
+                events.extend(e.event.map(EventId));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            t += 5;
+        }
+        assert_eq!(events, [EventId::SCRIPT_STARTED, EventId::SCRIPT_STOPPED]);
+        assert_eq!(sys.drain(), vec![EventId::SOFT_REBOOT]);
+        let n = stdout.size().unwrap() as usize;
+        let mut buf = vec![0u8; n];
+        assert_eq!(stdout.read(0, &mut buf), Ok(n));
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.lines().any(|l| l == "2"), "{text}");
+        assert!(text.contains("ValueError: x"), "{text}");
+    }
+
+    #[test]
     fn stdout_read_consumes_and_size() {
         let out = SharedOutput::new(1024);
         let mut c = StdoutChannel::new(out.clone());
