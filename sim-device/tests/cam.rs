@@ -1,0 +1,482 @@
+//! SimCam end to end, deterministically: a sans-IO host endpoint and the
+//! simulated cam stepped against each other on a manual clock (SimLink).
+
+use proto_core::channel::ChannelEntry;
+use proto_core::host::{CamEvent, Command, HostConfig, HostEndpoint, Reply, RequestError};
+use proto_core::{ChannelFlags, ChannelId, Duration, Opcode, Status};
+use sim_device::board::Board;
+use sim_device::cam::{SimCam, SimConfig, STDIN_ID, STDOUT_ID, STREAM_ID};
+use sim_device::fault::FaultConfig;
+use sim_device::link::SimLink;
+use sim_device::user::SnapshotChannel;
+
+const STDIN_EXEC: u32 = 2;
+const STREAM_CTRL: u32 = 0;
+const STREAM_RAW_CTRL: u32 = 1;
+const STREAM_RAW_CFG: u32 = 2;
+
+fn link(cam: SimCam) -> SimLink<SimCam> {
+    let mut l = SimLink::new(HostEndpoint::new(HostConfig::default()), cam);
+    l.connect().expect("connect");
+    l
+}
+
+fn ok(l: &mut SimLink<SimCam>, cmd: Command) -> Reply {
+    match l.request(&cmd).expect("link") {
+        Ok(r) => r,
+        Err(e) => panic!("{cmd:?} failed: {e:?}"),
+    }
+}
+
+fn nak(l: &mut SimLink<SimCam>, cmd: Command) -> Status {
+    match l.request(&cmd).expect("link") {
+        Err(RequestError::Nak(s)) => s,
+        other => panic!("{cmd:?}: expected a NAK, got {other:?}"),
+    }
+}
+
+fn list(l: &mut SimLink<SimCam>) -> Vec<ChannelEntry> {
+    let r = ok(l, Command::system(Opcode::CHANNEL_LIST)).into_bytes();
+    ChannelEntry::decode_list(&r).expect("channel list")
+}
+
+fn u32_of(r: Reply) -> u32 {
+    let b = r.into_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Reads a whole channel in one request, reconnecting and retrying after
+/// an error (as the stock host does after a resync).
+fn read_all(l: &mut SimLink<SimCam>, id: ChannelId, len: u32) -> (Vec<u8>, u32) {
+    for attempt in 0..10 {
+        match l.request(&Command::read(id, 0, len)).expect("link") {
+            Ok(r) => return (r.into_bytes().to_vec(), attempt),
+            Err(_) => {
+                let _ = l.connect();
+            }
+        }
+    }
+    panic!("read of {len} bytes failed 10 times");
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn has_event(l: &SimLink<SimCam>, channel: u8, event: u16) -> bool {
+    l.events.contains(&CamEvent {
+        channel: ChannelId(channel),
+        event,
+    })
+}
+
+#[test]
+fn builtin_channels_are_those_of_section_9() {
+    let cam = SimConfig::new()
+        .in_process(|_, _| {})
+        .channel("bulk", 1000)
+        .build()
+        .unwrap();
+    let mut l = link(cam);
+    let got: Vec<(u8, u8, String)> = list(&mut l)
+        .into_iter()
+        .map(|e| (e.id.0, e.flags.0, e.name))
+        .collect();
+    let f = |x: ChannelFlags| x.0;
+    let want = vec![
+        (0, f(ChannelFlags::PHYSICAL), "usb".to_string()),
+        (
+            1,
+            f(ChannelFlags::WRITE | ChannelFlags::EXEC),
+            "stdin".into(),
+        ),
+        (2, f(ChannelFlags::READ), "stdout".into()),
+        (
+            3,
+            f(ChannelFlags::READ | ChannelFlags::LOCK | ChannelFlags::STREAM),
+            "stream".into(),
+        ),
+        (
+            4,
+            f(ChannelFlags::READ | ChannelFlags::WRITE | ChannelFlags::DYNAMIC),
+            "bulk".into(),
+        ),
+    ];
+    assert_eq!(got, want);
+
+    let cam = SimConfig::new()
+        .in_process(|_, _| {})
+        .profiler(true)
+        .channel("bulk", 10)
+        .build()
+        .unwrap();
+    let names: Vec<(u8, String)> = cam
+        .channels()
+        .into_iter()
+        .map(|e| (e.id.0, e.name))
+        .collect();
+    assert_eq!(names[4], (4, "profile".to_string()));
+    assert_eq!(names[5], (5, "bulk".to_string()));
+    assert_eq!(
+        cam.channels()[4].flags,
+        ChannelFlags::READ | ChannelFlags::LOCK
+    );
+}
+
+#[test]
+fn boards_report_their_profile() {
+    for board in Board::ALL {
+        let cam = SimConfig::new()
+            .board(board)
+            .in_process(|_, _| {})
+            .build()
+            .unwrap();
+        let mut l = link(cam);
+        let info = ok(&mut l, Command::system(Opcode::SYS_INFO)).into_bytes();
+        assert_eq!(&info[..], &board.profile().sysinfo.encode()[..], "{board}");
+        let v = ok(&mut l, Command::system(Opcode::PROTO_VERSION)).into_bytes();
+        assert_eq!(&v[..9], &[1, 0, 2, v[3], v[4], v[5], 5, 0, 0]);
+        let m = ok(&mut l, Command::system(Opcode::SYS_MEMORY)).into_bytes();
+        assert_eq!(m[0], 2, "two memory pools");
+    }
+}
+
+#[test]
+fn user_channel_bytes_and_write() {
+    let cam = SimConfig::new()
+        .in_process(|_, _| {})
+        .channel("bulk", 100_000)
+        .build()
+        .unwrap();
+    let mut l = link(cam);
+    let id = ChannelId(4);
+    assert_eq!(
+        u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, id))),
+        100_000
+    );
+    let (data, _) = read_all(&mut l, id, 100_000);
+    assert_eq!(data, pattern(100_000));
+    ok(&mut l, Command::write(id, 10, b"hello"));
+    let r = ok(&mut l, Command::read(id, 8, 9)).into_bytes();
+    assert_eq!(&r[..], &[8, 9, b'h', b'e', b'l', b'l', b'o', 15, 16]);
+    assert_eq!(nak(&mut l, Command::read(id, 99_999, 2)), Status::FAILED);
+}
+
+#[test]
+fn register_channel_from_any_backend_sends_channel_registered() {
+    let cam = SimConfig::new().in_process(|_, _| {}).build().unwrap();
+    let mut l = link(cam);
+    let id = l
+        .cam
+        .register_channel(
+            "status",
+            Box::new(SnapshotChannel::new(|| b"ready".to_vec())),
+        )
+        .unwrap();
+    assert_eq!(id, ChannelId(4));
+    l.settle();
+    assert!(has_event(&l, 0, 0), "CHANNEL_REGISTERED: {:?}", l.events);
+    let e = list(&mut l)
+        .into_iter()
+        .find(|e| e.name == "status")
+        .unwrap();
+    assert_eq!(e.flags, ChannelFlags::READ | ChannelFlags::DYNAMIC);
+    assert_eq!(
+        u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, id))),
+        5
+    );
+    assert_eq!(
+        &ok(&mut l, Command::read(id, 0, 5)).into_bytes()[..],
+        b"ready"
+    );
+    // Names are checked.
+    assert!(l
+        .cam
+        .register_channel("status", Box::new(SnapshotChannel::new(Vec::new)))
+        .is_err());
+    assert!(l
+        .cam
+        .register_channel("", Box::new(SnapshotChannel::new(Vec::new)))
+        .is_err());
+    assert!(
+        l.cam.unregister_channel(STDIN_ID).is_none(),
+        "built-ins stay"
+    );
+    assert!(l.cam.unregister_channel(id).is_some());
+    l.settle();
+    assert!(has_event(&l, 0, 1), "CHANNEL_UNREGISTERED");
+}
+
+#[test]
+fn script_runs_prints_and_ends_with_soft_reboot() {
+    let cam = SimConfig::new()
+        .in_process(|script, ctx| {
+            ctx.print("ran: ");
+            ctx.output().write(script);
+        })
+        .build()
+        .unwrap();
+    let mut l = link(cam);
+    ok(&mut l, Command::write(STDIN_ID, 0, b"print(1)"));
+    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    l.settle();
+    assert!(has_event(&l, 1, 1), "script started: {:?}", l.events);
+    assert!(has_event(&l, 1, 0), "script stopped: {:?}", l.events);
+    assert!(has_event(&l, 0, 2), "SOFT_REBOOT: {:?}", l.events);
+    let pos = |ch: u8, ev: u16| {
+        l.events
+            .iter()
+            .position(|e| e.channel.0 == ch && e.event == ev)
+            .unwrap()
+    };
+    assert!(pos(1, 0) < pos(0, 2), "SOFT_REBOOT follows the stop");
+    assert_eq!(l.cam.stats().soft_reboots, 1);
+    let n = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)));
+    let text = ok(&mut l, Command::read(STDOUT_ID, 0, n)).into_bytes();
+    assert_eq!(&text[..], b"ran: print(1)");
+    // EXEC of an empty buffer fails.
+    ok(&mut l, Command::ioctl(STDIN_ID, 3, &[]));
+    assert_eq!(
+        nak(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[])),
+        Status::FAILED
+    );
+}
+
+#[test]
+fn stdout_notifies_every_50_ms_while_text_is_unread() {
+    let cam = SimConfig::new().in_process(|_, _| {}).build().unwrap();
+    let mut l = link(cam);
+    l.cam.output().write_str("hello\r\n");
+    // The host does nothing: virtual time passes, NOTIFYs arrive.
+    for _ in 0..12 {
+        l.advance(Duration::from_millis(10));
+        l.settle();
+    }
+    let notifies = l
+        .events
+        .iter()
+        .filter(|e| e.channel == STDOUT_ID && e.event == CamEvent::NOTIFY)
+        .count();
+    assert!(
+        (1..=3).contains(&notifies),
+        "{notifies} NOTIFYs in 120 ms: {:?}",
+        l.events
+    );
+    let n = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)));
+    ok(&mut l, Command::read(STDOUT_ID, 0, n));
+    l.events.clear();
+    l.advance(Duration::from_millis(200));
+    l.settle();
+    assert!(l.events.is_empty(), "no NOTIFY once read: {:?}", l.events);
+}
+
+#[test]
+fn stream_frames_jpeg_and_raw_with_lock() {
+    let cam = SimConfig::new()
+        .in_process(|_, _| {})
+        .fps(50.0)
+        .build()
+        .unwrap();
+    let mut l = link(cam);
+    assert_eq!(
+        u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STREAM_ID))),
+        0
+    );
+    assert_eq!(
+        nak(&mut l, Command::new(Opcode::CHANNEL_LOCK, STREAM_ID)),
+        Status::BUSY
+    );
+    ok(
+        &mut l,
+        Command::ioctl(STREAM_ID, STREAM_RAW_CFG, &[64, 0, 0, 0, 48, 0, 0, 0]),
+    );
+    ok(
+        &mut l,
+        Command::ioctl(STREAM_ID, STREAM_RAW_CTRL, &1u32.to_le_bytes()),
+    );
+    ok(
+        &mut l,
+        Command::ioctl(STREAM_ID, STREAM_CTRL, &1u32.to_le_bytes()),
+    );
+    l.advance(Duration::from_millis(30));
+    l.settle();
+    assert!(
+        has_event(&l, STREAM_ID.0, CamEvent::NOTIFY),
+        "frame NOTIFY: {:?}",
+        l.events
+    );
+    ok(&mut l, Command::new(Opcode::CHANNEL_LOCK, STREAM_ID));
+    let size = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STREAM_ID)));
+    let frame = ok(&mut l, Command::read(STREAM_ID, 0, size)).into_bytes();
+    let word = |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
+    assert_eq!(
+        (word(0), word(4), word(8), word(12)),
+        (64, 48, 0x0C03_0002, 2)
+    );
+    assert_eq!(frame.len() - word(16) as usize, 64 * 48 * 2);
+    ok(&mut l, Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+    // Malformed ioctl arguments on a built-in channel: INVALID.
+    assert_eq!(
+        nak(&mut l, Command::ioctl(STREAM_ID, STREAM_CTRL, &[1])),
+        Status::INVALID
+    );
+    assert_eq!(
+        nak(&mut l, Command::ioctl(STREAM_ID, 99, &[])),
+        Status::INVALID
+    );
+}
+
+#[test]
+fn malformed_requests_nak_invalid_and_the_cam_keeps_serving() {
+    let cam = SimConfig::new()
+        .in_process(|_, _| {})
+        .channel("bulk", 64)
+        .build()
+        .unwrap();
+    let mut l = link(cam);
+    let bulk = ChannelId(4);
+    let raw = |op: Opcode, ch: ChannelId, payload: &[u8]| Command {
+        opcode: op,
+        channel: ch,
+        payload: payload.to_vec().into(),
+    };
+    let cases = [
+        raw(Opcode::CHANNEL_READ, bulk, &[0, 0, 0]),
+        raw(Opcode::CHANNEL_READ, bulk, &[0, 0, 0, 0, 0, 0, 0, 0]),
+        raw(
+            Opcode::CHANNEL_READ,
+            bulk,
+            &[0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0],
+        ),
+        raw(Opcode::CHANNEL_WRITE, bulk, &[0, 0, 0, 0, 9, 0, 0, 0, 1]),
+        raw(Opcode::CHANNEL_WRITE, bulk, &[0, 0]),
+        raw(Opcode::CHANNEL_IOCTL, STREAM_ID, &[0, 0]),
+        raw(
+            Opcode::CHANNEL_READ,
+            ChannelId(9),
+            &[0, 0, 0, 0, 1, 0, 0, 0],
+        ),
+        raw(Opcode::CHANNEL_READ, STDIN_ID, &[0, 0, 0, 0, 1, 0, 0, 0]),
+        raw(Opcode::CHANNEL_SHAPE, bulk, &[]),
+        raw(Opcode(0x7f), bulk, &[]),
+        raw(Opcode::PROTO_SET_CAPS, ChannelId::SYSTEM, &[1, 2, 3]),
+    ];
+    for c in cases {
+        assert_eq!(nak(&mut l, c.clone()), Status::INVALID, "{c:?}");
+        let v = ok(&mut l, Command::system(Opcode::PROTO_VERSION)).into_bytes();
+        assert_eq!(&v[..3], &[1, 0, 2], "still serving after {c:?}");
+    }
+}
+
+#[test]
+fn sys_reset_reboots_the_cam() {
+    let cam = SimConfig::new()
+        .in_process(|_, _| {})
+        .channel("bulk", 16)
+        .build()
+        .unwrap();
+    let mut l = link(cam);
+    let api = l
+        .cam
+        .register_channel("status", Box::new(SnapshotChannel::new(|| vec![7; 3])))
+        .unwrap();
+    ok(&mut l, Command::write(ChannelId(4), 0, b"dirty"));
+    l.host
+        .send_oneway(&Command::system(Opcode::SYS_RESET))
+        .unwrap();
+    l.settle();
+    assert_eq!(l.cam.stats().reboots, 1);
+    assert_eq!(
+        l.cam.endpoint().caps(),
+        proto_core::caps::Caps::DEFAULT,
+        "protocol state dropped"
+    );
+    l.connect().expect("reconnect after reset");
+    let names: Vec<(u8, String)> = list(&mut l).into_iter().map(|e| (e.id.0, e.name)).collect();
+    assert!(names.contains(&(api.0, "status".to_string())), "{names:?}");
+    assert!(names.contains(&(4, "bulk".to_string())), "{names:?}");
+    let r = ok(&mut l, Command::read(ChannelId(4), 0, 5)).into_bytes();
+    assert_eq!(&r[..], &[0, 1, 2, 3, 4], "--channel buffers start fresh");
+    // SYS_BOOT: no bootloader, rebooted as well.
+    l.host
+        .send_oneway(&Command::system(Opcode::SYS_BOOT))
+        .unwrap();
+    l.settle();
+    assert_eq!(l.cam.stats().reboots, 2);
+}
+
+/// A whole scenario under every fault; returns what must replay exactly.
+fn faulty_run(seed: u64) -> (sim_device::cam::SimStats, proto_core::Instant, u32) {
+    let faults = FaultConfig {
+        drop_rate: 0.03,
+        rx_drop_rate: 0.03,
+        corrupt_rate: 0.02,
+        latency: Duration::from_millis(3),
+        chunk_max: 300,
+        seed,
+    };
+    let cam = SimConfig::new()
+        .in_process(|_, _| {})
+        .channel("bulk", 300_000)
+        .faults(faults)
+        .build()
+        .unwrap();
+    let mut l = SimLink::new(HostEndpoint::new(HostConfig::default()), cam);
+    let mut tries = 0;
+    while l.connect().is_err() {
+        tries += 1;
+        assert!(tries < 10);
+    }
+    let (data, retries) = read_all(&mut l, ChannelId(4), 300_000);
+    assert!(data == pattern(300_000), "data intact under faults");
+    (l.cam.stats(), l.now(), retries)
+}
+
+#[test]
+fn faults_are_counted_and_replay_exactly_from_the_seed() {
+    let (a, ta, ra) = faulty_run(5);
+    let f = a.faults;
+    assert!(
+        f.tx_dropped > 0 && f.tx_corrupted > 0 && f.tx_delayed > 0 && f.tx_chunked > 0,
+        "{f:?}"
+    );
+    assert!(f.rx_packets > 0, "{f:?}");
+    assert!(a.device.retransmits > 0, "{a:?}");
+    let (b, tb, rb) = faulty_run(5);
+    assert_eq!((a, ta, ra), (b, tb, rb), "same seed, same run");
+    let (c, _, _) = faulty_run(6);
+    assert_ne!(a.faults, c.faults, "another seed, other faults");
+}
+
+#[test]
+fn rx_drops_are_whole_packets() {
+    let faults = FaultConfig {
+        rx_drop_rate: 0.2,
+        seed: 3,
+        ..FaultConfig::default()
+    };
+    let cam = SimConfig::new()
+        .in_process(|_, _| {})
+        .faults(faults)
+        .build()
+        .unwrap();
+    let mut l = SimLink::new(HostEndpoint::new(HostConfig::default()), cam);
+    let (mut good, mut bad) = (0, 0);
+    for _ in 0..60 {
+        if !l.host.is_connected() && l.connect().is_err() {
+            continue;
+        }
+        match l.request(&Command::system(Opcode::PROTO_VERSION)).unwrap() {
+            Ok(_) => good += 1,
+            Err(_) => bad += 1,
+        }
+    }
+    let s = l.cam.stats();
+    assert!(
+        s.faults.rx_dropped > 0 && good > 20 && bad > 0,
+        "{good} ok, {bad} failed, {s:?}"
+    );
+    // Dropped packets never reach the framer as garbage.
+    assert_eq!(s.framer.header_crc_errors, 0, "{s:?}");
+    assert_eq!(s.device.checksum_errors, 0, "{s:?}");
+}
