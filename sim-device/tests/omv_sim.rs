@@ -1,0 +1,140 @@
+//! The `omv-sim` binary: first stdout line, transports, signals, usage errors.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SYNC: [u8; 10] = [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac];
+const SYNC_ACK: [u8; 10] = [0xaa, 0xd5, 0, 0, 1, 0, 0, 0, 0x08, 0x46];
+
+fn sim(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_omv-sim"));
+    c.args(args).stdin(Stdio::null());
+    c
+}
+
+/// Starts the sim and returns it with its first stdout line.
+fn start(args: &[&str]) -> (Child, String, BufReader<ChildStdout>) {
+    let mut child = sim(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.ends_with('\n'), "first line {line:?}");
+    (child, line.trim_end().to_string(), out)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> i32 {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        if Instant::now() > end {
+            child.kill().unwrap();
+            panic!("omv-sim did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn tcp_prints_the_bound_address_and_exits_0_on_sigterm() {
+    let (mut child, addr, mut out) = start(&["--tcp", "127.0.0.1:0"]);
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(&SYNC).unwrap();
+        let mut ack = [0u8; 10];
+        c.read_exact(&mut ack).unwrap();
+        assert_eq!(ack, SYNC_ACK);
+    }
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 0);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "only one line on stdout");
+}
+
+#[cfg(unix)]
+#[test]
+fn pty_prints_the_path_survives_reopen_and_exits_0_on_sigint() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (mut child, path, _out) = start(&["--pty", "--channel", "bulk:1K"]);
+    assert!(path.starts_with("/dev/"), "{path}");
+    for _ in 0..2 {
+        let mut port = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+            .open(&path)
+            .unwrap();
+        let mut t = nix::sys::termios::tcgetattr(&port).unwrap();
+        nix::sys::termios::cfmakeraw(&mut t);
+        nix::sys::termios::tcsetattr(&port, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+        port.write_all(&SYNC).unwrap();
+        let mut ack = [0u8; 10];
+        let mut got = 0;
+        let end = Instant::now() + Duration::from_secs(5);
+        while got < 10 {
+            assert!(Instant::now() < end, "no ACK");
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&port),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap() > 0 {
+                got += port.read(&mut ack[got..]).unwrap();
+            }
+        }
+        assert_eq!(ack, SYNC_ACK);
+    }
+    signal(&child, "-INT");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 0);
+}
+
+#[test]
+fn invalid_options_print_one_line_and_exit_2() {
+    for args in [
+        &[][..],
+        &["--pty", "--drop-rate", "1.5"],
+        &["--pty", "--rx-drop-rate", "-0.1"],
+        &["--pty", "--corrupt-rate", "x"],
+        &["--pty", "--channel", "noname"],
+        &["--pty", "--channel", "waytoolongname:1"],
+        &["--pty", "--channel", "a:100M"],
+        &["--pty", "--channel", "a:12Q"],
+        &["--pty", "--board", "h8"],
+        &["--pty", "--tcp", "127.0.0.1:0"],
+        &["--pty", "--latency-ms", "99999999"],
+        &["--pty", "--fps", "0"],
+        &["--pty", "--frames", "/nonexistent/dir"],
+        &["--tcp", "not an address"],
+        &["--pty", "--bogus"],
+    ] {
+        let out = sim(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.starts_with("omv-sim: "), "{args:?}: {err:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let help = sim(&["--help"]).output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--drop-rate"));
+}
