@@ -1,0 +1,8 @@
+//! `decoders`: see the documentation of the check it calls.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    omv_fuzz::decoders::check(data);
+});

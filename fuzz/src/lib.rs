@@ -1,0 +1,17 @@
+//! Shared code of the fuzz targets: simple cam backends, a byte reader for
+//! raw fuzz inputs, packet checks, a deterministic host+cam link with a fault
+//! schedule, and one `check_*` function per target.
+//!
+//! The targets under `fuzz_targets/` only call these functions, so the same
+//! checks replay the committed corpus under plain `cargo test` (see
+//! `tests/corpus.rs`), without libFuzzer or a nightly toolchain.
+
+pub mod backends;
+pub mod decoders;
+pub mod device;
+pub mod framer;
+pub mod host;
+pub mod reader;
+pub mod schedule;
+pub mod sim;
+pub mod wire;
