@@ -1,1 +1,976 @@
-fn main() {}
+//! `omv`: talk to an OpenMV cam from the command line.
+//!
+//! ```text
+//! omv demo                          # the embedded simulated cam: a tour
+//! omv --port /dev/ttyACM0 info      # a real cam (or omv-sim --pty)
+//! omv --tcp 127.0.0.1:5555 run script.py
+//! omv --port /dev/pts/5 read bulk --out bulk.bin
+//! ```
+//!
+//! With neither `--port` nor `--tcp` the target is a simulated cam started
+//! in this process (sim-device's `SimCam` over an in-memory link), with a
+//! profile channel and two user channels: `ticks` (milliseconds since
+//! start, 10 digits) and `bulk` (1 MiB, byte i = i % 251).
+//!
+//! Errors print one line on stderr and exit with status 1 (usage errors:
+//! 2). Ctrl-C stops long-running commands cleanly (a second one exits at
+//! once).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand};
+use host_blocking::events::EventKind;
+use host_blocking::image::save_png;
+use host_blocking::proto_core::ChannelId;
+use host_blocking::sim::EmbeddedSim;
+use host_blocking::symbols::SymbolTable;
+use host_blocking::{Camera, CameraConfig, Error};
+use sim_device::board::Board;
+use sim_device::cam::SimConfig;
+use sim_device::user::{BufferChannel, SnapshotChannel};
+
+/// Command-line tool for OpenMV cams (protocol 1.0): scripts, frames, channels, profiler.
+#[derive(Parser, Debug)]
+#[command(name = "omv", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// Serial port of the cam (e.g. /dev/ttyACM0, or omv-sim --pty's path).
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "tcp")]
+    port: Option<String>,
+    /// TCP address of the cam (e.g. omv-sim --tcp's address).
+    #[arg(long, global = true, value_name = "ADDR")]
+    tcp: Option<String>,
+    /// Serial baud rate (921600 switches a USB cam to the protocol).
+    #[arg(long, global = true, default_value_t = 921_600)]
+    baudrate: u32,
+    /// Per-packet timeout in seconds.
+    #[arg(long, global = true, default_value_t = 1.0, value_parser = seconds)]
+    timeout: f64,
+    /// Enable CRCs.
+    #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, value_parser = boolean)]
+    crc: bool,
+    /// Enable sequence numbers.
+    #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, value_parser = boolean)]
+    seq: bool,
+    /// Enable ACKs (and cam retransmissions).
+    #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, value_parser = boolean)]
+    ack: bool,
+    /// Enable events.
+    #[arg(long, global = true, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, value_parser = boolean)]
+    events: bool,
+    /// SYNC attempts before giving up.
+    #[arg(long, global = true, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..))]
+    max_retry: u8,
+    /// Largest payload (the cam clips it).
+    #[arg(long, global = true, default_value_t = 4096, value_parser = clap::value_parser!(u16).range(50..))]
+    max_payload: u16,
+    /// Test only: probability of dropping each received packet.
+    #[arg(long, global = true, default_value_t = 0.0, value_parser = probability)]
+    drop_rate: f64,
+    /// Seed of the drop simulation.
+    #[arg(long, global = true, default_value_t = 0)]
+    seed: u64,
+    /// Board of the embedded simulated cam (h7plus, rt1062, n6, ae3).
+    #[arg(long, global = true, default_value = "n6", value_parser = board)]
+    sim_board: Board,
+    /// More output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Debug logging (same as -vv).
+    #[arg(long, global = true)]
+    debug: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// A tour: system info, channels, a script, frames (one saved as PNG), a user channel, stats.
+    Demo {
+        /// Where to save the PNG (default: a new temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// System information, versions, channels, memory and statistics.
+    Info,
+    /// Run a script, printing its output until it ends (or Ctrl-C), then stop it.
+    Run {
+        /// The script file ("-" reads standard input).
+        script: PathBuf,
+    },
+    /// Stop the running script.
+    Stop,
+    /// Stream frames: print each, optionally save them as PNG; prints fps and throughput.
+    Stream {
+        /// Number of frames.
+        #[arg(long, default_value_t = 30)]
+        frames: u32,
+        /// Uncompressed frames (needs --resolution).
+        #[arg(long, requires = "resolution")]
+        raw: bool,
+        /// Raw frame size, WxH.
+        #[arg(long, value_name = "WxH", value_parser = resolution)]
+        resolution: Option<(u32, u32)>,
+        /// Save every frame as DIR/frame-NNNN.png.
+        #[arg(long, value_name = "DIR")]
+        save: Option<PathBuf>,
+    },
+    /// Read a channel (by name or id) to a file or standard output; throughput on stderr.
+    Read {
+        /// Channel name or id.
+        channel: String,
+        /// Byte offset.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// Bytes to read (default: the channel's size minus the offset).
+        #[arg(long)]
+        size: Option<u32>,
+        /// Read this many times (each read is written out).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Write to a channel (by name or id).
+    Write {
+        /// Channel name or id.
+        channel: String,
+        /// The bytes to write, as text.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        data: Option<String>,
+        /// A file whose bytes to write.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Byte offset.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Which channels have data ready, and the event state.
+    Status,
+    /// Read the profiler: a table sorted by total time.
+    Profile {
+        /// Switch to exclusive timing first (callees not charged to callers).
+        #[arg(long)]
+        exclusive: bool,
+        /// Reset the counters (and the default PMU events) after reading.
+        #[arg(long)]
+        reset: bool,
+        /// Firmware ELF for function names.
+        #[arg(long, value_name = "ELF")]
+        firmware: Option<PathBuf>,
+        /// Rows to print.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// Throughput benchmark with a progress bar: frames, or reads of a channel.
+    Bench {
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5.0, value_parser = seconds)]
+        seconds: f64,
+        /// Read this channel repeatedly instead of streaming frames.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Uncompressed frames (needs --resolution).
+        #[arg(long, requires = "resolution")]
+        raw: bool,
+        /// Raw frame size, WxH.
+        #[arg(long, value_name = "WxH", value_parser = resolution)]
+        resolution: Option<(u32, u32)>,
+    },
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "t" | "y" | "1" | "on" => Ok(true),
+        "no" | "false" | "f" | "n" | "0" | "off" => Ok(false),
+        _ => Err(format!("{s:?} is not a boolean (true/false, yes/no, 1/0)")),
+    }
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds (0 to 86400)")),
+    }
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+    }
+}
+
+fn resolution(s: &str) -> Result<(u32, u32), String> {
+    let err = || format!("{s:?} is not a resolution WxH (e.g. 320x240)");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(err)?;
+    let w: u32 = w.trim().parse().map_err(|_| err())?;
+    let h: u32 = h.trim().parse().map_err(|_| err())?;
+    if w == 0 || h == 0 || w > 8192 || h > 8192 {
+        return Err(err());
+    }
+    Ok((w, h))
+}
+
+fn board(s: &str) -> Result<Board, String> {
+    s.parse::<Board>().map_err(|e| e.to_string())
+}
+
+/// A one-line failure.
+#[derive(Debug)]
+struct Failure(String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure(s)
+    }
+}
+
+type CliResult<T = ()> = Result<T, Failure>;
+
+/// The cam and, for the embedded sim, the thread serving it. Field order
+/// matters: the camera disconnects before the sim stops.
+struct Target {
+    cam: Camera,
+    _sim: Option<EmbeddedSim>,
+}
+
+fn config(g: &Global, port: &str) -> CameraConfig {
+    CameraConfig::new(port)
+        .baudrate(g.baudrate)
+        .timeout(Duration::from_secs_f64(g.timeout))
+        .crc(g.crc)
+        .seq(g.seq)
+        .ack(g.ack)
+        .events(g.events)
+        .max_retry(g.max_retry)
+        .max_payload(g.max_payload)
+        .drop_rate(g.drop_rate)
+        .seed(g.seed)
+}
+
+/// Builds the embedded cam: profiler on, user channels `ticks` and `bulk`.
+fn start_sim(board: Board) -> CliResult<EmbeddedSim> {
+    let start = Instant::now();
+    let sim = EmbeddedSim::start(SimConfig::new().board(board).profiler(true), move |cam| {
+        let ticks = SnapshotChannel::new(move || {
+            format!("{:010}", start.elapsed().as_millis()).into_bytes()
+        });
+        for (name, backend) in [
+            ("ticks", Box::new(ticks) as Box<_>),
+            (
+                "bulk",
+                Box::new(BufferChannel::with_pattern(1 << 20)) as Box<_>,
+            ),
+        ] {
+            if let Err(e) = cam.register_channel(name, backend) {
+                log::warn!("embedded sim: cannot register {name}: {e}");
+            }
+        }
+    })
+    .map_err(|e| Failure(e.to_string()))?;
+    Ok(sim)
+}
+
+fn connect(g: &Global) -> CliResult<Target> {
+    let (mut cam, sim) = match (&g.port, &g.tcp) {
+        (Some(p), _) => (Camera::new(config(g, p)), None),
+        (None, Some(a)) => (Camera::tcp(a, config(g, a)), None),
+        (None, None) => {
+            let sim = start_sim(g.sim_board)?;
+            let link = sim
+                .take_link()
+                .ok_or_else(|| Failure("embedded sim: no link".into()))?;
+            (
+                Camera::with_transport(link, config(g, "embedded-sim")),
+                Some(sim),
+            )
+        }
+    };
+    cam.connect()?;
+    log::info!("connected to {}", cam.port_name());
+    Ok(Target { cam, _sim: sim })
+}
+
+/// Ctrl-C: the first sets the flag, the second exits at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    flag
+}
+
+fn interrupted(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::SeqCst)
+}
+
+/// A channel given as a name or a numeric id.
+fn resolve(cam: &mut Camera, channel: &str) -> CliResult<ChannelId> {
+    if let Ok(id) = channel.parse::<u8>() {
+        return match cam.get_channel(ChannelId(id))? {
+            Some(e) => Ok(e.id),
+            None => Err(Failure(format!("no channel with id {id} on the cam"))),
+        };
+    }
+    cam.get_channel_id(channel)?
+        .ok_or_else(|| Failure(Error::NoSuchChannel(channel.to_string()).to_string()))
+}
+
+fn rate(bytes: f64, secs: f64) -> String {
+    let bps = bytes / secs.max(1e-9);
+    if bps >= 1024.0 * 1024.0 {
+        format!("{:.2} MiB/s", bps / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} KiB/s", bps / 1024.0)
+    }
+}
+
+// --------------------------------------------------------------------
+// Commands
+// --------------------------------------------------------------------
+
+fn cmd_info(cam: &mut Camera) -> CliResult {
+    for l in cam.system_info_lines()? {
+        println!("{l}");
+    }
+    print_channels(cam)?;
+    match cam.memory_stats() {
+        Ok(m) => {
+            println!("Memory:");
+            for e in &m.entries {
+                let kind = e
+                    .kind
+                    .name()
+                    .map_or_else(|| format!("type {}", e.kind.0), str::to_string);
+                println!(
+                    "  {kind:<9} total {:>10}  used {:>10}  free {:>10}  peak {:>10}",
+                    e.total, e.used, e.free, e.peak
+                );
+            }
+        }
+        Err(Error::Unsupported(why)) => println!("Memory: not supported ({why})"),
+        Err(e) => return Err(e.into()),
+    }
+    print_stats(cam)
+}
+
+fn print_channels(cam: &mut Camera) -> CliResult {
+    let list = cam.channels()?.to_vec();
+    println!("Channels ({}):", list.len());
+    for c in list {
+        println!("  {:>2}  {:<14} {:?}", c.id.0, c.name, c.flags);
+    }
+    Ok(())
+}
+
+fn print_stats(cam: &mut Camera) -> CliResult {
+    let h = cam.host_stats();
+    println!(
+        "Host stats: sent {}, received {}, checksum {}, sequence {}, duplicates {}, events {}, timeouts {}",
+        h.sent, h.received, h.checksum, h.sequence, h.duplicates, h.events, h.timeouts
+    );
+    let d = cam.device_stats()?;
+    println!(
+        "Cam stats:  sent {}, received {}, checksum {}, sequence {}, retransmit {}, transport {}, sent_events {}",
+        d.sent,
+        d.received,
+        d.checksum_errors,
+        d.sequence_errors,
+        d.retransmits,
+        d.transport_errors,
+        d.sent_events
+    );
+    Ok(())
+}
+
+/// Runs `script` and prints its output until it ends or `stop` is raised.
+fn run_script(cam: &mut Camera, script: &str, stop: &AtomicBool) -> CliResult {
+    let before = cam.event_state();
+    cam.exec(script)?;
+    let stdin = cam.get_channel_id("stdin")?;
+    let mut out = std::io::stdout();
+    let mut ended = false;
+    while !ended {
+        if interrupted(stop) {
+            eprintln!("omv: interrupted, stopping the script");
+            break;
+        }
+        cam.wait_events(Duration::from_millis(100))?;
+        let state = cam.event_state();
+        let stopped_event = state.scripts_stopped > before.scripts_stopped
+            || state.soft_reboots > before.soft_reboots;
+        // Without events, or if one was lost: the stdin poll says whether a script runs.
+        let running = match stdin {
+            Some(id) => cam.read_status()?.ready_id(id),
+            None => !stopped_event,
+        };
+        ended = stopped_event || !running;
+        while let Some(text) = cam.read_stdout()? {
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+    }
+    cam.stop()?;
+    // Output written before the stop.
+    while let Some(text) = cam.read_stdout()? {
+        let _ = out.write_all(text.as_bytes());
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+fn cmd_run(cam: &mut Camera, path: &Path) -> CliResult {
+    let script = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| Failure(format!("cannot read the script from standard input: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?
+    };
+    let stop = interrupt_flag();
+    run_script(cam, &script, &stop)
+}
+
+/// Waits for the next frame (up to `patience`), returning it decoded.
+fn next_frame(
+    cam: &mut Camera,
+    patience: Duration,
+    stop: &AtomicBool,
+) -> CliResult<Option<host_blocking::Frame>> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if interrupted(stop) {
+            return Ok(None);
+        }
+        if let Some(f) = cam.read_frame()? {
+            return Ok(Some(f));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Failure(format!(
+                "no frame within {:.1}s (is the stream channel producing frames?)",
+                patience.as_secs_f64()
+            )));
+        }
+        // Blocks until the next event (a frame-ready NOTIFY) or 20 ms.
+        cam.wait_events((deadline - now).min(Duration::from_millis(20)))?;
+    }
+}
+
+fn cmd_stream(
+    cam: &mut Camera,
+    frames: u32,
+    raw: bool,
+    res: Option<(u32, u32)>,
+    save: Option<&Path>,
+) -> CliResult {
+    if let Some(dir) = save {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let stop = interrupt_flag();
+    cam.streaming(true, raw, res)?;
+    let patience = cam.config().timeout.max(Duration::from_secs(1)) * 5;
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0u32, 0u64);
+    let r = (|| -> CliResult {
+        while n < frames {
+            let Some(f) = next_frame(cam, patience, &stop)? else {
+                break;
+            };
+            n += 1;
+            bytes += f.raw_size as u64;
+            let mut line = format!(
+                "frame {n}: {}x{} {} {} bytes",
+                f.width, f.height, f.pixfmt, f.raw_size
+            );
+            if let Some(fps) = f.fps {
+                line.push_str(&format!(" (cam {fps:.1} fps)"));
+            }
+            if let Some(dir) = save {
+                let p = dir.join(format!("frame-{n:04}.png"));
+                save_png(&f.rgb, &p).map_err(Error::from)?;
+                line.push_str(&format!(" -> {}", p.display()));
+            }
+            println!("{line}");
+        }
+        Ok(())
+    })();
+    let secs = start.elapsed().as_secs_f64();
+    let off = cam.streaming(false, false, None);
+    r?;
+    off?;
+    println!(
+        "{n} frames in {secs:.2}s: {:.1} fps, {}",
+        f64::from(n) / secs.max(1e-9),
+        rate(bytes as f64, secs)
+    );
+    Ok(())
+}
+
+fn cmd_read(
+    cam: &mut Camera,
+    channel: &str,
+    offset: u32,
+    size: Option<u32>,
+    repeat: u32,
+    out: Option<&Path>,
+) -> CliResult {
+    let id = resolve(cam, channel)?;
+    let size = match size {
+        Some(s) => s,
+        None => cam
+            .retry(|c| c.channel_size_at(id))?
+            .checked_sub(offset)
+            .ok_or_else(|| Failure(format!("offset {offset} is past the end of {channel}")))?,
+    };
+    let mut sink: Box<dyn Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|e| Failure(format!("cannot create {}: {e}", p.display())))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let stop = interrupt_flag();
+    let start = Instant::now();
+    let mut total = 0u64;
+    for _ in 0..repeat {
+        if interrupted(&stop) {
+            break;
+        }
+        let data = cam.retry(|c| c.channel_read_at(id, offset, size))?;
+        total += data.len() as u64;
+        if let Err(e) = sink.write_all(&data) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(Failure(format!("cannot write the output: {e}")));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    sink.flush()
+        .map_err(|e| Failure(format!("cannot write the output: {e}")))?;
+    eprintln!(
+        "read {total} bytes from {channel} in {secs:.3}s: {}",
+        rate(total as f64, secs)
+    );
+    Ok(())
+}
+
+fn cmd_write(
+    cam: &mut Camera,
+    channel: &str,
+    data: Option<&str>,
+    file: Option<&Path>,
+    offset: u32,
+) -> CliResult {
+    let bytes = match (data, file) {
+        (Some(d), _) => d.as_bytes().to_vec(),
+        (None, Some(f)) => {
+            std::fs::read(f).map_err(|e| Failure(format!("cannot read {}: {e}", f.display())))?
+        }
+        (None, None) => return Err(Failure("give --data or --file".into())),
+    };
+    let id = resolve(cam, channel)?;
+    let start = Instant::now();
+    cam.retry(|c| c.channel_write_at(id, offset, &bytes))?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "wrote {} bytes to {channel} at offset {offset} in {secs:.3}s ({})",
+        bytes.len(),
+        rate(bytes.len() as f64, secs)
+    );
+    Ok(())
+}
+
+fn cmd_status(cam: &mut Camera) -> CliResult {
+    let st = cam.read_status()?;
+    for (e, ready) in &st.channels {
+        println!(
+            "  {:>2}  {:<14} {}",
+            e.id.0,
+            e.name,
+            if *ready { "ready" } else { "-" }
+        );
+    }
+    cam.poll_events()?;
+    let ev = cam.event_state();
+    let running = match ev.script_running {
+        Some(true) => "running",
+        Some(false) => "stopped",
+        None => "unknown (no stdin event seen)",
+    };
+    println!("Script: {running}");
+    println!("Frame ready: {}", if ev.frame_ready { "yes" } else { "no" });
+    println!(
+        "Events: {} received ({} started, {} stopped, {} soft reboots, {} channel changes)",
+        ev.total, ev.scripts_started, ev.scripts_stopped, ev.soft_reboots, ev.channel_changes
+    );
+    Ok(())
+}
+
+fn cmd_profile(
+    cam: &mut Camera,
+    exclusive: bool,
+    reset: bool,
+    firmware: Option<&Path>,
+    top: usize,
+) -> CliResult {
+    if !cam.has_channel("profile")? {
+        return Err(Error::Unsupported(
+            "no profile channel (the firmware was built without PROFILE_ENABLE)".into(),
+        )
+        .into());
+    }
+    let symbols = match firmware {
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", p.display())))?;
+            Some(SymbolTable::from_elf_bytes(&bytes).map_err(Error::from)?)
+        }
+        None => None,
+    };
+    if exclusive {
+        cam.profiler_mode(true)?;
+    }
+    let Some(mut records) = cam.read_profile(symbols.as_ref())? else {
+        println!("no profile data yet");
+        return Ok(());
+    };
+    records.sort_by(|a, b| b.record.total_ticks.cmp(&a.record.total_ticks));
+    let sum: u64 = records.iter().map(|r| r.record.total_ticks).sum();
+    let nev = records.first().map_or(0, |r| r.record.events.len()).min(4);
+    print!(
+        "{:<32} {:>9} {:>9} {:>9} {:>12} {:>9} {:>6}",
+        "function", "calls", "min", "max", "total", "avg", "%"
+    );
+    for i in 0..nev {
+        print!(" {:>12}", format!("E{i}"));
+    }
+    println!();
+    for e in records.iter().take(top) {
+        let r = &e.record;
+        let name = e
+            .function
+            .clone()
+            .unwrap_or_else(|| format!("0x{:08x}", r.address));
+        let name: String = name.chars().take(32).collect();
+        let avg = r.total_ticks / u64::from(r.call_count.max(1));
+        let pct = if sum > 0 {
+            r.total_ticks as f64 * 100.0 / sum as f64
+        } else {
+            0.0
+        };
+        print!(
+            "{name:<32} {:>9} {:>9} {:>9} {:>12} {:>9} {:>6.2}",
+            r.call_count, r.min_ticks, r.max_ticks, r.total_ticks, avg, pct
+        );
+        for v in r.events.iter().take(nev) {
+            print!(" {v:>12}");
+        }
+        println!();
+    }
+    println!(
+        "{} functions ({} mode){}",
+        records.len(),
+        if exclusive { "exclusive" } else { "current" },
+        if records.len() > top {
+            format!(", top {top} shown")
+        } else {
+            String::new()
+        }
+    );
+    if reset {
+        cam.profiler_reset(None)?;
+        println!("profiler reset");
+    }
+    Ok(())
+}
+
+fn cmd_bench(
+    cam: &mut Camera,
+    seconds: f64,
+    channel: Option<&str>,
+    raw: bool,
+    res: Option<(u32, u32)>,
+) -> CliResult {
+    let stop = interrupt_flag();
+    let dur = Duration::from_secs_f64(seconds);
+    let bar = indicatif::ProgressBar::new(dur.as_millis() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed_precise} {msg}")
+            .map_err(|e| Failure(e.to_string()))?
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    let (mut bytes, mut items) = (0u64, 0u64);
+    let update = |bytes: u64, items: u64, what: &str| {
+        let secs = start.elapsed().as_secs_f64();
+        bar.set_position(start.elapsed().as_millis() as u64);
+        bar.set_message(format!(
+            "{items} {what}, {:.1}/s, {}",
+            items as f64 / secs.max(1e-9),
+            rate(bytes as f64, secs)
+        ));
+    };
+    let what;
+    if let Some(ch) = channel {
+        what = "reads";
+        let id = resolve(cam, ch)?;
+        let size = cam.retry(|c| c.channel_size_at(id))?;
+        if size == 0 {
+            return Err(Failure(format!("channel {ch} is empty")));
+        }
+        while start.elapsed() < dur && !interrupted(&stop) {
+            let d = cam.retry(|c| c.channel_read_at(id, 0, size))?;
+            bytes += d.len() as u64;
+            items += 1;
+            update(bytes, items, what);
+        }
+    } else {
+        what = "frames";
+        cam.streaming(true, raw, res)?;
+        let patience = cam.config().timeout.max(Duration::from_secs(1)) * 5;
+        let r = (|| -> CliResult {
+            while start.elapsed() < dur && !interrupted(&stop) {
+                let Some(f) = next_frame(cam, patience, &stop)? else {
+                    break;
+                };
+                bytes += f.raw_size as u64;
+                items += 1;
+                update(bytes, items, what);
+            }
+            Ok(())
+        })();
+        let off = cam.streaming(false, false, None);
+        r?;
+        off?;
+    }
+    bar.finish();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{items} {what} in {secs:.2}s: {:.1}/s, {} ({bytes} bytes)",
+        items as f64 / secs.max(1e-9),
+        rate(bytes as f64, secs)
+    );
+    Ok(())
+}
+
+const DEMO_SCRIPT: &str = "\
+import sys
+print('Hello from the cam!')
+for i in range(3):
+    print('line', i, 'of the demo script')
+print('python', sys.version.split()[0])
+";
+
+fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
+    println!("== System information");
+    for l in cam.system_info_lines()? {
+        println!("{l}");
+    }
+    println!("\n== Channels");
+    print_channels(cam)?;
+
+    println!("\n== Running a script");
+    let stop = interrupt_flag();
+    run_script(cam, DEMO_SCRIPT, &stop)?;
+
+    println!("\n== Streaming frames");
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir().join(format!("omv-demo-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+    cam.streaming(true, false, None)?;
+    let start = Instant::now();
+    let mut saved = None;
+    let mut bytes = 0u64;
+    let frames = 5u32;
+    let r = (|| -> CliResult {
+        for i in 1..=frames {
+            let Some(f) = next_frame(cam, Duration::from_secs(5), &stop)? else {
+                return Ok(());
+            };
+            bytes += f.raw_size as u64;
+            println!(
+                "frame {i}: {}x{} {} ({} bytes on the wire)",
+                f.width, f.height, f.pixfmt, f.raw_size
+            );
+            if saved.is_none() {
+                let p = dir.join("frame.png");
+                save_png(&f.rgb, &p).map_err(Error::from)?;
+                saved = Some(p);
+            }
+        }
+        Ok(())
+    })();
+    let off = cam.streaming(false, false, None);
+    r?;
+    off?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{frames} frames in {secs:.2}s ({:.1} fps, {})",
+        f64::from(frames) / secs.max(1e-9),
+        rate(bytes as f64, secs)
+    );
+    if let Some(p) = saved {
+        println!("saved {}", p.display());
+    }
+
+    println!("\n== A user channel");
+    use host_blocking::proto_core::ChannelFlags;
+    let list = cam.channels()?.to_vec();
+    let user = list
+        .iter()
+        .find(|c| c.name == "ticks")
+        .or_else(|| {
+            list.iter().find(|c| {
+                c.flags.contains(ChannelFlags::DYNAMIC) && c.flags.contains(ChannelFlags::READ)
+            })
+        })
+        .cloned();
+    match user {
+        Some(c) => {
+            let data = cam.channel_read(&c.name, None)?.unwrap_or_default();
+            let shown: String = String::from_utf8_lossy(&data[..data.len().min(64)]).into();
+            println!("{} ({} bytes): {shown:?}", c.name, data.len());
+        }
+        None => println!("the cam has no readable user channel"),
+    }
+
+    println!("\n== Statistics");
+    print_stats(cam)?;
+    let ev = cam.event_state();
+    println!(
+        "Events: {} (frames ready {}, scripts started {}, stopped {}, soft reboots {})",
+        ev.total,
+        cam.take_events()
+            .iter()
+            .filter(|e| e.kind == EventKind::FrameReady)
+            .count(),
+        ev.scripts_started,
+        ev.scripts_stopped,
+        ev.soft_reboots
+    );
+    Ok(())
+}
+
+fn run(cli: Cli) -> CliResult {
+    let mut target = connect(&cli.global)?;
+    let cam = &mut target.cam;
+    match &cli.cmd {
+        Cmd::Demo { dir } => cmd_demo(cam, dir.as_deref()),
+        Cmd::Info => cmd_info(cam),
+        Cmd::Run { script } => cmd_run(cam, script),
+        Cmd::Stop => {
+            cam.stop()?;
+            println!("stopped");
+            Ok(())
+        }
+        Cmd::Stream {
+            frames,
+            raw,
+            resolution,
+            save,
+        } => cmd_stream(cam, *frames, *raw, *resolution, save.as_deref()),
+        Cmd::Read {
+            channel,
+            offset,
+            size,
+            repeat,
+            out,
+        } => cmd_read(cam, channel, *offset, *size, *repeat, out.as_deref()),
+        Cmd::Write {
+            channel,
+            data,
+            file,
+            offset,
+        } => cmd_write(cam, channel, data.as_deref(), file.as_deref(), *offset),
+        Cmd::Status => cmd_status(cam),
+        Cmd::Profile {
+            exclusive,
+            reset,
+            firmware,
+            top,
+        } => cmd_profile(cam, *exclusive, *reset, firmware.as_deref(), *top),
+        Cmd::Bench {
+            seconds,
+            channel,
+            raw,
+            resolution,
+        } => cmd_bench(cam, *seconds, channel.as_deref(), *raw, *resolution),
+    }
+}
+
+fn init_logging(g: &Global) {
+    let level = match (g.debug, g.verbose) {
+        (true, _) | (_, 2..) => log::LevelFilter::Debug,
+        (_, 1) => log::LevelFilter::Info,
+        _ => log::LevelFilter::Warn,
+    };
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .format(|buf, r| writeln!(buf, "omv {:<5} {}", r.level(), r.args()))
+        .try_init();
+}
+
+/// One line for a clap error (the first non-empty line of its message).
+fn usage_error(msg: &str) -> ExitCode {
+    let mut lines = msg.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut line = lines.next().unwrap_or("invalid arguments").to_string();
+    if line.ends_with(':') {
+        if let Some(next) = lines.next() {
+            line = format!("{line} {next}");
+        }
+    }
+    let line = line.strip_prefix("error:").map_or(line.as_str(), str::trim);
+    eprintln!("omv: {line}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    init_logging(&cli.global);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("omv: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
