@@ -659,7 +659,7 @@ fn cmd_profile(
         println!("no profile data yet");
         return Ok(());
     };
-    records.sort_by(|a, b| b.record.total_ticks.cmp(&a.record.total_ticks));
+    records.sort_by_key(|r| std::cmp::Reverse(r.record.total_ticks));
     let sum: u64 = records.iter().map(|r| r.record.total_ticks).sum();
     let nev = records.first().map_or(0, |r| r.record.events.len()).min(4);
     print!(
