@@ -733,3 +733,85 @@ impl SansIoCam for SimCam {
         SimCam::poll_timeout(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_specs_parse() {
+        let s = |t: &str| t.parse::<ChannelSpec>();
+        assert_eq!(
+            s("bulk:1M"),
+            Ok(ChannelSpec {
+                name: "bulk".into(),
+                size: 1 << 20
+            })
+        );
+        assert_eq!(s("a:4k").unwrap().size, 4096);
+        assert_eq!(s("a:4KiB").unwrap().size, 4096);
+        assert_eq!(s("a:100").unwrap().size, 100);
+        assert_eq!(s("a:64M").unwrap().size, MAX_CHANNEL_SIZE);
+        assert_eq!(s("thirteen_char:1").unwrap().name, "thirteen_char");
+        assert!(matches!(
+            s("fourteen_chars:1"),
+            Err(ChannelSpecError::Name(_))
+        ));
+        assert!(matches!(s(":1"), Err(ChannelSpecError::Name(_))));
+        assert!(matches!(s("bulk"), Err(ChannelSpecError::Format(_))));
+        assert!(matches!(s("a:0"), Err(ChannelSpecError::Range(0))));
+        assert!(matches!(s("a:65M"), Err(ChannelSpecError::Range(_))));
+        assert!(matches!(
+            s("a:99999999999999999999M"),
+            Err(ChannelSpecError::Size(_))
+        ));
+        assert!(matches!(
+            s("a:18446744073709551615M"),
+            Err(ChannelSpecError::Range(_))
+        ));
+        for bad in ["a:", "a:M", "a:1.5M", "a:-1", "a:1G", "a:0x10"] {
+            assert!(matches!(s(bad), Err(ChannelSpecError::Size(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn build_rejects_bad_settings() {
+        let cfg = || SimConfig::new().in_process(|_, _| {});
+        assert!(matches!(
+            cfg().channel("", 1).build(),
+            Err(SimError::ChannelSpec(_))
+        ));
+        assert!(matches!(
+            cfg().channel("x", 0).build(),
+            Err(SimError::ChannelSpec(_))
+        ));
+        assert!(matches!(
+            cfg().channel("stdin", 1).build(),
+            Err(SimError::Channel { .. })
+        ));
+        assert!(matches!(
+            cfg().channel("b", 1).channel("b", 1).build(),
+            Err(SimError::Channel { .. })
+        ));
+        assert!(matches!(cfg().fps(0.0).build(), Err(SimError::Fps(_))));
+        let bad = FaultConfig {
+            drop_rate: 2.0,
+            ..FaultConfig::default()
+        };
+        assert!(matches!(cfg().faults(bad).build(), Err(SimError::Fault(_))));
+        let missing = cfg().frames_dir("/nonexistent/frames").build();
+        assert!(matches!(missing, Err(SimError::Frames { .. })));
+        // 28 user channels fill ids 4..=31; one more has no id.
+        let mut many = cfg();
+        for i in 0..29 {
+            many = many.channel(&format!("c{i}"), 1);
+        }
+        assert!(matches!(
+            many.build(),
+            Err(SimError::Channel {
+                source: RegisterError::NoFreeId,
+                ..
+            })
+        ));
+    }
+}
