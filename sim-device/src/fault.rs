@@ -259,12 +259,10 @@ impl FaultInjector {
         None
     }
 
-    /// When a held packet becomes due (`None` when nothing is held).
+    /// When the oldest held packet becomes due (`None` when nothing is
+    /// held). Chunks of a packet already due are returned by
+    /// [`pop_tx`](Self::pop_tx) at once.
     pub fn next_release(&self) -> Option<Instant> {
-        if !self.chunks.is_empty() {
-            // Chunks are due now; the caller sees them on the next pop.
-            return self.held.front().map(|(t, _)| *t);
-        }
         self.held.front().map(|(t, _)| *t)
     }
 
