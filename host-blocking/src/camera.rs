@@ -296,9 +296,22 @@ impl Camera {
         }
         log::info!("{}: resynchronizing", self.port_name);
         self.resyncs += 1;
-        let now = self.now();
-        self.host.connect(now);
-        self.finish_connect()
+        // SYNC has `max_retry` attempts inside the endpoint; a lost
+        // GET_CAPS/SET_CAPS answer restarts the whole handshake, also up
+        // to `max_retry` times.
+        let attempts = self.config.max_retry.max(1);
+        let mut attempt = 1;
+        loop {
+            let now = self.now();
+            self.host.connect(now);
+            match self.finish_connect() {
+                Err(e) if e.is_retryable() && attempt < attempts && self.port.is_some() => {
+                    log::warn!("{}: handshake failed ({e}), starting over", self.port_name);
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     fn finish_connect(&mut self) -> Result<()> {
@@ -706,6 +719,12 @@ impl Camera {
     }
 
     fn refresh_if_stale(&mut self) -> Result<()> {
+        self.check_connected()?;
+        // Take in events already sent (a registration must be seen before
+        // the lookup it affects); a zero-timeout read, no waiting.
+        if self.port.is_some() && !self.host.is_busy() {
+            self.idle_receive(Duration::ZERO)?;
+        }
         self.dispatch_events();
         if self.channels_stale {
             self.update_channels()?;

@@ -13,14 +13,19 @@
 //! ```
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use proto_core::Instant;
 use sim_device::cam::{SimCam, SimConfig, SimError};
 use sim_device::link::{duplex, LinkEnd};
-use sim_device::serve::{serve, MonotonicClock, ServeOptions};
+use sim_device::serve::{
+    serve, MonotonicClock, SansIoCam, ServeOptions, Transport as CamTransport,
+};
 
 use crate::transport::Transport;
 
@@ -80,42 +85,107 @@ pub enum StartError {
     /// The simulated cam's configuration was rejected.
     #[error("simulated cam: {0}")]
     Build(#[from] SimError),
+    /// The pseudo-terminal could not be created.
+    #[error("cannot create a pseudo-terminal: {0}")]
+    Pty(String),
     /// Its thread could not be spawned.
     #[error("cannot start the simulated cam's thread: {0}")]
     Thread(#[source] io::Error),
 }
 
-/// A [`SimCam`] running on its own thread. Dropping it stops the thread.
+/// Work to run on the cam's thread (see [`EmbeddedSim::with_cam`]).
+type CamJob = Box<dyn FnOnce(&mut SimCam) + Send>;
+
+/// The cam plus a queue of jobs run between packets: the serving loop
+/// calls `poll_transmit` at least every 20 ms, and jobs run there.
+struct Controlled {
+    cam: SimCam,
+    jobs: Receiver<CamJob>,
+}
+
+impl Controlled {
+    fn run_jobs(&mut self) {
+        while let Ok(job) = self.jobs.try_recv() {
+            job(&mut self.cam);
+        }
+    }
+}
+
+impl SansIoCam for Controlled {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.run_jobs();
+        self.cam.handle_input(now, data)
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.run_jobs();
+        self.cam.poll_transmit(now)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.cam.handle_timeout(now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.cam.poll_timeout()
+    }
+}
+
+/// A [`SimCam`] served on its own thread, over an in-memory link
+/// ([`start`](Self::start)) or a pseudo-terminal
+/// ([`start_pty`](Self::start_pty)). Dropping it stops the thread.
 pub struct EmbeddedSim {
     shutdown: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     link: Mutex<Option<LinkTransport>>,
+    jobs: Mutex<Sender<CamJob>>,
+    path: Option<PathBuf>,
 }
 
 impl EmbeddedSim {
     /// Builds the cam from `config`, lets `setup` register extra channels
-    /// (or anything else), and serves it on a thread. The host end of the
-    /// link is available once through [`take_link`](Self::take_link).
+    /// (or anything else) and serves it on a thread over an in-memory
+    /// link. The host end of the link is available once through
+    /// [`take_link`](Self::take_link).
     pub fn start(
         config: SimConfig,
         setup: impl FnOnce(&mut SimCam) + Send + 'static,
     ) -> Result<EmbeddedSim, StartError> {
-        let mut cam = config.build()?;
-        let (host_end, mut cam_end) = duplex();
+        let (host_end, cam_end) = duplex();
+        let mut sim = EmbeddedSim::serve_on(config, setup, cam_end)?;
+        sim.link = Mutex::new(Some(LinkTransport::new("embedded-sim", host_end)));
+        Ok(sim)
+    }
+
+    /// Like [`start`](Self::start) but serves on a new pseudo-terminal,
+    /// whose path ([`path`](Self::path)) a host opens as a serial port.
+    #[cfg(unix)]
+    pub fn start_pty(
+        config: SimConfig,
+        setup: impl FnOnce(&mut SimCam) + Send + 'static,
+    ) -> Result<EmbeddedSim, StartError> {
+        let pty = sim_device::pty::Pty::open().map_err(|e| StartError::Pty(e.to_string()))?;
+        let path = pty.path().to_path_buf();
+        let mut sim = EmbeddedSim::serve_on(config, setup, pty)?;
+        sim.path = Some(path);
+        Ok(sim)
+    }
+
+    /// Serves the cam over any transport of sim-device's.
+    pub fn serve_on<T: CamTransport + Send + 'static>(
+        config: SimConfig,
+        setup: impl FnOnce(&mut SimCam) + Send + 'static,
+        mut transport: T,
+    ) -> Result<EmbeddedSim, StartError> {
+        let cam = config.build()?;
+        let (tx, rx) = mpsc::channel::<CamJob>();
         let shutdown = Arc::new(AtomicBool::new(false));
         let flag = shutdown.clone();
         let thread = std::thread::Builder::new()
             .name("omv-embedded-sim".into())
             .spawn(move || {
-                setup(&mut cam);
+                let mut cam = Controlled { cam, jobs: rx };
+                setup(&mut cam.cam);
                 let clock = MonotonicClock::new();
-                match serve(
-                    &mut cam,
-                    &mut cam_end,
-                    &clock,
-                    &flag,
-                    &ServeOptions::default(),
-                ) {
+                let opts = ServeOptions::default();
+                match serve(&mut cam, &mut transport, &clock, &flag, &opts) {
                     Ok(end) => log::debug!("embedded sim: {end:?}"),
                     Err(e) => log::warn!("embedded sim stopped: {e}"),
                 }
@@ -124,13 +194,40 @@ impl EmbeddedSim {
         Ok(EmbeddedSim {
             shutdown,
             thread: Some(thread),
-            link: Mutex::new(Some(LinkTransport::new("embedded-sim", host_end))),
+            link: Mutex::new(None),
+            jobs: Mutex::new(tx),
+            path: None,
         })
     }
 
-    /// The host end of the link (once).
+    /// The host end of the in-memory link (once; `None` for a pty).
     pub fn take_link(&self) -> Option<LinkTransport> {
         self.link.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The pseudo-terminal's path, when serving on one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Runs `f` on the cam's thread (between packets, within about 20 ms)
+    /// and returns its result; `None` if the cam is gone or `f` did not run
+    /// within 5 s. For tests and tools: register a channel at run time,
+    /// read the cam's counters...
+    pub fn with_cam<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SimCam) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = mpsc::channel();
+        let job: CamJob = Box::new(move |cam| {
+            let _ = tx.send(f(cam));
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
     }
 }
 

@@ -1,0 +1,261 @@
+//! The `omv` binary: on the embedded cam, and every subcommand against a
+//! cam served on a pseudo-terminal (as `omv-sim --pty` does).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn omv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_omv"))
+        .args(args)
+        .output()
+        .expect("omv runs")
+}
+
+fn ok(args: &[&str]) -> (String, Vec<u8>) {
+    let o = omv(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "omv {args:?} failed: {err}");
+    (err, o.stdout)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fails(args: &[&str], code: i32) -> String {
+    let o = omv(args);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "omv {args:?}: {}",
+        text(&o.stderr)
+    );
+    let err = text(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("omv: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("omv-cli-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn info_on_the_embedded_cam() {
+    let (_, out) = ok(&["info"]);
+    let out = text(&out);
+    assert!(out.contains("Firmware version: 5.0.0"), "{out}");
+    assert!(out.contains("ticks"), "{out}");
+    assert!(out.contains("Memory:"), "{out}");
+    assert!(out.contains("Cam stats:"), "{out}");
+}
+
+#[test]
+fn read_on_the_embedded_cam() {
+    let (err, out) = ok(&["read", "bulk", "--size", "1000", "--offset", "7"]);
+    assert_eq!(out, pattern(7, 1000));
+    assert!(err.contains("read 1000 bytes from bulk"), "{err}");
+    let (_, out) = ok(&["read", "6", "--size", "3", "--repeat", "2"]);
+    assert_eq!(out, [pattern(0, 3), pattern(0, 3)].concat());
+}
+
+#[test]
+fn demo_on_the_embedded_cam() {
+    let dir = temp_dir("demo");
+    let (_, out) = ok(&["demo", "--dir", dir.to_str().unwrap()]);
+    let out = text(&out);
+    let ran = out.contains("Hello from the cam!") || out.contains("no Python interpreter");
+    assert!(ran, "{out}");
+    for part in [
+        "== Channels",
+        "frame 5:",
+        "ticks (10 bytes)",
+        "Host stats:",
+        "Cam stats:",
+    ] {
+        assert!(out.contains(part), "missing {part:?} in {out}");
+    }
+    let png = std::fs::read(dir.join("frame.png")).expect("the demo saved a PNG");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn errors_are_one_line() {
+    let e = fails(&["--port", "/dev/does-not-exist", "info"], 1);
+    assert!(e.contains("/dev/does-not-exist"), "{e}");
+    let e = fails(&["read", "nope"], 1);
+    assert!(e.contains("no channel named \"nope\""), "{e}");
+    let e = fails(&["read", "30"], 1);
+    assert!(e.contains("no channel with id 30"), "{e}");
+    fails(&["--bogus", "info"], 2);
+    fails(&["--drop-rate", "3", "info"], 2);
+    fails(&["stream", "--raw"], 2);
+    let e = fails(&["--tcp", "127.0.0.1:1", "info"], 1);
+    assert!(e.contains("127.0.0.1:1"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn every_subcommand_against_a_pty_cam() {
+    use host_blocking::sim::EmbeddedSim;
+    init_log();
+    let log = ScriptLog::default();
+    let sim = EmbeddedSim::start_pty(standard_sim(log.clone()), standard_setup).unwrap();
+    let port = sim.path().unwrap().display().to_string();
+    let p = |rest: &[&str]| -> Vec<String> {
+        let mut v = vec!["--port".to_string(), port.clone()];
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |rest: &[&str]| {
+        let args = p(rest);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(&args)
+    };
+    let dir = temp_dir("pty");
+
+    let (_, out) = run(&["info"]);
+    assert!(text(&out).contains("Protocol version: 1.0.2"));
+
+    let f = dir.join("bulk.bin");
+    let (err, _) = run(&["read", "bulk", "--out", f.to_str().unwrap()]);
+    assert!(err.contains("MiB/s") || err.contains("KiB/s"), "{err}");
+    assert_eq!(std::fs::read(&f).unwrap(), pattern(0, 1 << 20));
+
+    run(&["write", "bulk", "--data", "hello", "--offset", "10"]);
+    let (_, out) = run(&["read", "bulk", "--offset", "10", "--size", "5"]);
+    assert_eq!(out, b"hello");
+    let src = dir.join("src.bin");
+    std::fs::write(&src, vec![3u8; 10_000]).unwrap();
+    run(&["write", "5", "--file", src.to_str().unwrap()]);
+    let (_, out) = run(&["read", "bulk", "--size", "10000"]);
+    assert_eq!(out, vec![3u8; 10_000]);
+
+    let script = dir.join("s.py");
+    std::fs::write(&script, "print('x')\n").unwrap();
+    let (_, out) = run(&["run", script.to_str().unwrap()]);
+    assert!(text(&out).contains("ran 11 bytes"), "{}", text(&out));
+    assert_eq!(log.lock().unwrap().last().unwrap(), b"print('x')\n");
+
+    let (_, out) = run(&["stop"]);
+    assert!(text(&out).contains("stopped"));
+
+    let (_, out) = run(&["status"]);
+    let out = text(&out);
+    assert!(out.contains("stdin") && out.contains("Script:"), "{out}");
+
+    let frames = dir.join("frames");
+    let (_, out) = run(&[
+        "stream",
+        "--frames",
+        "3",
+        "--save",
+        frames.to_str().unwrap(),
+    ]);
+    let out = text(&out);
+    assert!(out.contains("3 frames in") && out.contains("fps"), "{out}");
+    assert!(frames.join("frame-0003.png").exists());
+    let (_, out) = run(&["stream", "--frames", "2", "--raw", "--resolution", "80x60"]);
+    assert!(text(&out).contains("80x60 RGB565"), "{}", text(&out));
+
+    let (_, out) = run(&["profile", "--exclusive", "--reset", "--top", "3"]);
+    let out = text(&out);
+    assert!(
+        out.contains("function") && out.contains("exclusive"),
+        "{out}"
+    );
+
+    let (_, out) = run(&["bench", "--seconds", "0.5", "--channel", "bulk"]);
+    assert!(text(&out).contains("reads in"), "{}", text(&out));
+    let (_, out) = run(&["bench", "--seconds", "0.5"]);
+    assert!(text(&out).contains("frames in"), "{}", text(&out));
+
+    let (_, out) = run(&["demo", "--dir", dir.to_str().unwrap()]);
+    assert!(text(&out).contains("== Statistics"));
+
+    // Capability options are honoured.
+    let (_, out) = run(&[
+        "--crc",
+        "false",
+        "--ack",
+        "no",
+        "--max-payload",
+        "256",
+        "info",
+    ]);
+    assert!(
+        text(&out).contains("CRC=false, SEQ=true, ACK=false, EVENTS=true, PAYLOAD=256"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn run_stops_the_script_on_ctrl_c() {
+    use host_blocking::sim::EmbeddedSim;
+    use host_blocking::{Camera, CameraConfig};
+    use std::time::{Duration, Instant};
+    init_log();
+    let log = ScriptLog::default();
+    let sim = EmbeddedSim::start_pty(standard_sim(log.clone()), standard_setup).unwrap();
+    let port = sim.path().unwrap().display().to_string();
+    let dir = temp_dir("ctrlc");
+    let script = dir.join("forever.py");
+    std::fs::write(&script, "# forever\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omv"))
+        .args(["--port", &port, "run", script.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the script runs, then interrupt.
+    let end = Instant::now() + Duration::from_secs(5);
+    while log.lock().unwrap().is_empty() {
+        assert!(Instant::now() < end, "the script never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "omv run ignored Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ran 10 bytes"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The script was stopped on the cam.
+    let mut cam = Camera::open(CameraConfig::new(&port)).unwrap();
+    assert!(!cam.read_status().unwrap().ready("stdin"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,227 @@
+//! End-to-end under faults: packet drops on both sides, corruption,
+//! chunking, a silent port. Reads must return exact bytes, uploads must
+//! happen exactly once, and nothing may hang, panic or spin.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::*;
+use host_blocking::{Camera, CameraConfig, Error};
+use sim_device::fault::FaultConfig;
+
+fn faulty(seed: u64, drop: f64, rx_drop: f64, corrupt: f64) -> FaultConfig {
+    FaultConfig {
+        drop_rate: drop,
+        rx_drop_rate: rx_drop,
+        corrupt_rate: corrupt,
+        chunk_max: 700,
+        seed,
+        ..FaultConfig::default()
+    }
+}
+
+fn fast(cfg: CameraConfig) -> CameraConfig {
+    cfg.timeout(Duration::from_millis(150))
+        .retries(6)
+        .max_retry(5)
+}
+
+#[test]
+fn reads_are_exact_with_host_drop_rate() {
+    let log = ScriptLog::default();
+    let (_sim, mut cam) = connect(
+        standard_sim(log),
+        standard_setup,
+        fast(CameraConfig::new("sim").drop_rate(0.05).seed(7)),
+    );
+    for round in 0..6usize {
+        let off = round * 10_007;
+        let id = cam.get_channel_id("bulk").unwrap().unwrap();
+        let d = cam
+            .retry(|c| c.channel_read_at(id, off as u32, 150_000))
+            .unwrap();
+        assert_eq!(d, pattern(off, 150_000), "round {round}");
+    }
+    let whole = cam.channel_read("bulk", None).unwrap().unwrap();
+    assert_eq!(whole, pattern(0, 1 << 20));
+    let h = cam.host_stats();
+    assert!(h.simulated_drops > 0, "{h:?}");
+    assert!(h.duplicates > 0 || h.timeouts > 0, "{h:?}");
+}
+
+#[test]
+fn reads_and_writes_are_exact_with_faults_on_both_sides() {
+    let log = ScriptLog::default();
+    let (sim, mut cam) = connect(
+        standard_sim(log).faults(faulty(11, 0.03, 0.03, 0.02)),
+        standard_setup,
+        fast(CameraConfig::new("sim").drop_rate(0.02).seed(3)),
+    );
+    for round in 0..5u8 {
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i as u8) ^ round).collect();
+        let at = u32::from(round) * 50_000;
+        let id = cam.get_channel_id("bulk").unwrap().unwrap();
+        cam.retry(|c| c.channel_write_at(id, at, &data)).unwrap();
+        let back = cam.retry(|c| c.channel_read_at(id, at, 30_000)).unwrap();
+        assert_eq!(back, data, "round {round}");
+    }
+    let faults = sim.with_cam(|c| c.fault_stats()).unwrap();
+    assert!(faults.total() > 0, "{faults:?}");
+    assert!(cam.resync_count() > 1 || cam.host_stats().checksum > 0);
+}
+
+#[test]
+fn exec_is_exactly_once_under_faults() {
+    let log = ScriptLog::default();
+    let (_sim, mut cam) = connect(
+        standard_sim(log.clone()).faults(faulty(5, 0.05, 0.08, 0.0)),
+        standard_setup,
+        fast(CameraConfig::new("sim").drop_rate(0.03).seed(9)),
+    );
+    let scripts: Vec<String> = (0..12)
+        .map(|i| format!("# script {i}\n{}", format!("v{i} = {i}\n").repeat(1200)))
+        .collect();
+    for s in &scripts {
+        cam.exec(s).unwrap();
+    }
+    // Every run got a whole script, never an append of two uploads.
+    let end = Instant::now() + Duration::from_secs(5);
+    while log.lock().unwrap().len() < scripts.len() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let runs = log.lock().unwrap().clone();
+    for r in &runs {
+        assert!(
+            scripts.iter().any(|s| s.as_bytes() == r.as_slice()),
+            "a run received {} bytes that are no uploaded script",
+            r.len()
+        );
+    }
+    for (i, s) in scripts.iter().enumerate() {
+        let n = runs.iter().filter(|r| r.as_slice() == s.as_bytes()).count();
+        assert!(n >= 1, "script {i} never ran");
+    }
+    let dups = runs.len() - scripts.len();
+    eprintln!(
+        "{} scripts, {} runs, {} resyncs, host {:?}",
+        scripts.len(),
+        runs.len(),
+        cam.resync_count(),
+        cam.host_stats()
+    );
+    assert!(dups <= 2, "{dups} scripts ran twice");
+}
+
+#[test]
+fn frames_survive_faults() {
+    let log = ScriptLog::default();
+    let (_sim, mut cam) = connect(
+        standard_sim(log).faults(faulty(21, 0.03, 0.03, 0.01)),
+        standard_setup,
+        fast(CameraConfig::new("sim").drop_rate(0.02)),
+    );
+    cam.streaming(true, false, None).unwrap();
+    let mut frames = 0;
+    assert!(wait_until(&mut cam, 10, |c| {
+        if let Ok(Some(f)) = c.read_frame() {
+            assert_eq!(f.rgb.pixels.len(), (f.width * f.height * 3) as usize);
+            frames += 1;
+        }
+        frames >= 5
+    }));
+}
+
+/// CPU time (user + system) of the calling thread, from /proc.
+#[cfg(target_os = "linux")]
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = after.split(' ').map(|x| x.parse().unwrap_or(0)).collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the state.
+    let ticks = f[11] + f[12];
+    Duration::from_millis(ticks * 10) // USER_HZ = 100
+}
+
+#[test]
+fn silent_port_fails_within_the_timeout_budget_without_spinning() {
+    init_log();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hold = std::thread::spawn(move || {
+        // Accept and never answer.
+        let c = listener.accept();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(c);
+    });
+    let mut cam = Camera::tcp(
+        &addr,
+        CameraConfig::new("unused")
+            .timeout(Duration::from_millis(300))
+            .max_retry(3),
+    );
+    #[cfg(target_os = "linux")]
+    let cpu0 = cpu_time();
+    let t = Instant::now();
+    let e = cam.connect().unwrap_err();
+    let took = t.elapsed();
+    assert!(matches!(e, Error::ResyncFailed { attempts: 3, .. }), "{e}");
+    assert!(e.to_string().contains(&addr), "{e}");
+    assert!(
+        took >= Duration::from_millis(880) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    assert!(!cam.is_connected());
+    #[cfg(target_os = "linux")]
+    {
+        let cpu = cpu_time() - cpu0;
+        assert!(
+            cpu < Duration::from_millis(200),
+            "waiting burnt {cpu:?} of CPU"
+        );
+    }
+    let _ = hold.join();
+}
+
+#[test]
+fn unreachable_ports_fail_fast_with_their_name() {
+    let t = Instant::now();
+    let e = Camera::open(CameraConfig::new("/dev/does-not-exist")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+    assert!(e.to_string().starts_with("/dev/does-not-exist: "), "{e}");
+    // Nothing listens on port 1.
+    let mut cam = Camera::tcp("127.0.0.1:1", CameraConfig::new("x"));
+    let e = cam.connect().unwrap_err();
+    assert!(e.to_string().starts_with("127.0.0.1:1: "), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let e = Camera::tcp("no-such-host.invalid:1", CameraConfig::new("x"))
+        .connect()
+        .unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+    let e = Camera::open(CameraConfig::new("/dev/null").drop_rate(2.0)).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+}
+
+#[test]
+fn cam_going_away_mid_session_is_an_error_not_a_hang() {
+    let log = ScriptLog::default();
+    let (sim, mut cam) = connect(
+        standard_sim(log),
+        standard_setup,
+        CameraConfig::new("sim").timeout(Duration::from_millis(100)),
+    );
+    // The cam goes away (its thread stops, the link closes).
+    drop(sim);
+    let t = Instant::now();
+    let e = cam.channel_size("bulk").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Io { .. } | Error::ResyncFailed { .. } | Error::Timeout { .. }
+        ),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(!cam.is_connected());
+}

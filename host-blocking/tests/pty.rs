@@ -1,0 +1,140 @@
+//! End-to-end over a pseudo-terminal: the host opens the pty's slave as a
+//! serial port (through the `serialport` crate), exactly as it opens a USB
+//! cam, while sim-device serves a SimCam on the master.
+#![cfg(unix)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use host_blocking::sim::EmbeddedSim;
+use host_blocking::{Camera, CameraConfig};
+use proto_core::frame::PixFormat;
+use proto_core::Status;
+
+fn pty_sim() -> (EmbeddedSim, String, ScriptLog) {
+    init_log();
+    let log = ScriptLog::default();
+    let sim = EmbeddedSim::start_pty(
+        standard_sim(log.clone()).channel("big", 4 << 20),
+        standard_setup,
+    )
+    .expect("pty sim");
+    let path = sim.path().expect("path").display().to_string();
+    (sim, path, log)
+}
+
+#[test]
+fn every_method_family_over_a_pty() {
+    let (sim, path, log) = pty_sim();
+    let mut cam = Camera::open(CameraConfig::new(&path)).expect("connect over the pty");
+    assert!(cam.is_connected());
+    assert_eq!(cam.port_name(), path);
+    assert_eq!(cam.version().unwrap().firmware, [5, 0, 0]);
+    assert_eq!(
+        cam.system_info().unwrap().raw,
+        sim.with_cam(|c| c.board().sysinfo).unwrap()
+    );
+    assert_eq!(cam.memory_stats().unwrap().entries.len(), 2);
+
+    // 4 MiB read, exact.
+    let big = cam.channel_read("big", None).unwrap().unwrap();
+    assert_eq!(big.len(), 4 << 20);
+    assert!(big == pattern(0, 4 << 20));
+    // Writes at offsets, read back by id.
+    let id = cam.get_channel_id("bulk").unwrap().unwrap();
+    cam.channel_write_at(id, 777, &[0x5A; 9000]).unwrap();
+    assert_eq!(
+        cam.channel_read_at(id, 777, 9000).unwrap(),
+        vec![0x5A; 9000]
+    );
+
+    // Scripts.
+    cam.exec("print('pty')").unwrap();
+    let mut out = String::new();
+    assert!(wait_until(&mut cam, 5, |c| {
+        out.push_str(&c.read_stdout().unwrap().unwrap_or_default());
+        out.contains("ran 12 bytes")
+    }));
+    assert_eq!(log.lock().unwrap().as_slice(), [b"print('pty')".to_vec()]);
+    cam.stop().unwrap();
+
+    // Frames.
+    cam.streaming(true, false, None).unwrap();
+    let mut got = None;
+    assert!(wait_until(&mut cam, 5, |c| {
+        got = c.read_frame().unwrap();
+        got.is_some()
+    }));
+    assert_eq!(got.unwrap().pixfmt, PixFormat::JPEG);
+    cam.streaming(false, false, None).unwrap();
+
+    // Lock guard, BUSY as false.
+    let locky = cam.get_channel_id("locky").unwrap().unwrap();
+    {
+        let mut g = cam.lock_channel(locky).unwrap().unwrap();
+        assert!(!g.channel_lock(locky).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(15));
+    assert!(cam.channel_lock(locky).unwrap());
+    assert!(cam.channel_unlock(locky).unwrap());
+
+    // Profiler.
+    cam.profiler_reset(None).unwrap();
+    assert!(wait_until(&mut cam, 3, |c| c
+        .read_profile(None)
+        .unwrap()
+        .is_some()));
+
+    // Status, stats, a NAK.
+    assert!(!cam.read_status().unwrap().channels.is_empty());
+    assert!(cam.device_stats().unwrap().received > 10);
+    let e = cam.channel_ioctl(id, 1234, &[]).unwrap_err();
+    assert!(e.is_nak(Status::INVALID));
+
+    // Reset: the port closes; the pty can be opened again.
+    cam.reset().unwrap();
+    assert!(!cam.is_connected());
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while sim.with_cam(|c| c.stats().reboots).unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < end, "the cam did not reboot");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cam.connect().unwrap();
+    assert!(cam.is_connected());
+    assert_eq!(
+        cam.channel_read("bulk", Some(10)).unwrap().unwrap(),
+        pattern(0, 10)
+    );
+}
+
+#[test]
+fn reads_exact_with_drops_over_a_pty() {
+    let (_sim, path, _) = pty_sim();
+    let mut cam = Camera::open(
+        CameraConfig::new(&path)
+            .drop_rate(0.03)
+            .seed(42)
+            .timeout(Duration::from_millis(200))
+            .retries(5),
+    )
+    .expect("connect");
+    let id = cam.get_channel_id("big").unwrap().unwrap();
+    let d = cam.retry(|c| c.channel_read_at(id, 1000, 300_000)).unwrap();
+    assert_eq!(d, pattern(1000, 300_000));
+    assert!(cam.host_stats().simulated_drops > 0);
+}
+
+#[test]
+fn two_hosts_in_turn_on_one_pty() {
+    let (_sim, path, _) = pty_sim();
+    for _ in 0..3 {
+        let mut cam = Camera::open(CameraConfig::new(&path)).expect("connect");
+        assert_eq!(
+            cam.channel_read("bulk", Some(100)).unwrap().unwrap(),
+            pattern(0, 100)
+        );
+        cam.disconnect();
+    }
+}
