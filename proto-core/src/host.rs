@@ -278,6 +278,8 @@ pub struct HostEndpoint {
     sequence: u8,
     op: Op,
     deadline: Option<Instant>,
+    /// When the operation last made progress (request sent, fragment received).
+    progress_at: Instant,
     transmits: VecDeque<Vec<u8>>,
     completions: VecDeque<Completion>,
     events: VecDeque<CamEvent>,
@@ -297,6 +299,7 @@ impl HostEndpoint {
             sequence: 0,
             op: Op::Idle,
             deadline: None,
+            progress_at: Instant::ZERO,
             transmits: VecDeque::new(),
             completions: VecDeque::new(),
             events: VecDeque::new(),
@@ -525,9 +528,13 @@ impl HostEndpoint {
             channel: h.channel,
             event,
         });
-        // An event proves the cam is alive: extend the wait, as the stock host does.
-        if self.deadline.is_some() {
-            self.deadline = Some(now + self.config.timeout);
+        // An event proves the cam is alive: extend the wait, as the stock host
+        // does, but to at most two timeouts after the last progress, so a cam
+        // that keeps sending events (stdout NOTIFY every 50 ms) but never
+        // answers cannot hold a request forever.
+        if let Some(d) = self.deadline {
+            let cap = self.progress_at + self.config.timeout.saturating_mul(2);
+            self.deadline = Some(d.max((now + self.config.timeout).min(cap)));
         }
     }
 
@@ -556,6 +563,7 @@ impl HostEndpoint {
         if h.flags.contains(Flags::FRAGMENT) && !h.flags.contains(Flags::NAK) {
             if let Op::Request { data, .. } = &mut self.op {
                 data.extend_from_slice(&payload);
+                self.progress_at = now;
                 self.deadline = Some(now + self.config.timeout);
                 return;
             }
@@ -704,12 +712,14 @@ impl HostEndpoint {
         self.framer.clear();
         let h = self.header(ChannelId::SYSTEM, Flags::NONE, Opcode::PROTO_SYNC, 0);
         self.transmit(&h, &[]);
+        self.progress_at = now;
         self.deadline = Some(now + self.config.timeout);
     }
 
     fn send_request(&mut self, now: Instant, cmd: &Command) {
         let h = self.header(cmd.channel, Flags::NONE, cmd.opcode, self.sequence);
         self.transmit(&h, &cmd.payload);
+        self.progress_at = now;
         self.deadline = Some(now + self.config.timeout);
     }
 

@@ -954,3 +954,51 @@ fn host_cam_vanishes_mid_read() {
     // reconnect's SYNC discards it.
     assert_reconnects(&mut link);
 }
+
+#[test]
+fn host_chatty_cam_that_never_answers() {
+    // The request is lost, but the cam keeps sending events (stdout NOTIFY
+    // every 50 ms while it holds unread text). Events may extend the wait,
+    // but not forever: the request must still time out.
+    let mut link = link();
+    link.connect().unwrap();
+    let seq = start(&mut link, &Command::read(BUF, 0, 100));
+    let t0 = link.now;
+    let notify = cam_packet(
+        seq,
+        ChannelId::STDOUT,
+        Flags::EVENT,
+        Opcode::CHANNEL_EVENT,
+        &[],
+    );
+    let mut done = Vec::new();
+    let mut events = 0;
+    for _ in 0..1200 {
+        link.now = link.now + Duration::from_millis(50);
+        if link.host.poll_timeout().is_some_and(|t| t <= link.now) {
+            link.host.handle_timeout(link.now);
+        }
+        done.extend(completion(&mut link.host));
+        if !done.is_empty() {
+            break;
+        }
+        link.host.handle_input(link.now, &notify);
+        while link.host.poll_event().is_some() {
+            events += 1;
+        }
+    }
+    assert!(events > 0);
+    assert_eq!(
+        done,
+        [Completion::Request(Err(RequestError::Timeout(
+            Duration::from_secs(1)
+        )))],
+        "the request never timed out while events kept coming"
+    );
+    assert!(
+        link.now - t0 <= Duration::from_secs(2),
+        "timed out only after {:?}",
+        link.now - t0
+    );
+    assert_reconnects(&mut link);
+}
