@@ -443,8 +443,12 @@ fn profiler() {
     cam.profiler_reset(None).unwrap();
     cam.profiler_mode(true).unwrap();
     cam.profiler_event(0, 0x11).unwrap();
-    std::thread::sleep(Duration::from_millis(120));
-    let recs = cam.read_profile(None).unwrap().expect("records");
+    let mut recs = None;
+    assert!(wait_until(&mut cam, 3, |c| {
+        recs = c.read_profile(None).unwrap();
+        recs.is_some()
+    }));
+    let recs = recs.unwrap();
     assert!(!recs.is_empty());
     let pmu = cam.system_info().unwrap().pmu_eventcnt as usize;
     assert!(recs
@@ -454,9 +458,13 @@ fn profiler() {
     // Names from a firmware ELF whose functions sit at the records' addresses.
     let elf = elf_with_functions(recs.iter().map(|r| r.record.address));
     let table = SymbolTable::from_elf_bytes(&elf).unwrap();
-    std::thread::sleep(Duration::from_millis(15));
     let known: Vec<u32> = recs.iter().map(|r| r.record.address).collect();
-    let named = cam.read_profile(Some(&table)).unwrap().unwrap();
+    let mut named = None;
+    assert!(wait_until(&mut cam, 3, |c| {
+        named = c.read_profile(Some(&table)).unwrap();
+        named.is_some()
+    }));
+    let named = named.unwrap();
     let mut matched = 0;
     for r in &named {
         if known.contains(&r.record.address) {
