@@ -172,12 +172,17 @@ impl Transport for TcpTransport {
 /// (a non-blocking socket, a port with its own timeout, a cursor in a test):
 /// `WouldBlock` and `TimedOut` count as "nothing yet", `Ok(0)` as closed.
 ///
-/// The `timeout` argument of [`Transport::read`] is not applied; use
-/// [`ThreadedTransport`] for readers that block indefinitely.
+/// The `timeout` argument of [`Transport::read`] is applied only through
+/// [`IoTransport::with_timeout`]; use [`ThreadedTransport`] for readers that
+/// block indefinitely and have no timeout.
 pub struct IoTransport<T> {
     io: T,
     name: String,
+    set_timeout: Option<TimeoutSetter<T>>,
 }
+
+/// Applies a read timeout to the wrapped stream of an [`IoTransport`].
+pub type TimeoutSetter<T> = Box<dyn FnMut(&mut T, Duration) -> io::Result<()> + Send>;
 
 impl<T: Read + Write + Send> IoTransport<T> {
     /// Wraps `io`, named `name` in messages.
@@ -185,6 +190,32 @@ impl<T: Read + Write + Send> IoTransport<T> {
         IoTransport {
             io,
             name: name.to_string(),
+            set_timeout: None,
+        }
+    }
+
+    /// Wraps `io` and calls `set_timeout` before each read with the time
+    /// the driver may wait (never zero: at least 1 µs), for streams that
+    /// have a read timeout of their own.
+    ///
+    /// ```
+    /// use host_blocking::transport::IoTransport;
+    /// use std::net::TcpStream;
+    /// # fn f(stream: TcpStream) {
+    /// let t = IoTransport::with_timeout("cam", stream, |s: &mut TcpStream, d| {
+    ///     s.set_read_timeout(Some(d))
+    /// });
+    /// # }
+    /// ```
+    pub fn with_timeout(
+        name: &str,
+        io: T,
+        set_timeout: impl FnMut(&mut T, Duration) -> io::Result<()> + Send + 'static,
+    ) -> IoTransport<T> {
+        IoTransport {
+            io,
+            name: name.to_string(),
+            set_timeout: Some(Box::new(set_timeout)),
         }
     }
 
@@ -200,7 +231,10 @@ impl<T: Read + Write + Send> Transport for IoTransport<T> {
         self.io.flush()
     }
 
-    fn read(&mut self, buf: &mut [u8], _timeout: Duration) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        if let Some(set) = self.set_timeout.as_mut() {
+            set(&mut self.io, timeout.max(Duration::from_micros(1)))?;
+        }
         match self.io.read(buf) {
             Ok(0) if !buf.is_empty() => Err(closed()),
             Ok(n) => Ok(n),
@@ -317,6 +351,19 @@ mod tests {
             t.read(&mut b, Duration::ZERO).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
+    }
+
+    #[test]
+    fn io_transport_applies_the_timeout() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let c = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (_peer, _) = l.accept().expect("accept");
+        let mut t =
+            IoTransport::with_timeout("tcp", c, |s: &mut TcpStream, d| s.set_read_timeout(Some(d)));
+        let start = std::time::Instant::now();
+        let mut b = [0u8; 4];
+        assert_eq!(t.read(&mut b, Duration::from_millis(40)).expect("read"), 0);
+        assert!(start.elapsed() >= Duration::from_millis(35));
     }
 
     #[cfg(unix)]

@@ -171,7 +171,7 @@ fn silent_port_fails_within_the_timeout_budget_without_spinning() {
     assert!(matches!(e, Error::ResyncFailed { attempts: 3, .. }), "{e}");
     assert!(e.to_string().contains(&addr), "{e}");
     assert!(
-        took >= Duration::from_millis(880) && took < Duration::from_millis(1500),
+        took >= Duration::from_millis(880) && took < Duration::from_millis(2500),
         "{took:?}"
     );
     assert!(!cam.is_connected());

@@ -856,8 +856,17 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
     match user {
         Some(c) => {
             let data = cam.channel_read(&c.name, None)?.unwrap_or_default();
-            let shown: String = String::from_utf8_lossy(&data[..data.len().min(64)]).into();
-            println!("{} ({} bytes): {shown:?}", c.name, data.len());
+            let head = &data[..data.len().min(32)];
+            let shown = if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                format!("{:?}", String::from_utf8_lossy(head))
+            } else {
+                head.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let more = if data.len() > head.len() { " ..." } else { "" };
+            println!("{} ({} bytes): {shown}{more}", c.name, data.len());
         }
         None => println!("the cam has no readable user channel"),
     }
