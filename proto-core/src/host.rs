@@ -650,11 +650,14 @@ impl HostEndpoint {
 
     fn requested_caps(&self, cam: Caps) -> Caps {
         let c = &self.config;
-        let flags = CapFlags::NONE
+        // Only what the cam announced: it masks SET_CAPS with what it
+        // supports, so asking for more would leave the two sides disagreeing.
+        let wanted = CapFlags::NONE
             .set(CapFlags::CRC, c.crc)
             .set(CapFlags::SEQ, c.seq)
             .set(CapFlags::ACK, c.ack)
             .set(CapFlags::EVENTS, c.events);
+        let flags = CapFlags(wanted.0 & cam.flags.0);
         let max = c
             .max_payload
             .min(cam.max_payload)
