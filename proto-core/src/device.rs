@@ -162,6 +162,8 @@ enum Message {
         header: Header,
         offset: u32,
         remaining: u32,
+        /// A piece was already sent (with FRAGMENT).
+        started: bool,
     },
 }
 
@@ -697,6 +699,7 @@ impl DeviceEndpoint {
             header: h,
             offset: req.offset,
             remaining: req.length,
+            started: false,
         });
     }
 
@@ -771,14 +774,22 @@ impl DeviceEndpoint {
                     header,
                     offset,
                     remaining,
+                    started,
                 }) => {
-                    self.emit_read_piece(now, header, offset, remaining);
+                    self.emit_read_piece(now, header, offset, remaining, started);
                 }
             }
         }
     }
 
-    fn emit_read_piece(&mut self, now: Instant, request: Header, offset: u32, remaining: u32) {
+    fn emit_read_piece(
+        &mut self,
+        now: Instant,
+        request: Header,
+        offset: u32,
+        remaining: u32,
+        started: bool,
+    ) {
         let piece = self
             .config
             .read_piece
@@ -806,6 +817,11 @@ impl DeviceEndpoint {
                 .map(|n| n.min(want))
         };
         let got = match got {
+            // The last piece filled its request exactly and the channel has
+            // nothing more (a short read): end the answer with an empty last
+            // packet. A NAK now would lose the data already sent (and, for
+            // stdout, consumed).
+            Ok(0) if started => 0,
             Ok(0) | Err(_) => {
                 let status = match got {
                     Err(e) => e.status(),
@@ -830,6 +846,7 @@ impl DeviceEndpoint {
                 header: request,
                 offset: offset.wrapping_add(got as u32),
                 remaining: left,
+                started: true,
             });
         }
         self.finish_data_packet(now, h, wire);

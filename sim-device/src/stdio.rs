@@ -216,8 +216,9 @@ pub const STDOUT_NOTIFY_PERIOD: Duration = Duration::from_millis(50);
 /// The stdout channel: flags READ, backed by a [`SharedOutput`].
 ///
 /// `size` = unread bytes; `read` consumes up to the requested length (the
-/// offset is ignored) and fails when there is nothing to read; `poll` =
-/// unread text. Events (NOTIFY): as soon as the buffer is seen more than
+/// offset is ignored) and returns 0 when there is nothing to read (the cam
+/// NAKs FAILED a read that gets nothing, and ends a read whose text runs
+/// out exactly at a piece boundary); `poll` = unread text. Events (NOTIFY): as soon as the buffer is seen more than
 /// half full (once per crossing), and every [`STDOUT_NOTIFY_PERIOD`] while
 /// unread text remains, the first one a period after the text is first
 /// seen. Text written by other threads is seen at the next
@@ -271,13 +272,7 @@ impl ChannelBackend for StdoutChannel {
     }
 
     fn read(&mut self, _offset: u32, buf: &mut [u8]) -> Result<usize, ChannelError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        match self.output.read(buf) {
-            0 => Err(ChannelError::Failed),
-            n => Ok(n),
-        }
+        Ok(self.output.read(buf))
     }
 
     fn poll_event(&mut self, now: Instant) -> Option<ChannelEventOut> {
@@ -500,7 +495,7 @@ mod tests {
         assert_eq!(c.size(), Ok(0));
         assert!(!c.poll(ms(0)));
         let mut buf = [0u8; 4];
-        assert_eq!(c.read(0, &mut buf), Err(ChannelError::Failed));
+        assert_eq!(c.read(0, &mut buf), Ok(0));
         out.write(b"hello");
         assert!(c.poll(ms(0)));
         assert_eq!(c.size(), Ok(5));

@@ -4,7 +4,9 @@
 use proto_core::caps::CapFlags;
 use proto_core::device::{DeviceConfig, DeviceEndpoint};
 use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply};
-use proto_core::Instant;
+use proto_core::{ChannelId, Instant};
+use sim_device::output::SharedOutput;
+use sim_device::stdio::StdoutChannel;
 
 /// Moves packets both ways (jumping to the next timer when idle) until the
 /// host completes something.
@@ -61,4 +63,54 @@ fn host_applies_only_caps_the_cam_announced() {
         run(&mut host, &mut cam, &mut now),
         Completion::Request(Ok(Reply::Data(_)))
     ));
+}
+
+/// DST seed 496: stdout held 303 bytes, the cam read in 101-byte pieces,
+/// the host asked for more. Each piece filled exactly, so the cam sent
+/// three FRAGMENT packets (consuming the text), found nothing for the
+/// fourth piece and NAKed FAILED: the host got an error and the text was
+/// gone. A short read ending on a piece boundary must end the answer.
+#[test]
+fn stdout_read_ending_on_a_piece_boundary_returns_the_text() {
+    for (ack, read_piece, unread) in [(true, 101, 303), (false, 101, 303), (true, 50, 50)] {
+        let mut cam = DeviceEndpoint::new(DeviceConfig {
+            read_piece: Some(read_piece),
+            ..DeviceConfig::default()
+        });
+        let out = SharedOutput::new(1024);
+        cam.register_at(
+            ChannelId::STDOUT,
+            "stdout",
+            Box::new(StdoutChannel::new(out.clone())),
+        )
+        .unwrap();
+        let text: Vec<u8> = (0..unread).map(|i| b'a' + (i % 26) as u8).collect();
+        out.write(&text);
+        let mut host = HostEndpoint::new(HostConfig {
+            ack,
+            ..HostConfig::default()
+        });
+        let mut now = Instant::ZERO;
+        host.connect(now);
+        assert!(matches!(
+            run(&mut host, &mut cam, &mut now),
+            Completion::Connected(Ok(_))
+        ));
+        host.request(now, &Command::read(ChannelId::STDOUT, 0, 1000))
+            .unwrap();
+        match run(&mut host, &mut cam, &mut now) {
+            Completion::Request(Ok(Reply::Data(d))) => assert_eq!(&d[..], &text[..]),
+            other => panic!("ack {ack}, piece {read_piece}: {other:?}"),
+        }
+        assert!(out.is_empty());
+        // Nothing left: that read is still refused.
+        host.request(now, &Command::read(ChannelId::STDOUT, 0, 10))
+            .unwrap();
+        assert!(matches!(
+            run(&mut host, &mut cam, &mut now),
+            Completion::Request(Err(proto_core::host::RequestError::Nak(
+                proto_core::Status::FAILED
+            )))
+        ));
+    }
 }
