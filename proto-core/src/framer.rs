@@ -259,6 +259,22 @@ impl Framer {
                             }
                         }
                     }
+                    // The header passed the sequence check when it arrived,
+                    // but the receiver's counter may have moved since (a cam
+                    // sends its answer while the next packet is still coming
+                    // in, e.g. a duplicate of the request): a packet is
+                    // accepted against the counter at the moment it completes.
+                    if !self.sequence_ok(&header, expected_seq) {
+                        self.stats.sequence_errors += 1;
+                        self.buf.advance(total);
+                        if self.config.role == Role::Device {
+                            return Some(Frame::Rejected {
+                                header,
+                                reason: Reject::Sequence,
+                            });
+                        }
+                        continue;
+                    }
                     let mut whole = self.buf.split_to(total).freeze();
                     let payload = if len > 0 {
                         whole.truncate(HEADER_SIZE + len);

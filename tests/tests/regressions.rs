@@ -114,3 +114,51 @@ fn stdout_read_ending_on_a_piece_boundary_returns_the_text() {
         ));
     }
 }
+
+/// DST seed 3399: the link duplicated a CHANNEL_READ request. The cam
+/// parsed the copy's header while its counter still matched (the answer to
+/// the original had not been sent yet), sent the first fragment (counter
+/// moved on), then accepted the completed copy as a new request: the read
+/// restarted and the host returned two interleaved reads as one answer,
+/// longer than asked. The sequence check must hold when a packet completes.
+#[test]
+fn duplicate_request_completing_after_the_answer_started_is_rejected() {
+    use sim_device::user::BufferChannel;
+    let mut cam = DeviceEndpoint::new(DeviceConfig::default());
+    let id = cam
+        .register("buf", Box::new(BufferChannel::with_pattern(3000)))
+        .unwrap();
+    let mut host = HostEndpoint::new(HostConfig {
+        max_payload: 1000,
+        ..HostConfig::default()
+    });
+    let mut now = Instant::ZERO;
+    host.connect(now);
+    assert!(matches!(
+        run(&mut host, &mut cam, &mut now),
+        Completion::Connected(Ok(_))
+    ));
+    host.request(now, &Command::read(id, 30, 1500)).unwrap();
+    let req = host.poll_transmit().unwrap();
+    // The request, then most of its duplicate, arrive together.
+    let mut first = req.clone();
+    first.extend_from_slice(&req[..req.len() - 4]);
+    cam.handle_input(now, &first);
+    // The cam answers the first one...
+    while let Some(b) = cam.poll_transmit(now) {
+        host.handle_input(now, &b);
+    }
+    // ...then the rest of the duplicate arrives.
+    cam.handle_input(now, &req[req.len() - 4..]);
+    match run(&mut host, &mut cam, &mut now) {
+        Completion::Request(Ok(Reply::Data(d))) => {
+            assert_eq!(d.len(), 1500);
+            assert!(d
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == ((i + 30) % 251) as u8));
+        }
+        Completion::Request(Err(_)) => {} // a typed failure is acceptable
+        other => panic!("{other:?}"),
+    }
+}
