@@ -1,6 +1,6 @@
 //! An embedded simulated cam: `sim-device`'s [`SimCam`] served on a thread
-//! over an in-memory link, for the `omv` CLI (when no port is given), for
-//! examples and for tests.
+//! over an in-memory link (or a pty, or TCP), for the `omv` CLI (when no
+//! port is given), for examples and for tests.
 //!
 //! ```
 //! use host_blocking::sim::EmbeddedSim;
@@ -88,8 +88,8 @@ pub enum StartError {
     /// The pseudo-terminal could not be created.
     #[error("cannot create a pseudo-terminal: {0}")]
     Pty(String),
-    /// Its thread could not be spawned.
-    #[error("cannot start the simulated cam's thread: {0}")]
+    /// Its thread or its TCP listener could not be set up.
+    #[error("cannot start the simulated cam: {0}")]
     Thread(#[source] io::Error),
 }
 
@@ -137,6 +137,7 @@ pub struct EmbeddedSim {
     link: Mutex<Option<LinkTransport>>,
     jobs: Mutex<Sender<CamJob>>,
     path: Option<PathBuf>,
+    tcp_addr: Option<String>,
 }
 
 impl EmbeddedSim {
@@ -168,11 +169,43 @@ impl EmbeddedSim {
         Ok(sim)
     }
 
+    /// Like [`start`](Self::start) but listens on TCP at `addr` (port 0
+    /// picks one; see [`tcp_addr`](Self::tcp_addr)), serving clients one
+    /// after the other.
+    pub fn start_tcp(
+        config: SimConfig,
+        setup: impl FnOnce(&mut SimCam) + Send + 'static,
+        addr: &str,
+    ) -> Result<EmbeddedSim, StartError> {
+        let server = sim_device::tcp::TcpServer::bind(addr).map_err(StartError::Thread)?;
+        let bound = server.local_addr().map_err(StartError::Thread)?;
+        let mut sim = EmbeddedSim::spawn(config, setup, move |cam, clock, flag, opts| {
+            if let Err(e) = server.run(cam, clock, flag, opts) {
+                log::warn!("embedded sim: TCP server stopped: {e}");
+            }
+        })?;
+        sim.tcp_addr = Some(bound.to_string());
+        Ok(sim)
+    }
+
     /// Serves the cam over any transport of sim-device's.
     pub fn serve_on<T: CamTransport + Send + 'static>(
         config: SimConfig,
         setup: impl FnOnce(&mut SimCam) + Send + 'static,
         mut transport: T,
+    ) -> Result<EmbeddedSim, StartError> {
+        EmbeddedSim::spawn(config, setup, move |cam, clock, flag, opts| {
+            match serve(cam, &mut transport, clock, flag, opts) {
+                Ok(end) => log::debug!("embedded sim: {end:?}"),
+                Err(e) => log::warn!("embedded sim stopped: {e}"),
+            }
+        })
+    }
+
+    fn spawn(
+        config: SimConfig,
+        setup: impl FnOnce(&mut SimCam) + Send + 'static,
+        run: impl FnOnce(&mut Controlled, &MonotonicClock, &AtomicBool, &ServeOptions) + Send + 'static,
     ) -> Result<EmbeddedSim, StartError> {
         let cam = config.build()?;
         let (tx, rx) = mpsc::channel::<CamJob>();
@@ -183,12 +216,12 @@ impl EmbeddedSim {
             .spawn(move || {
                 let mut cam = Controlled { cam, jobs: rx };
                 setup(&mut cam.cam);
-                let clock = MonotonicClock::new();
-                let opts = ServeOptions::default();
-                match serve(&mut cam, &mut transport, &clock, &flag, &opts) {
-                    Ok(end) => log::debug!("embedded sim: {end:?}"),
-                    Err(e) => log::warn!("embedded sim stopped: {e}"),
-                }
+                run(
+                    &mut cam,
+                    &MonotonicClock::new(),
+                    &flag,
+                    &ServeOptions::default(),
+                );
             })
             .map_err(StartError::Thread)?;
         Ok(EmbeddedSim {
@@ -197,6 +230,7 @@ impl EmbeddedSim {
             link: Mutex::new(None),
             jobs: Mutex::new(tx),
             path: None,
+            tcp_addr: None,
         })
     }
 
@@ -208,6 +242,11 @@ impl EmbeddedSim {
     /// The pseudo-terminal's path, when serving on one.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// The bound TCP address, when serving on TCP.
+    pub fn tcp_addr(&self) -> Option<&str> {
+        self.tcp_addr.as_deref()
     }
 
     /// Runs `f` on the cam's thread (between packets, within about 20 ms)
