@@ -180,7 +180,9 @@ impl Camera {
     /// Opens the port and performs the handshake: resync (SYNC, GET_CAPS,
     /// SET_CAPS), then caches the channel list, version and system
     /// information, and logs the system information. On failure the port
-    /// is closed again. A silent port fails after `max_retry × timeout`.
+    /// is closed again (a transport given to
+    /// [`with_transport`](Self::with_transport) is kept for another try).
+    /// A silent port fails after about `max_retry × timeout`.
     pub fn connect(&mut self) -> Result<()> {
         self.config.validate()?;
         let port = match &mut self.connector {
@@ -228,6 +230,10 @@ impl Camera {
         self.stdout_carry.clear();
         let r = self.handshake();
         if r.is_err() {
+            // A caller's transport stays available for another connect.
+            if let (Connector::Provided(slot), Some(p)) = (&mut self.connector, self.port.take()) {
+                *slot = Some(p);
+            }
             self.disconnect();
         }
         r

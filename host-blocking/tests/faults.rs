@@ -227,3 +227,31 @@ fn cam_going_away_mid_session_is_an_error_not_a_hang() {
     assert!(t.elapsed() < Duration::from_secs(2));
     assert!(!cam.is_connected());
 }
+
+#[test]
+fn a_failed_connect_keeps_a_given_transport_for_another_try() {
+    init_log();
+    // A link whose cam starts answering only after the first connect failed.
+    let (host_end, mut cam_end) = sim_device::link::duplex();
+    let mut cam = Camera::with_transport(
+        host_blocking::sim::LinkTransport::new("late", host_end),
+        CameraConfig::new("late")
+            .timeout(Duration::from_millis(50))
+            .max_retry(1),
+    );
+    let e = cam.connect().unwrap_err();
+    assert!(matches!(e, Error::ResyncFailed { .. }), "{e}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let server = std::thread::spawn(move || {
+        let mut sim = sim_device::cam::SimConfig::new().build().unwrap();
+        let clock = sim_device::serve::MonotonicClock::new();
+        let opts = sim_device::serve::ServeOptions::default();
+        let _ = sim_device::serve::serve(&mut sim, &mut cam_end, &clock, &flag, &opts);
+    });
+    cam.connect().unwrap();
+    assert!(cam.is_connected());
+    cam.disconnect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.join().unwrap();
+}
