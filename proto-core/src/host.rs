@@ -473,13 +473,35 @@ impl HostEndpoint {
             } else {
                 None
             };
-            let Some(frame) = self.framer.next(expected) else {
+            let rejected = self.framer.stats().sequence_errors;
+            let frame = self.framer.next(expected);
+            if self.framer.stats().sequence_errors != rejected {
+                self.sequence_gap();
+            }
+            let Some(frame) = frame else {
                 break;
             };
             if let Frame::Packet(p) = frame {
                 self.handle_packet(now, p);
             }
         }
+    }
+
+    /// A packet failed the sequence check. While a request waits for its
+    /// answer and the cam does not retransmit (ACKs off), that means a packet
+    /// of the answer was lost, and the rest cannot be trusted: the 8-bit
+    /// counter wraps, so a fragment 256 packets later would pass the check
+    /// and be appended to the wrong data. The request fails instead.
+    fn sequence_gap(&mut self) {
+        if self.caps.flags.ack() || !matches!(self.op, Op::Request { .. }) {
+            return;
+        }
+        self.finish(Err(RequestError::Malformed(
+            crate::DecodeError::InvalidValue {
+                what: "answer sequence (a packet was lost)",
+                value: u64::from(self.sequence),
+            },
+        )));
     }
 
     fn handle_packet(&mut self, now: Instant, p: Packet) {

@@ -162,3 +162,44 @@ fn duplicate_request_completing_after_the_answer_started_is_rejected() {
         other => panic!("{other:?}"),
     }
 }
+
+/// DST seed 18991: ACKs off, sequence checking on, a 285-fragment read;
+/// fragment 17 was lost. The host dropped the following fragments (wrong
+/// sequence) until the cam's 8-bit counter wrapped around to the expected
+/// value, then appended the rest: a "successful" read of wrong data. A
+/// sequence gap in an answer the cam will not retransmit must fail the
+/// request.
+#[test]
+fn lost_fragment_without_acks_fails_even_when_the_counter_wraps() {
+    use sim_device::user::BufferChannel;
+    let mut cam = DeviceEndpoint::new(DeviceConfig::default());
+    let id = cam
+        .register("buf", Box::new(BufferChannel::with_pattern(20_000)))
+        .unwrap();
+    let mut host = HostEndpoint::new(HostConfig {
+        ack: false,
+        max_payload: 50,
+        ..HostConfig::default()
+    });
+    let mut now = Instant::ZERO;
+    host.connect(now);
+    assert!(matches!(
+        run(&mut host, &mut cam, &mut now),
+        Completion::Connected(Ok(_))
+    ));
+    host.request(now, &Command::read(id, 0, 300 * 50)).unwrap();
+    cam.handle_input(now, &host.poll_transmit().unwrap());
+    let mut packets = Vec::new();
+    while let Some(p) = cam.poll_transmit(now) {
+        packets.push(p);
+    }
+    assert_eq!(packets.len(), 300);
+    packets.remove(16);
+    for p in packets {
+        host.handle_input(now, &p);
+    }
+    match host.poll_completion() {
+        Some(Completion::Request(Err(_))) => {}
+        other => panic!("a read with a lost fragment completed with {other:?}"),
+    }
+}
