@@ -255,3 +255,111 @@ fn a_failed_connect_keeps_a_given_transport_for_another_try() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     server.join().unwrap();
 }
+
+/// Wraps a transport and slips random junk bytes between what it reads.
+struct Junk<T> {
+    inner: T,
+    rng: proto_core::rng::SimRng,
+    pending: Vec<u8>,
+    injected: usize,
+}
+
+impl<T: host_blocking::Transport> host_blocking::Transport for Junk<T> {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(buf)
+    }
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
+        if self.pending.is_empty() {
+            let n = self.inner.read(buf, timeout)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut out = Vec::with_capacity(n + 64);
+            for &b in &buf[..n] {
+                if self.rng.chance(0.000_03) {
+                    let k = 1 + self.rng.below(40) as usize;
+                    for _ in 0..k {
+                        // Bias towards the sync bytes to exercise rescanning.
+                        let j = match self.rng.below(4) {
+                            0 => 0xAA,
+                            1 => 0xD5,
+                            _ => self.rng.next_u64() as u8,
+                        };
+                        out.push(j);
+                    }
+                    self.injected += k;
+                }
+                out.push(b);
+            }
+            self.pending = out;
+        }
+        let n = self.pending.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+    fn name(&self) -> &str {
+        "junk"
+    }
+}
+
+#[test]
+fn junk_on_the_line_never_corrupts_data_or_panics() {
+    init_log();
+    let sim =
+        host_blocking::sim::EmbeddedSim::start(standard_sim(ScriptLog::default()), standard_setup)
+            .unwrap();
+    let junk = Junk {
+        inner: sim.take_link().unwrap(),
+        rng: proto_core::rng::SimRng::new(77),
+        pending: Vec::new(),
+        injected: 0,
+    };
+    let mut cam = Camera::with_transport(junk, fast(CameraConfig::new("junk")));
+    cam.connect().unwrap();
+    let id = cam.get_channel_id("bulk").unwrap().unwrap();
+    for round in 0..5usize {
+        let off = round * 3001;
+        let d = cam
+            .retry(|c| c.channel_read_at(id, off as u32, 200_000))
+            .unwrap();
+        assert_eq!(d, pattern(off, 200_000), "round {round}");
+    }
+    let h = cam.host_stats();
+    assert!(h.dropped_bytes > 0, "{h:?}");
+}
+
+#[test]
+fn a_port_that_only_sends_noise_fails_cleanly() {
+    init_log();
+    struct Noise(proto_core::rng::SimRng);
+    impl host_blocking::Transport for Noise {
+        fn write_all(&mut self, _: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
+            // Noise trickles in: a few bytes per millisecond.
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            let n = buf.len().min(1 + self.0.below(64) as usize);
+            for b in &mut buf[..n] {
+                *b = match self.0.below(3) {
+                    0 => 0xAA,
+                    1 => 0xD5,
+                    _ => self.0.next_u64() as u8,
+                };
+            }
+            Ok(n)
+        }
+        fn name(&self) -> &str {
+            "noise"
+        }
+    }
+    let mut cam = Camera::with_transport(
+        Noise(proto_core::rng::SimRng::new(5)),
+        CameraConfig::new("noise").timeout(Duration::from_millis(100)),
+    );
+    let t = Instant::now();
+    let e = cam.connect().unwrap_err();
+    assert!(matches!(e, Error::ResyncFailed { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
