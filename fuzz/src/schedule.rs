@@ -127,6 +127,11 @@ pub struct Scenario {
     pub ops: Vec<Op>,
 }
 
+/// Set OMV_FUZZ_TRACE=1 to print each operation (replaying a crash).
+fn trace() -> bool {
+    std::env::var_os("OMV_FUZZ_TRACE").is_some()
+}
+
 struct Model {
     buf: Vec<u8>,
     app: Vec<u8>,
@@ -154,7 +159,10 @@ pub fn check(s: Scenario) {
         rtx_retries: s.rtx_retries % 4,
         ..DeviceConfig::default()
     };
+    // Delays stay under half the host timeout (see `SimConfig::max_delay`).
+    let max_delay = host.timeout / 2;
     let mut sim = Sim::new(SimConfig {
+        max_delay,
         host,
         cam,
         chatty: s.chatty,
@@ -180,6 +188,14 @@ pub fn check(s: Scenario) {
             need_sync = false;
         }
         let failed = run_op(&mut sim, &mut m, op);
+        if trace() {
+            eprintln!(
+                "t={:?} op={op:?} failed={failed} faulted={} app={:?}",
+                sim.now,
+                sim.faulted,
+                snapshot(&sim.app)
+            );
+        }
         if failed && s.resync {
             need_sync = true;
         }
@@ -282,6 +298,10 @@ fn run_op(sim: &mut Sim, m: &mut Model, op: &Op) -> bool {
             let data = &data[..data.len().min(max_data)];
             let r = sim.request(&Command::write(ChannelId(1), off as u32, data));
             let fits = off + data.len() <= BUF_LEN;
+            if r.is_err() {
+                // A request given up on may still land: look once it has arrived.
+                sim.drain_to_cam();
+            }
             let actual = snapshot(&sim.buf);
             match &r {
                 Ok(Reply::Ack) => {
@@ -319,6 +339,9 @@ fn run_op(sim: &mut Sim, m: &mut Model, op: &Op) -> bool {
             };
             landed.extend_from_slice(data);
             let fits = landed.len() <= 8192;
+            if r.is_err() {
+                sim.drain_to_cam();
+            }
             let actual = snapshot(&sim.app);
             match &r {
                 Ok(Reply::Ack) => {
@@ -435,7 +458,16 @@ fn upload(sim: &mut Sim, m: &mut Model, data: &[u8], piece: u8, max_data: usize)
         let mut ok = true;
         for (i, chunk) in data.chunks(piece).enumerate() {
             let r = sim.request(&Command::write(ChannelId(2), (i * piece) as u32, chunk));
+            if r.is_err() {
+                sim.drain_to_cam();
+            }
             let actual = snapshot(&sim.app);
+            if trace() {
+                eprintln!(
+                    "  upload piece {i} at {:?}: {r:?} -> app={actual:?}",
+                    sim.now
+                );
+            }
             match r {
                 Ok(Reply::Ack) => assert!(
                     actual[..] == data[..i * piece + chunk.len()],

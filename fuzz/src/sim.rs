@@ -32,7 +32,7 @@ pub enum Fault {
         /// Bit index (modulo 8).
         bit: u8,
     },
-    /// Delivered `ms % 3000` milliseconds late (holding back what follows).
+    /// Delivered `ms % max_delay` milliseconds late (holding back what follows).
     Delay {
         /// Extra delay.
         ms: u16,
@@ -55,6 +55,11 @@ pub struct SimConfig {
     pub chatty: bool,
     /// One-way latency of every packet.
     pub latency: Duration,
+    /// Longest [`Fault::Delay`]. Keep it under the host's timeout: a packet
+    /// held back longer than that arrives after the host gave up, and the
+    /// protocol has no way to tell a stale answer (or a stale SYNC ACK)
+    /// from a fresh one with the same opcode and sequence number.
+    pub max_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -64,6 +69,7 @@ impl Default for SimConfig {
             cam: DeviceConfig::default(),
             chatty: false,
             latency: Duration::from_micros(100),
+            max_delay: Duration::from_millis(500),
         }
     }
 }
@@ -103,6 +109,12 @@ pub struct Sim {
     faults: [Vec<Fault>; 2],
     next_fault: [usize; 2],
     latency: Duration,
+    max_delay_ms: u64,
+}
+
+/// OMV_FUZZ_TRACE=1 prints every delivery and fault (replaying a crash).
+pub fn trace() -> bool {
+    std::env::var_os("OMV_FUZZ_TRACE").is_some()
 }
 
 /// Index of the host-to-cam direction.
@@ -129,6 +141,9 @@ impl Sim {
             faults: [Vec::new(), Vec::new()],
             next_fault: [0, 0],
             latency: cfg.latency,
+            max_delay_ms: u64::try_from(cfg.max_delay.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
         }
     }
 
@@ -157,6 +172,17 @@ impl Sim {
         self.next_fault[dir] = self.next_fault[dir].saturating_add(1);
         let mut at = self.now + self.latency;
         let mut chunk = usize::MAX;
+        if trace() && fault != Fault::Deliver {
+            eprintln!(
+                "    {:?} fault {fault:?} on {}",
+                self.now,
+                if dir == TO_CAM {
+                    "host -> cam"
+                } else {
+                    "cam -> host"
+                }
+            );
+        }
         match fault {
             Fault::Deliver => {}
             Fault::Drop => {
@@ -171,7 +197,7 @@ impl Sim {
                 }
             }
             Fault::Delay { ms } => {
-                let ms = u64::from(ms % 3000);
+                let ms = u64::from(ms) % self.max_delay_ms;
                 if ms > 0 {
                     at = at + Duration::from_millis(ms);
                     self.faulted = true;
@@ -221,6 +247,15 @@ impl Sim {
                 if self.record {
                     self.tap[which].extend_from_slice(&p.bytes);
                 }
+                if trace() {
+                    let h = proto_core::header::Header::decode(&p.bytes).ok();
+                    let dir = if which == TO_CAM {
+                        "host -> cam"
+                    } else {
+                        "cam -> host"
+                    };
+                    eprintln!("    {:?} {dir} {:?}", self.now, h);
+                }
                 for piece in p.bytes.chunks(p.chunk) {
                     if which == TO_CAM {
                         self.cam.handle_input(self.now, piece);
@@ -254,6 +289,20 @@ impl Sim {
             assert!(
                 self.step(),
                 "deadlock: the host waits with no timer and nothing in flight"
+            );
+        }
+    }
+
+    /// Runs until every packet the host sent so far has reached the cam
+    /// (a request the host gave up on may still be on the wire).
+    pub fn drain_to_cam(&mut self) {
+        let start = self.steps;
+        self.collect();
+        while !self.queues[TO_CAM].is_empty() {
+            assert!(self.step(), "packets in flight but nothing to do");
+            assert!(
+                self.steps - start < STEP_CAP,
+                "the host-to-cam queue never drains"
             );
         }
     }
