@@ -167,6 +167,12 @@ fn every_subcommand_against_a_pty_cam() {
     let (_, out) = run(&["stream", "--frames", "2", "--raw", "--resolution", "80x60"]);
     assert!(text(&out).contains("80x60 RGB565"), "{}", text(&out));
 
+    let cap = dir.join("capture.py");
+    std::fs::write(&cap, "# capture frames\n").unwrap();
+    let (_, out) = run(&["stream", "--frames", "1", "--script", cap.to_str().unwrap()]);
+    assert!(text(&out).contains("1 frames in"), "{}", text(&out));
+    assert_eq!(log.lock().unwrap().last().unwrap(), b"# capture frames\n");
+
     let (_, out) = run(&["profile", "--exclusive", "--reset", "--top", "3"]);
     let out = text(&out);
     assert!(

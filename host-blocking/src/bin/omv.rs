@@ -125,6 +125,10 @@ enum Cmd {
         /// Save every frame as DIR/frame-NNNN.png.
         #[arg(long, value_name = "DIR")]
         save: Option<PathBuf>,
+        /// Run this script on the cam first (one that captures frames, on a
+        /// real cam), and stop it at the end.
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
     },
     /// Read a channel (by name or id) to a file or standard output; throughput on stderr.
     Read {
@@ -188,6 +192,10 @@ enum Cmd {
         /// Raw frame size, WxH.
         #[arg(long, value_name = "WxH", value_parser = resolution)]
         resolution: Option<(u32, u32)>,
+        /// Run this script on the cam first (one that captures frames, on a
+        /// real cam), and stop it at the end.
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
     },
 }
 
@@ -440,15 +448,7 @@ fn run_script(cam: &mut Camera, script: &str, stop: &AtomicBool) -> CliResult {
 }
 
 fn cmd_run(cam: &mut Camera, path: &Path) -> CliResult {
-    let script = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| Failure(format!("cannot read the script from standard input: {e}")))?;
-        s
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?
-    };
+    let script = read_script(path)?;
     let stop = interrupt_flag();
     run_script(cam, &script, &stop)
 }
@@ -888,6 +888,34 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
     Ok(())
 }
 
+fn read_script(path: &Path) -> CliResult<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| Failure(format!("cannot read the script from standard input: {e}")))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Runs `f`, with `script` (if any) running on the cam meanwhile.
+fn with_script(
+    cam: &mut Camera,
+    script: Option<&Path>,
+    f: impl FnOnce(&mut Camera) -> CliResult,
+) -> CliResult {
+    let Some(path) = script else {
+        return f(cam);
+    };
+    let text = read_script(path)?;
+    cam.exec(&text)?;
+    let r = f(cam);
+    let stopped = cam.stop();
+    r?;
+    Ok(stopped?)
+}
+
 fn run(cli: Cli) -> CliResult {
     let mut target = connect(&cli.global)?;
     let cam = &mut target.cam;
@@ -905,7 +933,10 @@ fn run(cli: Cli) -> CliResult {
             raw,
             resolution,
             save,
-        } => cmd_stream(cam, *frames, *raw, *resolution, save.as_deref()),
+            script,
+        } => with_script(cam, script.as_deref(), |cam| {
+            cmd_stream(cam, *frames, *raw, *resolution, save.as_deref())
+        }),
         Cmd::Read {
             channel,
             offset,
@@ -931,7 +962,10 @@ fn run(cli: Cli) -> CliResult {
             channel,
             raw,
             resolution,
-        } => cmd_bench(cam, *seconds, channel.as_deref(), *raw, *resolution),
+            script,
+        } => with_script(cam, script.as_deref(), |cam| {
+            cmd_bench(cam, *seconds, channel.as_deref(), *raw, *resolution)
+        }),
     }
 }
 
