@@ -365,10 +365,19 @@ impl DeviceEndpoint {
 
     /// Queues an event: a system event on channel 0 (SYS_EVENT) or a channel
     /// event (CHANNEL_EVENT); `None` is a payload-less NOTIFY. Dropped when
-    /// the host has not enabled events.
+    /// the host has not enabled events. An event identical to the last one
+    /// queued is redundant and not queued again, so that a periodic event
+    /// (stdout's NOTIFY) cannot push older events out of a full queue.
     pub fn send_event(&mut self, channel: ChannelId, event: Option<u16>, ack_req: bool) {
         if !self.caps.flags.events() {
             self.dropped_events += 1;
+            return;
+        }
+        if self
+            .events
+            .back()
+            .is_some_and(|e| e.channel == channel && e.event == event && e.ack_req == ack_req)
+        {
             return;
         }
         if self.events.len() >= self.config.event_queue.max(1) {

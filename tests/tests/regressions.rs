@@ -203,3 +203,41 @@ fn lost_fragment_without_acks_fails_even_when_the_counter_wraps() {
         other => panic!("a read with a lost fragment completed with {other:?}"),
     }
 }
+
+/// DST seeds 4632, 8311, 18228...: the cam queues events and drops the
+/// oldest when its queue is full. stdout's NOTIFY, repeated every 50 ms
+/// while text is unread, pushed a one-off CHANNEL_REGISTERED out of the
+/// queue before it could be sent, so the host never refreshed its channel
+/// list. Repeating the last queued event adds nothing and must not evict.
+#[test]
+fn repeated_notify_does_not_evict_a_queued_registration() {
+    use proto_core::host::CamEvent;
+    use sim_device::user::BufferChannel;
+    let mut cam = DeviceEndpoint::new(DeviceConfig {
+        event_queue: 2,
+        ..DeviceConfig::default()
+    });
+    let mut host = HostEndpoint::new(HostConfig::default());
+    let mut now = Instant::ZERO;
+    host.connect(now);
+    assert!(matches!(
+        run(&mut host, &mut cam, &mut now),
+        Completion::Connected(Ok(_))
+    ));
+    cam.register("late", Box::new(BufferChannel::new(8)))
+        .unwrap();
+    for _ in 0..5 {
+        cam.send_event(ChannelId::STDOUT, None, false);
+    }
+    while let Some(b) = cam.poll_transmit(now) {
+        host.handle_input(now, &b);
+    }
+    let events: Vec<CamEvent> = std::iter::from_fn(|| host.poll_event()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.channel == ChannelId::SYSTEM && e.event == CamEvent::CHANNEL_REGISTERED),
+        "{events:?}"
+    );
+    assert!(host.take_channels_changed());
+}
