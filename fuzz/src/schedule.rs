@@ -116,8 +116,11 @@ pub struct Scenario {
     pub rtx_retries: u8,
     /// Channel 3 emits events on its own.
     pub chatty: bool,
-    /// Resync after a transport-type failure (else carry on, and let
-    /// the next exchange find out).
+    /// Resync before every operation. Without it, the harness resyncs
+    /// only after a failure that calls for one (timeout, CHECKSUM,
+    /// SEQUENCE or TIMEOUT NAK, unexpected or malformed answer), as the
+    /// protocol requires (section 4): a host that skips it may take a stale
+    /// retransmission of the abandoned exchange for the next answer.
     pub resync: bool,
     /// Faults host -> cam, one per packet.
     pub to_cam: Vec<Fault>,
@@ -196,7 +199,7 @@ pub fn check(s: Scenario) {
                 snapshot(&sim.app)
             );
         }
-        if failed && s.resync {
+        if failed || s.resync {
             need_sync = true;
         }
         assert_eq!(
