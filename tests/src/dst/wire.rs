@@ -53,8 +53,9 @@ pub struct Wire {
     last_at: Instant,
     /// When the transmitter is free again (serialisation).
     free_at: Instant,
-    /// Packets handed to the wire whole and undamaged (copies included):
-    /// an upper bound on what the receiver can accept.
+    /// Packets handed to the wire without a flipped bit (copies and
+    /// truncated ones included): an upper bound on what the receiver can
+    /// accept.
     pub intact_packets: u64,
     /// Packets handed to the wire by the sender.
     pub packets_sent: u64,
@@ -132,9 +133,12 @@ impl Wire {
         }
     }
 
-    /// Drops everything in flight (the link went down).
+    /// Drops everything in flight (the link went down): nothing holds
+    /// back later packets any more.
     pub fn clear(&mut self) {
         self.queue.clear();
+        self.last_at = Instant::ZERO;
+        self.free_at = Instant::ZERO;
     }
 
     /// True when nothing is in flight.
@@ -233,7 +237,9 @@ impl Injector {
             {
                 let keep = self.dice.range_usize(1, bytes.len() - 1);
                 bytes.truncate(keep);
-                intact = false;
+                // Still counted as receivable: the bytes that follow may
+                // complete it exactly (every packet starts with 0xAA, and a
+                // CRC may end with it).
             }
             if self.fault(dir, FaultKind::BitFlip, pf.flip, guard, &mut fate) {
                 let bit = self.dice.below(bytes.len() as u64 * 8) as usize;

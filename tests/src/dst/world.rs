@@ -171,6 +171,9 @@ pub struct World {
     pub app: App,
     /// The host received CHANNEL_REGISTERED/UNREGISTERED since last cleared.
     pub saw_list_event: bool,
+    /// The cam reset its protocol state after it last applied SET_CAPS (a
+    /// late SYNC): its caps are the defaults, whatever the host negotiated.
+    pub cam_reset_since_caps: bool,
 }
 
 /// The host application's state (see the `driver` module).
@@ -262,6 +265,7 @@ impl World {
             op_label: "setup".into(),
             app: App::default(),
             saw_list_event: false,
+            cam_reset_since_caps: false,
         }
     }
 
@@ -398,6 +402,7 @@ impl World {
         while let Some(ev) = self.cam.ep.poll_event() {
             match ev {
                 DeviceEvent::ProtocolReset(cause) => {
+                    self.cam_reset_since_caps = true;
                     self.model.on_protocol_reset();
                     let name = match cause {
                         ResetCause::Sync => "sync",
@@ -411,7 +416,8 @@ impl World {
                     self.trace.log(self.now, || format!("cam reset: {name}"));
                 }
                 DeviceEvent::ResetRequested => reboot = true,
-                DeviceEvent::BootRequested | DeviceEvent::CapsChanged(_) => {}
+                DeviceEvent::CapsChanged(_) => self.cam_reset_since_caps = false,
+                DeviceEvent::BootRequested => {}
             }
         }
         if reboot {
