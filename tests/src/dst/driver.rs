@@ -216,6 +216,9 @@ impl World {
             match self.attempt(op)? {
                 Ok(nak) => {
                     self.stats.success(name, nak);
+                    if last.is_some() {
+                        self.stats.note("op_succeeded_after_retry");
+                    }
                     if self.app.quiet {
                         self.app.recovery_left = 0;
                     }
@@ -263,6 +266,18 @@ impl World {
             Op::Poll => self.poll(),
             Op::Lock { ch } => self.lock(*ch),
             Op::Unlock { ch } => self.unlock(*ch),
+            Op::LockCycle { ch } => {
+                let mut nak = false;
+                for step in 0..4 {
+                    let r = if step % 2 == 0 {
+                        self.lock(*ch)?
+                    } else {
+                        self.unlock(*ch)?
+                    };
+                    nak |= link!(r);
+                }
+                Ok(Ok(nak))
+            }
             Op::Renegotiate { want, full } => {
                 let mut c = self.host.config().clone();
                 c.crc = want.crc;
@@ -329,6 +344,9 @@ impl World {
             return Err(self.violation(format!("{what}: {e}")));
         }
         self.stats.payload_bytes += u64::from(len);
+        if len as usize > 255 * usize::from(self.host.caps().max_payload) {
+            self.stats.note("read_of_256_plus_packets");
+        }
         Ok(Ok(false))
     }
 
@@ -371,6 +389,9 @@ impl World {
                 }
                 self.model.stdout.unread.drain(..want.len());
                 self.stats.payload_bytes += want.len() as u64;
+                if want.len() < len as usize {
+                    self.stats.note("stdout_short_read");
+                }
                 Ok(Ok(false))
             }
         }
@@ -566,6 +587,7 @@ impl World {
 
     fn lock(&mut self, ch: ChannelId) -> Attempt {
         let send = self.now;
+        let resets = self.cam_resets;
         let r = self.call(&Command::new(Opcode::CHANNEL_LOCK, ch), 0)?;
         let lockable = self.lockable(ch);
         let a = match r {
@@ -585,6 +607,21 @@ impl World {
         let interval = self.setup.config.lock_interval;
         let b = &self.model.users[&ch.0];
         let (lm, empty) = (b.lock, b.is_empty());
+        if self.cam_resets != resets {
+            // The cam reset while the request was out: its answer reflects
+            // the state before or after the reset, and the lock may or may
+            // not have survived it.
+            let b = self.model.users.get_mut(&ch.0).expect("user");
+            return match a {
+                Answer::Reply(Reply::Ack) => {
+                    b.lock.locked = None;
+                    b.lock.last = Some((send, recv));
+                    Ok(Ok(false))
+                }
+                Answer::Nak(Status::BUSY) => Ok(Ok(true)),
+                other => Err(self.violation(format!("{what}: got {}", brief(&other)))),
+            };
+        }
         match a {
             Answer::Reply(Reply::Ack) => {
                 let interval_ok = lm
@@ -605,6 +642,11 @@ impl World {
                 let too_soon = lm
                     .last
                     .is_some_and(|(_, r)| send.saturating_duration_since(r) < interval);
+                self.stats.note(if lm.locked == Some(false) && !empty {
+                    "lock_busy_interval"
+                } else {
+                    "lock_busy_locked_or_empty"
+                });
                 if lm.locked == Some(false) && !empty && !too_soon {
                     return Err(self.violation(format!(
                         "{what}: BUSY but the channel is unlocked, not empty, and the last lock {:?} was over {interval:?} before",
@@ -621,6 +663,7 @@ impl World {
     }
 
     fn unlock(&mut self, ch: ChannelId) -> Attempt {
+        let resets = self.cam_resets;
         let r = self.call(&Command::new(Opcode::CHANNEL_UNLOCK, ch), 0)?;
         let lockable = self.lockable(ch);
         let a = match r {
@@ -636,7 +679,11 @@ impl World {
         if !lockable {
             return self.want_nak(&a, Status::INVALID, &what).map(Ok);
         }
-        let locked = self.model.users[&ch.0].lock.locked;
+        let locked = if self.cam_resets != resets {
+            None // judged against the state before or after the reset
+        } else {
+            self.model.users[&ch.0].lock.locked
+        };
         let ok = match a {
             Answer::Reply(Reply::Ack) => locked != Some(false),
             Answer::Nak(Status::BUSY) => locked != Some(true),

@@ -47,6 +47,9 @@ pub struct RunStats {
     pub worst_budget_permille: u64,
     /// Payload bytes read and written by successful operations.
     pub payload_bytes: u64,
+    /// How often interesting paths were taken (lock refused within the
+    /// lock interval, short stdout reads, answers of 256+ packets...).
+    pub notes: BTreeMap<&'static str, u64>,
 }
 
 impl RunStats {
@@ -68,6 +71,11 @@ impl RunStats {
     /// Counts a cam-side action.
     pub fn cam_action(&mut self, what: &'static str) {
         *self.cam_actions.entry(what).or_default() += 1;
+    }
+
+    /// Counts an interesting path.
+    pub fn note(&mut self, what: &'static str) {
+        *self.notes.entry(what).or_default() += 1;
     }
 }
 
@@ -116,6 +124,7 @@ impl Totals {
         t.virtual_time += s.virtual_time;
         t.worst_budget_permille = t.worst_budget_permille.max(s.worst_budget_permille);
         t.payload_bytes += s.payload_bytes;
+        add_map(&mut t.notes, &s.notes);
     }
 }
 
@@ -187,6 +196,10 @@ impl fmt::Display for Totals {
         }
         for (k, v) in &s.cam_resets {
             writeln!(f, "  cam reset: {k:<17} {v}")?;
+        }
+        writeln!(f, "notable paths:")?;
+        for (k, v) in &s.notes {
+            writeln!(f, "  {k:<28} {v}")?;
         }
         for (seed, why) in &self.failed_seeds {
             writeln!(f, "FAILED seed {seed}: {why}")?;

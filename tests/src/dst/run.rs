@@ -124,11 +124,12 @@ impl Scenario {
         let users = (0..d.range(1, 4))
             .map(|i| UserSpec {
                 name: format!("buf{i}"),
-                size: match d.weighted(&[5, 25, 40, 30]) {
+                size: match d.weighted(&[5, 25, 40, 25, 5]) {
                     0 => 0,
                     1 => d.range_usize(1, 64),
                     2 => d.range_usize(65, 4096),
-                    _ => d.range_usize(4097, 20_000),
+                    3 => d.range_usize(4097, 20_000),
+                    _ => d.range_usize(20_001, 65_536),
                 },
                 lockable: d.coin(),
                 salt: d.u64(),
@@ -151,9 +152,9 @@ impl Scenario {
             split: d.pick(&[0.0, 0.1, 0.5, 0.9]),
         };
         let faults = FaultProfile::random(d, timeout);
-        let phases = (0..d.range(2, 3))
+        let phases = (0..d.range(2, 4))
             .map(|_| Phase {
-                fault_ops: d.range_usize(6, 20),
+                fault_ops: d.range_usize(6, 25),
                 quiet_ops: d.range_usize(3, 6),
             })
             .collect();

@@ -26,12 +26,14 @@ pub struct Wanted {
 
 impl Wanted {
     /// Random caps: each flag on with probability 0.7, max_payload mostly
-    /// in range, sometimes the extremes or out of range.
+    /// in range (often small: long answers), sometimes the extremes or out
+    /// of range.
     pub fn random(d: &mut Dice) -> Wanted {
-        let max_payload = match d.weighted(&[30, 10, 5, 55]) {
+        let max_payload = match d.weighted(&[30, 10, 5, 15, 40]) {
             0 => 4082,
             1 => 4096,
             2 => d.range(0, 49) as u16,
+            3 => d.range(50, 128) as u16,
             _ => d.range(50, 4082) as u16,
         };
         Wanted {
@@ -117,6 +119,12 @@ pub enum Op {
         /// Channel.
         ch: ChannelId,
     },
+    /// Lock, unlock, lock again at once (within the cam's lock interval),
+    /// unlock.
+    LockCycle {
+        /// Channel.
+        ch: ChannelId,
+    },
     /// New caps, by GET_CAPS/SET_CAPS (`full`: by a whole resync).
     Renegotiate {
         /// The caps asked for.
@@ -156,6 +164,7 @@ impl Op {
             Op::Poll => "poll",
             Op::Lock { .. } => "lock",
             Op::Unlock { .. } => "unlock",
+            Op::LockCycle { .. } => "lock_cycle",
             Op::Renegotiate { full: false, .. } => "renegotiate",
             Op::Renegotiate { full: true, .. } => "reconnect",
             Op::List => "list",
@@ -278,7 +287,7 @@ impl Workload {
     pub fn op(&mut self, m: &Model, max_payload: usize) -> Op {
         let kind = self
             .d
-            .weighted(&[18, 14, 8, 5, 8, 5, 2, 4, 7, 5, 4, 3, 5, 6, 1]);
+            .weighted(&[18, 14, 8, 5, 8, 5, 2, 4, 7, 5, 4, 3, 5, 6, 1, 3]);
         match kind {
             0 => match self.user(m) {
                 Some((ch, size)) if self.d.chance(0.9) => {
@@ -396,7 +405,21 @@ impl Workload {
                 ]),
             },
             13 => self.bad(m),
-            _ => Op::SysReset,
+            14 => Op::SysReset,
+            _ => {
+                let lockable: Vec<u8> = m
+                    .users
+                    .iter()
+                    .filter(|(_, b)| b.spec.lockable)
+                    .map(|(&id, _)| id)
+                    .collect();
+                let ch = if lockable.is_empty() {
+                    self.any_channel(m)
+                } else {
+                    ChannelId(self.d.pick(&lockable))
+                };
+                Op::LockCycle { ch }
+            }
         }
     }
 
@@ -416,12 +439,15 @@ impl Workload {
                 (Command::new(op, ch), "unknown opcode")
             }
             1 => {
+                // Not PROTO_SYNC: it is exempt from the sequence check on
+                // both sides (whatever its channel), so its NAK would
+                // "succeed" across a sequence desync without proving the
+                // link works.
                 let op = d.pick(&[
                     Opcode::PROTO_STATS,
                     Opcode::PROTO_VERSION,
                     Opcode::SYS_INFO,
                     Opcode::PROTO_GET_CAPS,
-                    Opcode::PROTO_SYNC,
                     Opcode::SYS_RESET,
                 ]);
                 let data_ch = ChannelId(d.range(1, 31) as u8);

@@ -174,6 +174,8 @@ pub struct World {
     /// The cam reset its protocol state after it last applied SET_CAPS (a
     /// late SYNC): its caps are the defaults, whatever the host negotiated.
     pub cam_reset_since_caps: bool,
+    /// Cam protocol resets of any cause (SYNC, give-up, fault, reboot).
+    pub cam_resets: u64,
 }
 
 /// The host application's state (see the `driver` module).
@@ -266,6 +268,7 @@ impl World {
             app: App::default(),
             saw_list_event: false,
             cam_reset_since_caps: false,
+            cam_resets: 0,
         }
     }
 
@@ -403,6 +406,7 @@ impl World {
             match ev {
                 DeviceEvent::ProtocolReset(cause) => {
                     self.cam_reset_since_caps = true;
+                    self.cam_resets += 1;
                     self.model.on_protocol_reset();
                     let name = match cause {
                         ResetCause::Sync => "sync",
@@ -452,6 +456,8 @@ impl World {
 
     /// The cam reboots; the port drops, so the host is told.
     pub fn reboot(&mut self, keep_user: bool) {
+        self.cam_resets += 1;
+        self.cam_reset_since_caps = true;
         self.cam.reboot(keep_user);
         self.model.on_reboot(keep_user);
         self.new_incarnation();
@@ -480,6 +486,8 @@ impl World {
                 self.inj
                     .counts
                     .add(Dir::HostToCam, FaultKind::ProtocolReset);
+                self.cam_resets += 1;
+                self.cam_reset_since_caps = true;
                 self.cam.protocol_reset();
                 self.model.on_protocol_reset();
                 self.new_incarnation();
