@@ -15,11 +15,11 @@ use proto_core::caps::Caps;
 use proto_core::channel::ChannelEntry;
 use proto_core::host::{Command, Reply};
 use proto_core::poll::PollBitmap;
-use proto_core::{ChannelId, Opcode, Status};
+use proto_core::{ChannelId, Duration, Opcode, Status};
 use sim_device::stdio::{STDIN_EXEC, STDIN_RESET, STDIN_STOP};
 
 use super::workload::Op;
-use super::world::{expected_caps, Answer, OpError, Violation, World};
+use super::world::{expected_caps, Answer, OpError, Violation, World, WAIT_FACTOR};
 
 /// Returns the link-level error of a request from the enclosing attempt.
 macro_rules! link {
@@ -187,10 +187,62 @@ impl World {
         Ok(())
     }
 
+    /// An a-priori bound on an operation's virtual time: per attempt, a
+    /// resync (connect with every SYNC attempt, channel list), a list
+    /// refresh, and the operation's requests, each request within its own
+    /// budget ((N + 1)·2·T for at most N answer packets).
+    pub fn op_budget(&self, op: &Op, attempts: u32) -> Duration {
+        let c = self.host.config();
+        let w = c.timeout.saturating_mul(WAIT_FACTOR);
+        let piece = usize::from(
+            self.setup
+                .config
+                .read_piece
+                .unwrap_or(u16::MAX)
+                .clamp(1, proto_core::MIN_PAYLOAD),
+        );
+        let call = |answer: usize| w.saturating_mul(answer.div_ceil(piece).max(1) as u32 + 1);
+        // Smallest write piece: max_payload 50 minus the 8-byte header.
+        let pieces = |len: usize| len.div_ceil(usize::from(proto_core::MIN_PAYLOAD) - 8) as u32;
+        let connect = w.saturating_mul(u32::from(c.max_retry.max(1)) + 2);
+        let list = call(16 * 32);
+        let requests = match op {
+            Op::Read { len, .. } => call(*len as usize),
+            Op::ReadStdout { len } => call(*len as usize),
+            Op::Write { data, .. } => call(0).saturating_mul(pieces(data.len())),
+            Op::Upload { script } => call(0).saturating_mul(2 + pieces(script.len())),
+            Op::LockCycle { .. } => call(0).saturating_mul(4),
+            Op::Renegotiate { .. } => connect + list,
+            Op::Query { .. } => call(4 + 24 * 255),
+            Op::List => list,
+            Op::SysReset => c.timeout,
+            _ => call(64),
+        };
+        (connect + list + list + requests).saturating_mul(attempts)
+    }
+
     /// Runs one operation with the resync-and-retry policy.
     pub fn run_op(&mut self, op: &Op) -> Result<(), Violation> {
         let name = op.name();
         let attempts = if self.app.quiet { 2 } else { self.app.attempts };
+        let budget = self.op_budget(op, attempts);
+        let start = self.now;
+        let r = self.run_op_attempts(op, name, attempts);
+        let took = self.now.saturating_duration_since(start);
+        if r.is_ok() && took > budget {
+            return Err(self.violation(format!(
+                "{name} took {took:?}, over its budget of {budget:?} ({attempts} attempts)"
+            )));
+        }
+        r
+    }
+
+    fn run_op_attempts(
+        &mut self,
+        op: &Op,
+        name: &'static str,
+        attempts: u32,
+    ) -> Result<(), Violation> {
         self.stats.ops += 1;
         self.app.write_done = 0;
         let runs_before = self.cam.run_count();
