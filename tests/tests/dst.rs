@@ -20,7 +20,13 @@ fn env(name: &str) -> Option<u64> {
 }
 
 fn replay_with_log(seed: u64) -> SeedOutcome {
-    run_seed(seed, &Options { trace_lines: 200 })
+    run_seed(
+        seed,
+        &Options {
+            trace_lines: 200,
+            ..Options::default()
+        },
+    )
 }
 
 /// Runs one half of the seed range; panics with the failing seeds' reports.
@@ -72,7 +78,13 @@ fn seeds_second_half() {
 fn a_seed_replays_bit_for_bit() {
     for seed in [3, 17, 4242] {
         let a = run_seed(seed, &Options::default());
-        let b = run_seed(seed, &Options { trace_lines: 50 });
+        let b = run_seed(
+            seed,
+            &Options {
+                trace_lines: 50,
+                trace_deliveries: true,
+            },
+        );
         assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
         assert_eq!(a.stats, b.stats, "seed {seed}");
         assert_eq!(a.violation, b.violation, "seed {seed}");

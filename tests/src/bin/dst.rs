@@ -4,14 +4,15 @@
 //!
 //! ```text
 //! cargo run --release -p omv-tests --bin dst -- --seeds 20000 [--start 0]
-//! cargo run --release -p omv-tests --bin dst -- --seed 1234 --trace [--lines 400]
+//! cargo run --release -p omv-tests --bin dst -- --seed 1234 --trace [--lines 400] [--deliveries]
 //! ```
 
 use std::process::ExitCode;
 
 use omv_tests::dst::{run_many, run_seed, Options};
 
-const USAGE: &str = "usage: dst [--seeds N] [--start S] | --seed S [--trace] [--lines N]";
+const USAGE: &str =
+    "usage: dst [--seeds N] [--start S] | --seed S [--trace] [--lines N] [--deliveries]";
 
 fn parse(args: &[String], i: usize) -> Result<u64, String> {
     args.get(i + 1)
@@ -22,8 +23,8 @@ fn parse(args: &[String], i: usize) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut seeds, mut start, mut one, mut trace, mut lines) =
-        (1000u64, 0u64, None, false, 300u64);
+    let (mut seeds, mut start, mut one, mut lines) = (1000u64, 0u64, None, 300u64);
+    let (mut trace, mut deliveries) = (false, false);
     let mut i = 0;
     while i < args.len() {
         let r = match args[i].as_str() {
@@ -33,6 +34,12 @@ fn main() -> ExitCode {
             "--lines" => parse(&args, i).map(|v| lines = v),
             "--trace" => {
                 trace = true;
+                i -= 1;
+                Ok(())
+            }
+            "--deliveries" => {
+                trace = true;
+                deliveries = true;
                 i -= 1;
                 Ok(())
             }
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
     if let Some(seed) = one {
         let opts = Options {
             trace_lines: if trace { lines as usize } else { 0 },
+            trace_deliveries: deliveries,
         };
         let o = run_seed(seed, &opts);
         if trace {

@@ -27,6 +27,8 @@ use super::world::{CamAction, LinkSetup, Violation, World};
 pub struct Options {
     /// Log lines to keep for a failure report (0: none; costs time).
     pub trace_lines: usize,
+    /// Also log every chunk the link delivers.
+    pub trace_deliveries: bool,
 }
 
 /// One phase of a run.
@@ -239,6 +241,7 @@ fn run_dice(mut d: Dice, seed: Option<u64>, opts: &Options) -> SeedOutcome {
         opts.trace_lines,
     );
     world.app.attempts = scenario.attempts;
+    world.trace.deliveries = opts.trace_deliveries;
     world.trace.log(world.now, || {
         let c = &scenario.cam.config;
         format!(

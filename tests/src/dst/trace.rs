@@ -14,6 +14,8 @@ pub struct Trace {
     hash: u64,
     lines: Option<VecDeque<String>>,
     cap: usize,
+    /// Also log every chunk delivered (verbose).
+    pub deliveries: bool,
 }
 
 impl Trace {
@@ -23,6 +25,7 @@ impl Trace {
             hash: 0x6f6d_765f_6473_7421,
             lines: (cap > 0).then(VecDeque::new),
             cap,
+            deliveries: false,
         }
     }
 

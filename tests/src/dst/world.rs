@@ -372,13 +372,15 @@ impl World {
         if c.ends_intact {
             self.host_intact_in += 1;
         }
-        self.trace.log(self.now, || {
-            format!(
-                "   host <- {} bytes (host seq {})",
-                c.bytes.len(),
-                self.host.sequence()
-            )
-        });
+        if self.trace.deliveries {
+            self.trace.log(self.now, || {
+                format!(
+                    "   host <- {} bytes (host seq {})",
+                    c.bytes.len(),
+                    self.host.sequence()
+                )
+            });
+        }
         self.host.handle_input(self.now, &c.bytes);
     }
 
@@ -388,13 +390,15 @@ impl World {
         if c.ends_intact {
             self.cam_intact_in += 1;
         }
-        self.trace.log(self.now, || {
-            format!(
-                "   cam <- {} bytes (cam seq {})",
-                c.bytes.len(),
-                self.cam.ep.sequence()
-            )
-        });
+        if self.trace.deliveries {
+            self.trace.log(self.now, || {
+                format!(
+                    "   cam <- {} bytes (cam seq {})",
+                    c.bytes.len(),
+                    self.cam.ep.sequence()
+                )
+            });
+        }
         self.cam.handle_input(self.now, &c.bytes);
         self.after_cam()
     }
