@@ -69,6 +69,13 @@ pub enum Error {
         /// The opcode of the response.
         got: Opcode,
     },
+    /// A packet of the answer was lost and, with ACKs off, will not be
+    /// resent: the answer is incomplete.
+    #[error("{op}: a packet of the cam's answer was lost")]
+    LostPacket {
+        /// The request.
+        op: Opcode,
+    },
     /// PROTO_SYNC got no answer after every attempt: the cam is silent or
     /// not speaking this protocol.
     #[error("{port}: no answer to SYNC after {attempts} attempts of {timeout:?} (is the cam connected and in protocol mode?)")]
@@ -131,6 +138,7 @@ impl Error {
                 | Error::Checksum { .. }
                 | Error::Sequence { .. }
                 | Error::UnexpectedResponse { .. }
+                | Error::LostPacket { .. }
                 | Error::Nak {
                     status: Status::TIMEOUT,
                     ..
@@ -170,8 +178,9 @@ impl Error {
                 timeout: Duration::ZERO,
             },
             RequestError::UnexpectedOpcode { got, .. } => Error::UnexpectedResponse { op, got },
+            RequestError::LostPacket { .. } => Error::LostPacket { op },
             RequestError::Malformed(source) => Error::Malformed {
-                what: "NAK status",
+                what: "response",
                 source,
             },
             RequestError::NotConnected => Error::NotConnected,

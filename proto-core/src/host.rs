@@ -183,6 +183,13 @@ pub enum RequestError {
     /// A response payload could not be decoded.
     #[error("malformed response: {0}")]
     Malformed(crate::DecodeError),
+    /// A packet of the answer was lost and the cam will not resend it (ACKs
+    /// off): a later packet failed the sequence check.
+    #[error("a packet of the answer was lost (expected sequence {expected})")]
+    LostPacket {
+        /// The sequence number the host was waiting for.
+        expected: u8,
+    },
     /// Not connected (connect first).
     #[error("not connected")]
     NotConnected,
@@ -496,12 +503,9 @@ impl HostEndpoint {
         if self.caps.flags.ack() || !matches!(self.op, Op::Request { .. }) {
             return;
         }
-        self.finish(Err(RequestError::Malformed(
-            crate::DecodeError::InvalidValue {
-                what: "answer sequence (a packet was lost)",
-                value: u64::from(self.sequence),
-            },
-        )));
+        self.finish(Err(RequestError::LostPacket {
+            expected: self.sequence,
+        }));
     }
 
     fn handle_packet(&mut self, now: Instant, p: Packet) {
@@ -525,6 +529,15 @@ impl HostEndpoint {
             } else {
                 self.send_ack(&h);
             }
+        }
+        // A late ACK of an earlier SYNC (the link is FIFO, so it belongs to
+        // an abandoned attempt): nothing waits for it.
+        if h.opcode == Opcode::PROTO_SYNC
+            && !h.flags.contains(Flags::EVENT)
+            && !matches!(self.op, Op::Sync { .. })
+        {
+            self.stats.unexpected += 1;
+            return;
         }
         if h.flags.contains(Flags::EVENT) {
             self.handle_event(now, &h, &p.payload);

@@ -287,3 +287,27 @@ mod random_sequences {
         }
     }
 }
+
+#[test]
+fn a_late_sync_ack_is_ignored() {
+    let (mut link, id) = link_with_buffer(16, HostConfig::default(), Faults::default(), 7);
+    link.connect().unwrap();
+    link.host
+        .request(link.now, &Command::new(Opcode::CHANNEL_SIZE, id))
+        .unwrap();
+    // An ACK of an earlier, abandoned SYNC attempt arrives first.
+    let mut stale = Vec::new();
+    let h = proto_core::header::Header {
+        flags: proto_core::Flags::ACK,
+        ..Default::default()
+    };
+    proto_core::packet::encode_packet(&h, &[], true, &mut stale);
+    link.host.handle_input(link.now, &stale);
+    match link.run() {
+        proto_core::host::Completion::Request(r) => {
+            assert_eq!(r, Ok(Reply::Data(16u32.to_le_bytes().to_vec().into())))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(link.host.stats().unexpected, 1);
+}

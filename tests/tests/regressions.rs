@@ -3,7 +3,7 @@
 
 use proto_core::caps::CapFlags;
 use proto_core::device::{DeviceConfig, DeviceEndpoint};
-use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply};
+use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
 use proto_core::{ChannelId, Instant};
 use sim_device::output::SharedOutput;
 use sim_device::stdio::StdoutChannel;
@@ -199,7 +199,7 @@ fn lost_fragment_without_acks_fails_even_when_the_counter_wraps() {
         host.handle_input(now, &p);
     }
     match host.poll_completion() {
-        Some(Completion::Request(Err(_))) => {}
+        Some(Completion::Request(Err(RequestError::LostPacket { .. }))) => {}
         other => panic!("a read with a lost fragment completed with {other:?}"),
     }
 }

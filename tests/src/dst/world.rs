@@ -72,6 +72,7 @@ impl OpError {
             OpError::Request(RequestError::ResyncFailed { .. }) => "resync_failed".into(),
             OpError::Request(RequestError::UnexpectedOpcode { .. }) => "unexpected_opcode".into(),
             OpError::Request(RequestError::Malformed(_)) => "malformed".into(),
+            OpError::Request(RequestError::LostPacket { .. }) => "lost_packet".into(),
             OpError::Request(e) => format!("other: {e}"),
             OpError::LinkDropped => "link_dropped".into(),
         }
