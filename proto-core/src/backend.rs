@@ -14,6 +14,8 @@ use crate::{Instant, Status};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Ops(pub u16);
 
+crate::bits::bit_set!(Ops);
+
 impl Ops {
     /// `read` (and possibly `readp`).
     pub const READ: Ops = Ops(1 << 0);
@@ -33,18 +35,6 @@ impl Ops {
     pub const READP: Ops = Ops(1 << 7);
     /// `flush`.
     pub const FLUSH: Ops = Ops(1 << 8);
-
-    /// True if every op of `other` is present.
-    pub const fn contains(self, other: Ops) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl core::ops::BitOr for Ops {
-    type Output = Ops;
-    fn bitor(self, rhs: Ops) -> Ops {
-        Ops(self.0 | rhs.0)
-    }
 }
 
 /// Why a backend refused a request; maps to a NAK status.

@@ -9,6 +9,8 @@ use crate::{MAX_PAYLOAD, MIN_PAYLOAD};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct CapFlags(pub u32);
 
+crate::bits::bit_set!(CapFlags);
+
 impl CapFlags {
     /// No capability.
     pub const NONE: CapFlags = CapFlags(0);
@@ -22,30 +24,6 @@ impl CapFlags {
     pub const EVENTS: CapFlags = CapFlags(8);
     /// Every bit the protocol defines.
     pub const KNOWN: CapFlags = CapFlags(0xF);
-
-    /// True if every bit of `other` is set.
-    pub const fn contains(self, other: CapFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// `self` with the bits of `other` set.
-    pub const fn with(self, other: CapFlags) -> CapFlags {
-        CapFlags(self.0 | other.0)
-    }
-
-    /// `self` with the bits of `other` cleared.
-    pub const fn without(self, other: CapFlags) -> CapFlags {
-        CapFlags(self.0 & !other.0)
-    }
-
-    /// `self` with the bits of `other` set when `on`, cleared otherwise.
-    pub const fn set(self, other: CapFlags, on: bool) -> CapFlags {
-        if on {
-            self.with(other)
-        } else {
-            self.without(other)
-        }
-    }
 
     /// CRC checking is on.
     pub const fn crc(self) -> bool {
@@ -65,13 +43,6 @@ impl CapFlags {
     /// Events are on.
     pub const fn events(self) -> bool {
         self.contains(Self::EVENTS)
-    }
-}
-
-impl core::ops::BitOr for CapFlags {
-    type Output = CapFlags;
-    fn bitor(self, rhs: CapFlags) -> CapFlags {
-        self.with(rhs)
     }
 }
 

@@ -41,6 +41,8 @@ impl fmt::Display for ChannelId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ChannelFlags(pub u8);
 
+crate::bits::bit_set!(ChannelFlags);
+
 impl ChannelFlags {
     /// Readable.
     pub const READ: ChannelFlags = ChannelFlags(0x01);
@@ -56,18 +58,6 @@ impl ChannelFlags {
     pub const DYNAMIC: ChannelFlags = ChannelFlags(0x20);
     /// A physical transport.
     pub const PHYSICAL: ChannelFlags = ChannelFlags(0x40);
-
-    /// True if every bit of `other` is set.
-    pub const fn contains(self, other: ChannelFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl core::ops::BitOr for ChannelFlags {
-    type Output = ChannelFlags;
-    fn bitor(self, rhs: ChannelFlags) -> ChannelFlags {
-        ChannelFlags(self.0 | rhs.0)
-    }
 }
 
 impl fmt::Debug for ChannelFlags {

@@ -6,6 +6,8 @@ use core::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags(pub u8);
 
+crate::bits::bit_set!(Flags);
+
 impl Flags {
     /// No flags.
     pub const NONE: Flags = Flags(0);
@@ -21,33 +23,6 @@ impl Flags {
     pub const FRAGMENT: Flags = Flags(0x10);
     /// An event packet.
     pub const EVENT: Flags = Flags(0x20);
-
-    /// True if every bit of `other` is set.
-    pub const fn contains(self, other: Flags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// True if any bit of `other` is set.
-    pub const fn intersects(self, other: Flags) -> bool {
-        self.0 & other.0 != 0
-    }
-
-    /// `self` with the bits of `other` set.
-    pub const fn with(self, other: Flags) -> Flags {
-        Flags(self.0 | other.0)
-    }
-
-    /// `self` with the bits of `other` cleared.
-    pub const fn without(self, other: Flags) -> Flags {
-        Flags(self.0 & !other.0)
-    }
-}
-
-impl core::ops::BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, rhs: Flags) -> Flags {
-        self.with(rhs)
-    }
 }
 
 impl fmt::Debug for Flags {

@@ -21,6 +21,7 @@
 extern crate alloc;
 
 pub mod backend;
+mod bits;
 pub mod caps;
 pub mod channel;
 pub mod crc;

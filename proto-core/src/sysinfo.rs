@@ -8,6 +8,8 @@ use crate::error::{le32, need, DecodeError};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct HwCaps(pub u32);
 
+crate::bits::bit_set!(HwCaps);
+
 impl HwCaps {
     /// No capability.
     pub const NONE: HwCaps = HwCaps(0);
@@ -41,16 +43,6 @@ impl HwCaps {
     pub const USB_HIGHSPEED: HwCaps = HwCaps(1 << 20);
     /// More than one CPU core.
     pub const MULTICORE: HwCaps = HwCaps(1 << 21);
-
-    /// True if every bit of `other` is set.
-    pub const fn contains(self, other: HwCaps) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// `self` with the bits of `other` set.
-    pub const fn with(self, other: HwCaps) -> HwCaps {
-        HwCaps(self.0 | other.0)
-    }
 
     /// `self` with the PMU event counter count (bits 8..=15) replaced by `n`.
     pub const fn with_pmu_eventcnt(self, n: u8) -> HwCaps {
@@ -116,13 +108,6 @@ impl HwCaps {
     /// More than one CPU core.
     pub const fn multicore(self) -> bool {
         self.contains(Self::MULTICORE)
-    }
-}
-
-impl core::ops::BitOr for HwCaps {
-    type Output = HwCaps;
-    fn bitor(self, rhs: HwCaps) -> HwCaps {
-        self.with(rhs)
     }
 }
 
