@@ -536,9 +536,6 @@ impl DeviceEndpoint {
             self.send_raw(&ack, &[]);
             return;
         }
-        if h.opcode.is_event() {
-            return; // cam-to-host only
-        }
         // A new request: the host has everything we sent (it only moves on
         // after the last packet of a response), so an outstanding ACK is
         // implied and any unfinished answer is abandoned.

@@ -439,6 +439,21 @@ fn unknown_opcode() {
 }
 
 #[test]
+fn event_opcodes_from_the_host_are_invalid() {
+    // Events travel cam -> host only; a host sending one gets NAK INVALID
+    // rather than silence (and a timeout).
+    let mut cam = Cam::new();
+    cam.expect_nak(
+        ChannelId::SYSTEM,
+        Opcode::SYS_EVENT,
+        &[0, 0],
+        Status::INVALID,
+    );
+    cam.expect_nak(BUF, Opcode::CHANNEL_EVENT, &[], Status::INVALID);
+    cam.assert_serving();
+}
+
+#[test]
 fn set_caps_wrong_size() {
     let mut cam = Cam::new();
     let good = Caps {
