@@ -63,6 +63,17 @@ fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "the port was closed")
 }
 
+/// Maps a port read with a timeout to the [`Transport::read`] contract:
+/// a timeout or interruption is `Ok(0)` ("nothing yet"), end of stream is an error.
+fn read_with_timeout(result: io::Result<usize>, wanted: usize) -> io::Result<usize> {
+    match result {
+        Ok(0) if wanted > 0 => Err(closed()),
+        Ok(n) => Ok(n),
+        Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// A serial port (USB CDC or UART), through the `serialport` crate.
 pub struct SerialTransport {
     port: Box<dyn serialport::SerialPort>,
@@ -96,12 +107,8 @@ impl Transport for SerialTransport {
 
     fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
         self.port.set_timeout(timeout).map_err(io::Error::from)?;
-        match self.port.read(buf) {
-            Ok(0) if !buf.is_empty() => Err(closed()),
-            Ok(n) => Ok(n),
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => Err(e),
-        }
+        let wanted = buf.len();
+        read_with_timeout(self.port.read(buf), wanted)
     }
 
     fn name(&self) -> &str {
@@ -155,12 +162,8 @@ impl Transport for TcpTransport {
             self.stream.set_read_timeout(Some(t))?;
             self.read_timeout = Some(t);
         }
-        match self.stream.read(buf) {
-            Ok(0) if !buf.is_empty() => Err(closed()),
-            Ok(n) => Ok(n),
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => Err(e),
-        }
+        let wanted = buf.len();
+        read_with_timeout(self.stream.read(buf), wanted)
     }
 
     fn name(&self) -> &str {
@@ -235,12 +238,8 @@ impl<T: Read + Write + Send> Transport for IoTransport<T> {
         if let Some(set) = self.set_timeout.as_mut() {
             set(&mut self.io, timeout.max(Duration::from_micros(1)))?;
         }
-        match self.io.read(buf) {
-            Ok(0) if !buf.is_empty() => Err(closed()),
-            Ok(n) => Ok(n),
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => Err(e),
-        }
+        let wanted = buf.len();
+        read_with_timeout(self.io.read(buf), wanted)
     }
 
     fn name(&self) -> &str {
