@@ -117,18 +117,33 @@ impl PythonRunner {
     }
 
     fn spawn(&mut self, interp: &Path, script: &[u8], output: &SharedOutput) -> io::Result<()> {
-        let mut child = Command::new(interp)
+        let mut command = Command::new(interp);
+        command
             .arg("-u")
             .arg("-")
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONIOENCODING", "utf-8")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stdin(Stdio::piped());
+        // A cam prints stdout and stderr into one stream. With two pipes and
+        // two reader threads, `print("2")` (two writes under `-u`: "2" and
+        // "\n") could be split by a traceback written in between, so both
+        // go into one pipe, in the order the script wrote them.
+        let merged = merged_output(&mut command)?;
+        let mut child = command.spawn()?;
+        // The parent's copies of the write end live in `command`; drop them
+        // so the reader sees end-of-file when the script exits.
+        drop(command);
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
+        let (stdout, stderr): (Option<Box<dyn Read + Send>>, _) = match merged {
+            Some(reader) => (Some(Box::new(reader)), None),
+            None => (
+                child
+                    .stdout
+                    .take()
+                    .map(|r| Box::new(r) as Box<dyn Read + Send>),
+                child.stderr.take(),
+            ),
+        };
 
         // Feed the script on a thread: a large script must not block the
         // protocol loop on a full pipe.
@@ -184,6 +199,39 @@ impl PythonRunner {
         self.job = Some(Job { child, running });
         Ok(())
     }
+}
+
+/// Points the child's stdout and stderr at one pipe and returns its read
+/// end. `None` where that is not available (the caller then pipes each
+/// stream on its own).
+#[cfg(unix)]
+fn merged_output(command: &mut Command) -> io::Result<Option<std::fs::File>> {
+    // Close-on-exec, so no other child spawned meanwhile inherits the write
+    // end and holds the pipe open (the child's own fds 1 and 2 are dup2'd
+    // copies, which do not inherit the flag). Atomic where pipe2 exists.
+    #[cfg(target_os = "linux")]
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    #[cfg(not(target_os = "linux"))]
+    let (read, write) = {
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+        let (read, write) = nix::unistd::pipe().map_err(io::Error::from)?;
+        for fd in [&read, &write] {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
+        }
+        (read, write)
+    };
+    let write_err = write.try_clone()?;
+    command
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(write_err));
+    Ok(Some(std::fs::File::from(read)))
+}
+
+#[cfg(not(unix))]
+fn merged_output(command: &mut Command) -> io::Result<Option<std::fs::File>> {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    Ok(None)
 }
 
 fn spawn_reader(
@@ -448,6 +496,24 @@ mod tests {
         assert!(t.contains("Traceback"), "{t}");
         assert!(t.contains("ValueError: x"), "{t}");
         assert!(t.contains("<stdin>"), "{t}");
+    }
+
+    #[test]
+    fn python_stdout_and_stderr_keep_their_order() {
+        if !python_available() {
+            return;
+        }
+        let out = SharedOutput::with_exact_capacity(64 * 1024);
+        let mut r = PythonRunner::new();
+        let script =
+            b"import sys\nfor i in range(300):\n    print(i)\n    sys.stderr.write('e%d\\n' % i)\n";
+        r.start(script, &out).unwrap();
+        assert!(wait_until_stopped(&r, 30));
+        let t = text(&out);
+        let want: Vec<String> = (0..300)
+            .flat_map(|i| [format!("{i}"), format!("e{i}")])
+            .collect();
+        assert_eq!(t.lines().collect::<Vec<_>>(), want, "{t}");
     }
 
     #[test]
