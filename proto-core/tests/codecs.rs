@@ -3,16 +3,21 @@
 use proptest::prelude::*;
 
 use proto_core::caps::{CapFlags, Caps};
+use proto_core::channel::{truncate_name, ChannelEntry, ChannelFlags, ENTRY_SIZE};
 use proto_core::event::{decode_event_payload, encode_event_payload, EventId};
 use proto_core::frame::{FrameHeader, PixFormat};
+use proto_core::header::{Header, HEADER_SIZE};
 use proto_core::memory::{MemoryEntry, MemoryKind, MemoryStats};
 use proto_core::poll::PollBitmap;
 use proto_core::profile::{decode_records, record_size, ProfileRecord};
 use proto_core::request::{decode_u32, encode_u32, IoctlRequest, ReadRequest, WriteRequest};
+use proto_core::shape::Shape;
 use proto_core::stats::Stats;
+use proto_core::status::Status;
 use proto_core::sysinfo::{HwCaps, SysInfo};
 use proto_core::version::Version;
 use proto_core::ChannelId;
+use proto_core::{Flags, Opcode};
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..max)
@@ -33,10 +38,8 @@ fn stock_vectors() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/vectors/packets.json"
     );
-    let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("skipping: {path} not found");
-        return;
-    };
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (../shared must sit beside the checkout)"));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut seen = 0;
     for p in v["packets"].as_array().unwrap() {
@@ -272,6 +275,70 @@ proptest! {
     }
 
     #[test]
+    fn header_round_trip(sequence in any::<u8>(), channel in any::<u8>(), flags in any::<u8>(),
+                         opcode in any::<u8>(), length in any::<u16>(), crc in any::<bool>()) {
+        let h = Header { sequence, channel: ChannelId(channel), flags: Flags(flags), opcode: Opcode(opcode), length };
+        let b = h.encode(crc);
+        prop_assert_eq!(b.len(), HEADER_SIZE);
+        prop_assert_eq!(Header::decode(&b), Ok(h));
+        // With CRC off the hcrc field is 0, which checks only if the CRC happens to be 0.
+        prop_assert_eq!(Header::crc_ok(&b), crc || proto_core::crc::crc16(&b[..8]) == 0);
+        prop_assert_eq!(h.wire_len(), if length == 0 { 10 } else { 14 + length as usize });
+        prop_assert!(Header::decode(&b[..HEADER_SIZE - 1]).is_err());
+    }
+
+    #[test]
+    fn status_round_trip(code in any::<u16>()) {
+        let s = Status(code);
+        prop_assert_eq!(Status::decode(&s.encode()), Ok(s));
+        prop_assert!(Status::decode(&s.encode()[..1]).is_err());
+        // Named exactly for the ten codes of the protocol; unknown codes are kept, not rejected.
+        prop_assert_eq!(s.name().is_some(), code <= 9);
+    }
+
+    #[test]
+    fn shape_round_trip(dims in prop::collection::vec(any::<u32>(), 0..=4)) {
+        let s = Shape::new(&dims).unwrap();
+        let mut b = [0u8; 16];
+        let n = s.encode(&mut b);
+        prop_assert_eq!(n, dims.len() * 4);
+        let d = Shape::decode(&b[..n]).unwrap();
+        prop_assert_eq!(d.dims(), &dims[..]);
+        prop_assert_eq!(d, s);
+    }
+
+    #[test]
+    fn shape_rejects_bad_lengths(len in 0usize..40, extra in prop::collection::vec(any::<u32>(), 5..8)) {
+        let buf = vec![0u8; len];
+        prop_assert_eq!(Shape::decode(&buf).is_ok(), len % 4 == 0 && len <= 16);
+        prop_assert!(Shape::new(&extra).is_none());
+    }
+
+    #[test]
+    fn channel_list_round_trip(entries in prop::collection::vec(
+        (any::<u8>(), any::<u8>(), "[a-z_]{0,13}|[\\PC]{0,20}"), 0..33)) {
+        let entries: Vec<ChannelEntry> = entries
+            .into_iter()
+            .map(|(id, flags, name)| ChannelEntry { id: ChannelId(id), flags: ChannelFlags(flags), name })
+            .collect();
+        let b = ChannelEntry::encode_list(&entries);
+        prop_assert_eq!(b.len(), entries.len() * ENTRY_SIZE);
+        let back = ChannelEntry::decode_list(&b).unwrap();
+        prop_assert_eq!(back.len(), entries.len());
+        for (e, d) in entries.iter().zip(&back) {
+            prop_assert_eq!((e.id, e.flags), (d.id, d.flags));
+            // Names survive up to the 13-byte field (cut at a char boundary, and
+            // at an embedded NUL, which the wire cannot carry).
+            let want = truncate_name(&e.name);
+            let want = want.split('\0').next().unwrap_or("");
+            prop_assert_eq!(d.name.as_str(), want);
+        }
+        if !b.is_empty() {
+            prop_assert!(ChannelEntry::decode_list(&b[..b.len() - 1]).is_err());
+        }
+    }
+
+    #[test]
     fn decoders_never_panic(buf in bytes(300), n in any::<u8>(), size in 0usize..3000) {
         let _ = Caps::decode(&buf);
         let _ = Caps::decode_exact(&buf);
@@ -290,6 +357,17 @@ proptest! {
         }
         let _ = decode_u32(&buf);
         let _ = decode_event_payload(&buf);
+        let _ = Header::decode(&buf);
+        let _ = Header::crc_ok(&buf);
+        let _ = Status::decode(&buf);
+        if let Ok(s) = Shape::decode(&buf) {
+            prop_assert!(s.dims().len() <= Shape::MAX_DIMS);
+            let _ = s.product();
+        }
+        if let Ok(list) = ChannelEntry::decode_list(&buf) {
+            prop_assert_eq!(list.len() * ENTRY_SIZE, buf.len());
+        }
+        let _ = ChannelEntry::decode(&buf);
         if let Ok(h) = FrameHeader::decode(&buf) {
             prop_assert!(h.offset as usize <= buf.len() && h.offset >= 20);
             let _ = h.image_data(&buf);

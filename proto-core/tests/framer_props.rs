@@ -7,8 +7,9 @@ use proto_core::header::Header;
 use proto_core::packet::encode_packet;
 use proto_core::{ChannelId, Flags, Opcode};
 
-/// A stream of valid packets, garbage, and damaged packets.
-fn stream() -> impl Strategy<Value = Vec<u8>> {
+/// A stream of valid packets, garbage, and damaged packets, with payloads
+/// up to `max` bytes (packets longer than the framer's max_payload included).
+fn stream_up_to(max: usize) -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
         // A valid packet.
         (
@@ -16,7 +17,7 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
             0u8..32,
             any::<u8>(),
             any::<u8>(),
-            proptest::collection::vec(any::<u8>(), 0..300)
+            proptest::collection::vec(any::<u8>(), 0..max)
         )
             .prop_map(|(seq, ch, flags, op, payload)| {
                 let h = Header {
@@ -34,7 +35,7 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(prop_oneof![any::<u8>(), Just(0xAA), Just(0xD5)], 0..64),
         // A damaged packet: one byte flipped.
         (
-            proptest::collection::vec(any::<u8>(), 1..100),
+            proptest::collection::vec(any::<u8>(), 1..max),
             any::<prop::sample::Index>(),
             1u8..=255
         )
@@ -55,7 +56,7 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
             }),
         // A torn packet.
         (
-            proptest::collection::vec(any::<u8>(), 1..100),
+            proptest::collection::vec(any::<u8>(), 1..max),
             any::<prop::sample::Index>()
         )
             .prop_map(|(payload, at)| {
@@ -74,6 +75,17 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
             }),
     ];
     proptest::collection::vec(piece, 0..20).prop_map(|v| v.concat())
+}
+
+fn stream() -> impl Strategy<Value = Vec<u8>> {
+    stream_up_to(300)
+}
+
+/// A SYNC command as the host sends it.
+fn sync_command() -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_packet(&Header::default(), &[], true, &mut v);
+    v
 }
 
 fn run(role: Role, data: &[u8], cuts: &[usize], max_payload: u16) -> (Vec<Frame>, usize) {
@@ -111,6 +123,51 @@ proptest! {
         prop_assert_eq!(whole, chunked);
         // Beyond the chunk just pushed, at most one max-size packet stays buffered.
         prop_assert!(peak <= 10 + 4082 + 4);
+    }
+
+    /// The memory bound with packets as long as the framer accepts (and
+    /// longer): torn max-size packets are what would make a framer hoard.
+    #[test]
+    fn buffer_stays_within_one_max_size_packet(
+        (max, data) in (16u16..700).prop_flat_map(|m| (Just(m), stream_up_to(m as usize + 40))),
+        cuts in proptest::collection::vec(any::<usize>(), 0..40),
+        host in any::<bool>(),
+    ) {
+        let role = if host { Role::Host } else { Role::Device };
+        let (whole, _) = run(role, &data, &[], max);
+        let (chunked, peak) = run(role, &data, &cuts, max);
+        prop_assert_eq!(whole, chunked);
+        prop_assert!(peak <= 10 + max as usize + 4, "peak {} with max_payload {}", peak, max);
+    }
+
+    /// Device role: a SYNC command inside the payload area of a torn packet
+    /// is found (section 2, SYNC recovery), however the bytes are chunked.
+    #[test]
+    fn device_finds_sync_after_torn_packet(
+        claim in 1u16..=4082,
+        got in any::<prop::sample::Index>(),
+        garbage in proptest::collection::vec(any::<u8>(), 0..32),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let mut data = Vec::new();
+        encode_packet(
+            &Header { opcode: Opcode::CHANNEL_WRITE, channel: ChannelId(1), ..Header::default() },
+            &vec![0x11; claim as usize],
+            true,
+            &mut data,
+        );
+        // Keep the header and part of the payload: the rest never comes.
+        data.truncate(10 + got.index(claim as usize));
+        data.extend_from_slice(&garbage);
+        data.extend_from_slice(&sync_command());
+        // The torn packet's claimed length is never reached, so only SYNC
+        // recovery gets the cam out of waiting for it. (A SYNC that lands
+        // past the claimed end is parsed normally after the CHECKSUM NAK;
+        // one straddling that end is lost, and the host's next SYNC works.)
+        prop_assume!(data.len() < 10 + claim as usize + 4);
+        let (frames, _) = run(Role::Device, &data, &cuts, 4082);
+        let synced = frames.iter().any(|f| matches!(f, Frame::Packet(p) if p.header.opcode == Opcode::PROTO_SYNC));
+        prop_assert!(synced, "no SYNC recovered from {} frames", frames.len());
     }
 
     #[test]
