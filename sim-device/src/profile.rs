@@ -13,9 +13,11 @@
 //! `(record_count, record_size)`. Only functions called at least once are
 //! listed. LOCK snapshots the records so a multi-packet read is consistent;
 //! UNLOCK releases the snapshot. ioctls: [`PROFILE_MODE`] (u32: 0
-//! inclusive, 1 exclusive), [`PROFILE_SET_EVENT`] (u32 counter < event
-//! count, u32 event id), [`PROFILE_RESET`], [`PROFILE_STATS`] (writes a
-//! summary table to the cam's stdout when one is attached).
+//! inclusive, 1 exclusive; any non-zero value is exclusive, as on the
+//! firmware), [`PROFILE_SET_EVENT`] (u32 counter, u32 event id; a counter
+//! the board does not have is ignored and still answered with success, as
+//! on the firmware), [`PROFILE_RESET`], [`PROFILE_STATS`] (writes a summary
+//! table to the cam's stdout when one is attached).
 
 use proto_core::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
 use proto_core::profile::{record_size, ProfileRecord};
@@ -25,9 +27,9 @@ use proto_core::{ChannelFlags, Instant};
 use crate::args::{copy_exact, no_args, size_u32, u32_args};
 use crate::output::SharedOutput;
 
-/// ioctl: u32 mode, 0 inclusive or 1 exclusive.
+/// ioctl: u32 mode, 0 inclusive or 1 exclusive (any non-zero: exclusive).
 pub const PROFILE_MODE: u32 = 0;
-/// ioctl: u32 counter, u32 event id.
+/// ioctl: u32 counter, u32 event id (counters the board lacks are ignored).
 pub const PROFILE_SET_EVENT: u32 = 1;
 /// ioctl: clear all records.
 pub const PROFILE_RESET: u32 = 2;
@@ -375,20 +377,29 @@ impl ChannelBackend for ProfileChannel {
         match request {
             PROFILE_MODE => {
                 let [mode] = u32_args::<1>(args)?;
-                self.exclusive = match mode {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(ChannelError::Invalid),
-                };
+                // 0 inclusive, 1 exclusive (section 9); the firmware stores
+                // the value as given and tests it as a flag, so any other
+                // non-zero value also means exclusive.
+                self.exclusive = mode != 0;
                 Ok(())
             }
             PROFILE_SET_EVENT => {
                 let [counter, event] = u32_args::<2>(args)?;
-                let slot = usize::try_from(counter)
+                // The firmware answers success for every counter and only
+                // programs the ones the PMU has; the stock host's
+                // profiler_reset() always sets counters 0..7, whatever the
+                // board.
+                match usize::try_from(counter)
                     .ok()
                     .and_then(|c| self.event_ids.get_mut(c))
-                    .ok_or(ChannelError::Invalid)?;
-                *slot = event;
+                {
+                    Some(slot) => *slot = event,
+                    None => log::debug!(
+                        "profile: SET_EVENT counter {counter} (event {event:#06x}) ignored: \
+                         the board has {} PMU counters",
+                        self.cfg.event_count
+                    ),
+                }
                 Ok(())
             }
             PROFILE_RESET => {
@@ -516,27 +527,38 @@ mod tests {
         assert!(p.is_exclusive());
         let excl = p.records_at(ms(2000));
         assert!(excl[0].total_ticks < incl[0].total_ticks);
-        assert_eq!(
-            p.ioctl(PROFILE_MODE, &2u32.to_le_bytes()),
-            Err(ChannelError::Invalid)
-        );
+        p.ioctl(PROFILE_MODE, &0u32.to_le_bytes()).unwrap();
+        assert!(!p.is_exclusive());
+        assert_eq!(p.records_at(ms(2000)), incl);
+        // Any non-zero mode is exclusive, as on the firmware.
+        for mode in [2u32, 0x100, u32::MAX] {
+            p.ioctl(PROFILE_MODE, &0u32.to_le_bytes()).unwrap();
+            p.ioctl(PROFILE_MODE, &mode.to_le_bytes()).unwrap();
+            assert!(p.is_exclusive(), "mode {mode}");
+            assert_eq!(p.records_at(ms(2000)), excl, "mode {mode}");
+        }
         assert_eq!(p.ioctl(PROFILE_MODE, &[0; 3]), Err(ChannelError::Invalid));
+        assert_eq!(p.ioctl(PROFILE_MODE, &[0; 8]), Err(ChannelError::Invalid));
+        assert!(p.is_exclusive(), "a malformed MODE changed the mode");
 
         let set = |c: u32, e: u32| [c.to_le_bytes(), e.to_le_bytes()].concat();
         let ev_before = p.records_at(ms(2000))[0].events[3];
         p.ioctl(PROFILE_SET_EVENT, &set(3, 0x11)).unwrap();
         assert_eq!(p.event_ids(), &[0, 1, 2, 0x11]);
         assert_ne!(p.records_at(ms(2000))[0].events[3], ev_before);
-        assert_eq!(
-            p.ioctl(PROFILE_SET_EVENT, &set(4, 1)),
-            Err(ChannelError::Invalid)
-        );
-        assert_eq!(
-            p.ioctl(PROFILE_SET_EVENT, &set(u32::MAX, 1)),
-            Err(ChannelError::Invalid)
-        );
+        // Counters the board lacks: success, and nothing changes.
+        let recs = p.records_at(ms(2000));
+        for counter in [4, 7, 8, 255, u32::MAX] {
+            assert_eq!(p.ioctl(PROFILE_SET_EVENT, &set(counter, 1)), Ok(()));
+        }
+        assert_eq!(p.event_ids(), &[0, 1, 2, 0x11]);
+        assert_eq!(p.records_at(ms(2000)), recs);
         assert_eq!(
             p.ioctl(PROFILE_SET_EVENT, &[0; 4]),
+            Err(ChannelError::Invalid)
+        );
+        assert_eq!(
+            p.ioctl(PROFILE_SET_EVENT, &[0; 12]),
             Err(ChannelError::Invalid)
         );
         assert_eq!(p.ioctl(PROFILE_RESET, &[0]), Err(ChannelError::Invalid));
@@ -549,10 +571,37 @@ mod tests {
         assert!(text.contains("exclusive"), "{text}");
 
         let mut none = chan(0);
-        assert_eq!(
-            none.ioctl(PROFILE_SET_EVENT, &set(0, 1)),
-            Err(ChannelError::Invalid)
-        );
+        none.ioctl(PROFILE_SET_EVENT, &set(0, 1)).unwrap();
+        assert!(none.event_ids().is_empty());
+    }
+
+    /// What the stock host's `profiler_reset()` sends: RESET, then counters
+    /// 0..7 set to its default events, whatever the board. Every board
+    /// answers success and keeps exactly its own counters.
+    #[test]
+    fn stock_profiler_reset_on_every_counter_count() {
+        let stock = [
+            0x0039, 0x0023, 0x0024, 0x0001, 0x0003, 0xC102, 0x02CC, 0xC303,
+        ];
+        for events in [0u8, 4, 8] {
+            let mut p = chan(events);
+            p.poll(ms(1000));
+            p.ioctl(PROFILE_RESET, &[]).unwrap();
+            for (counter, &event) in stock.iter().enumerate() {
+                let args = [(counter as u32).to_le_bytes(), u32::to_le_bytes(event)].concat();
+                assert_eq!(
+                    p.ioctl(PROFILE_SET_EVENT, &args),
+                    Ok(()),
+                    "{events} counters"
+                );
+            }
+            assert_eq!(p.event_ids(), &stock[..usize::from(events)]);
+            p.poll(ms(2000));
+            let data = read_all(&mut p);
+            let recs = decode_records(&data, p.record_size(), events).unwrap();
+            assert_eq!(recs.len(), FUNCS.len());
+            assert!(recs.iter().all(|r| r.events.len() == usize::from(events)));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use proto_core::channel::ChannelEntry;
 use proto_core::host::{CamEvent, Command, HostConfig, HostEndpoint, Reply, RequestError};
 use proto_core::{ChannelFlags, ChannelId, Duration, Opcode, Status};
 use sim_device::board::Board;
-use sim_device::cam::{SimCam, SimConfig, STDIN_ID, STDOUT_ID, STREAM_ID};
+use sim_device::cam::{SimCam, SimConfig, PROFILE_ID, STDIN_ID, STDOUT_ID, STREAM_ID};
 use sim_device::fault::FaultConfig;
 use sim_device::link::SimLink;
 use sim_device::user::SnapshotChannel;
@@ -121,6 +121,53 @@ fn builtin_channels_are_those_of_section_9() {
         cam.channels()[4].flags,
         ChannelFlags::READ | ChannelFlags::LOCK
     );
+}
+
+/// The stock host's `profiler_reset()` then `profiler_mode()` both ways,
+/// on the wire, on every board: RESET, SET_EVENT on counters 0..7 (more
+/// than any board has) and MODE 0/1 are all ACKed, and the records then
+/// carry the board's own number of event totals.
+#[test]
+fn stock_profiler_sequence_is_acked_on_every_board() {
+    const STOCK_EVENTS: [u32; 8] = [
+        0x0039, 0x0023, 0x0024, 0x0001, 0x0003, 0xC102, 0x02CC, 0xC303,
+    ];
+    for board in Board::ALL {
+        let cam = SimConfig::new()
+            .board(board)
+            .in_process(|_, _| {})
+            .profiler(true)
+            .build()
+            .unwrap();
+        let mut l = link(cam);
+        ok(&mut l, Command::ioctl(PROFILE_ID, 2, &[]));
+        for (counter, event) in STOCK_EVENTS.iter().enumerate() {
+            let args = [(counter as u32).to_le_bytes(), event.to_le_bytes()].concat();
+            ok(&mut l, Command::ioctl(PROFILE_ID, 1, &args));
+        }
+        for mode in [1u32, 0, 2] {
+            ok(&mut l, Command::ioctl(PROFILE_ID, 0, &mode.to_le_bytes()));
+        }
+        l.advance(Duration::from_millis(1000));
+        ok(&mut l, Command::new(Opcode::CHANNEL_LOCK, PROFILE_ID));
+        let shape = ok(&mut l, Command::new(Opcode::CHANNEL_SHAPE, PROFILE_ID)).into_bytes();
+        let count = u32::from_le_bytes(shape[0..4].try_into().unwrap());
+        let size = u32::from_le_bytes(shape[4..8].try_into().unwrap());
+        let n = board.profile().pmu_event_count();
+        assert_eq!(
+            size as usize,
+            proto_core::profile::record_size(n),
+            "{board}"
+        );
+        assert!(count > 0, "{board}: no records");
+        let data = ok(&mut l, Command::read(PROFILE_ID, 0, count * size)).into_bytes();
+        let recs = proto_core::profile::decode_records(&data, size as usize, n).unwrap();
+        assert!(
+            recs.iter().all(|r| r.events.len() == usize::from(n)),
+            "{board}"
+        );
+        ok(&mut l, Command::new(Opcode::CHANNEL_UNLOCK, PROFILE_ID));
+    }
 }
 
 #[test]
