@@ -101,6 +101,9 @@ pub struct Camera {
     resyncs: u64,
     retry_depth: u32,
     stdout_carry: Vec<u8>,
+    /// Opcode of the last request written to the port (ACKs excluded):
+    /// which handshake step a failed connect was waiting on.
+    pub(crate) last_request: Option<Opcode>,
 }
 
 impl std::fmt::Debug for Camera {
@@ -133,6 +136,7 @@ impl Camera {
             resyncs: 0,
             retry_depth: 0,
             stdout_carry: Vec::new(),
+            last_request: None,
         }
     }
 
@@ -333,12 +337,15 @@ impl Camera {
                 attempts,
                 timeout: self.config.timeout,
             }),
-            Completion::Connected(Err(e)) => Err(Error::from_request(
-                e,
-                Opcode::PROTO_SET_CAPS,
-                0,
-                &self.port_name,
-            )),
+            Completion::Connected(Err(e)) => {
+                // Past SYNC, the handshake fails on GET_CAPS or SET_CAPS:
+                // name the one that was sent last.
+                let op = match self.last_request {
+                    Some(op) if op == Opcode::PROTO_SET_CAPS => op,
+                    _ => Opcode::PROTO_GET_CAPS,
+                };
+                Err(Error::from_request(e, op, 0, &self.port_name))
+            }
             Completion::Request(_) => Err(Error::NotConnected),
         }
     }

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use proto_core::host::{Completion, HostEndpoint};
-use proto_core::Instant;
+use proto_core::{Flags, Header, Instant};
 
 use crate::camera::Camera;
 use crate::error::{Error, Result};
@@ -45,6 +45,12 @@ impl Camera {
             let Some(port) = self.port.as_mut() else {
                 return Err(Error::NotConnected);
             };
+            // One packet per transmit; requests carry neither ACK nor NAK.
+            if let Ok(h) = Header::decode(&bytes) {
+                if !h.flags.contains(Flags::ACK) && !h.flags.contains(Flags::NAK) {
+                    self.last_request = Some(h.opcode);
+                }
+            }
             if let Err(e) = port.write_all(&bytes) {
                 return Err(self.io_error(e));
             }

@@ -363,3 +363,54 @@ fn a_port_that_only_sends_noise_fails_cleanly() {
     assert!(matches!(e, Error::ResyncFailed { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(2));
 }
+
+/// Wraps a transport and never delivers requests with opcode `swallow`.
+struct Swallow<T> {
+    inner: T,
+    swallow: proto_core::Opcode,
+    swallowed: usize,
+}
+
+impl<T: host_blocking::Transport> host_blocking::Transport for Swallow<T> {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let h = proto_core::Header::decode(buf).expect("one packet per write");
+        if h.opcode == self.swallow && h.flags == proto_core::Flags::NONE {
+            self.swallowed += 1;
+            return Ok(());
+        }
+        self.inner.write_all(buf)
+    }
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
+        self.inner.read(buf, timeout)
+    }
+    fn name(&self) -> &str {
+        "swallow"
+    }
+}
+
+#[test]
+fn a_lost_handshake_step_is_reported_with_its_own_opcode() {
+    use proto_core::Opcode;
+    init_log();
+    for op in [Opcode::PROTO_GET_CAPS, Opcode::PROTO_SET_CAPS] {
+        let sim = host_blocking::sim::EmbeddedSim::start(sim_device::cam::SimConfig::new(), |_| {})
+            .unwrap();
+        let t = Swallow {
+            inner: sim.take_link().unwrap(),
+            swallow: op,
+            swallowed: 0,
+        };
+        let mut cam = Camera::with_transport(
+            t,
+            CameraConfig::new("swallow")
+                .timeout(Duration::from_millis(60))
+                .max_retry(1),
+        );
+        let e = cam.connect().unwrap_err();
+        assert!(
+            matches!(e, Error::Timeout { op: got, .. } if got == op),
+            "{op}: {e}"
+        );
+        assert!(e.to_string().starts_with(&format!("{op}: ")), "{e}");
+    }
+}
