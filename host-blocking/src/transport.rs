@@ -172,12 +172,16 @@ impl Transport for TcpTransport {
 }
 
 /// Any `Read + Write` whose `read` returns within a bounded time on its own
-/// (a non-blocking socket, a port with its own timeout, a cursor in a test):
-/// `WouldBlock` and `TimedOut` count as "nothing yet", `Ok(0)` as closed.
+/// (a stream with a read timeout, a cursor in a test): `WouldBlock` and
+/// `TimedOut` count as "nothing yet", `Ok(0)` as closed.
 ///
 /// The `timeout` argument of [`Transport::read`] is applied only through
-/// [`IoTransport::with_timeout`]; use [`ThreadedTransport`] for readers that
-/// block indefinitely and have no timeout.
+/// [`IoTransport::with_timeout`]: give a stream that has a read timeout of
+/// its own (a `TcpStream` with `set_read_timeout`, as in its example) that
+/// way. Do not wrap a non-blocking socket: its `WouldBlock` returns at
+/// once as "nothing yet", so the driver would call `read` again
+/// immediately and busy-spin until the deadline. Use [`ThreadedTransport`]
+/// for readers that block indefinitely and have no timeout.
 pub struct IoTransport<T> {
     io: T,
     name: String,
