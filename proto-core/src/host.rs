@@ -204,7 +204,8 @@ pub enum RequestError {
         /// Negotiated maximum.
         max: u16,
     },
-    /// A system opcode on a data channel, or a channel id over 31.
+    /// A command the host cannot send: a channel id over 31. (A system
+    /// opcode on a data channel is sent as asked; the cam NAKs it INVALID.)
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
 }

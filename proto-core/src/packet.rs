@@ -19,8 +19,9 @@ pub struct Packet {
 impl Packet {
     /// Builds a packet; the header length is taken from `payload`.
     ///
-    /// Panics never: payloads longer than `u16::MAX` are rejected by
-    /// [`encode_packet`], which is what drivers use.
+    /// Never panics: for a payload longer than `u16::MAX` (which no
+    /// endpoint builds: payloads stay within max_payload) the length field
+    /// saturates.
     pub fn new(
         sequence: u8,
         channel: ChannelId,
@@ -56,7 +57,9 @@ impl Packet {
 
 /// Appends a packet with `header` (whose length field is replaced by
 /// `payload.len()`) and `payload` to `out`. With `crc` off both CRC fields
-/// are written as 0, as the stock host does.
+/// are written as 0, as the stock host does. The payload must fit the
+/// 16-bit length field (at most 65535 bytes); the endpoints never pass more
+/// than the negotiated max_payload.
 ///
 /// ```
 /// use proto_core::{header::Header, packet::encode_packet, Opcode};
