@@ -249,8 +249,11 @@ impl ProfileChannel {
             let log2 = u64::from(64 - u64::from(call_count).leading_zeros());
             let min_ticks = mean - mean / 4 * log2.min(16) / 16;
             let max_ticks = mean + mean / 2 * log2.min(16) / 16;
-            // Slightly skewed towards short calls, as real timings are.
-            let total_ticks = u64::from(call_count) * mean * 31 / 32;
+            // Slightly skewed towards short calls, as real timings are, but
+            // never outside what min and max allow: the mean of the calls
+            // (total / count) lies in [min_ticks, max_ticks].
+            let calls = u64::from(call_count);
+            let total_ticks = (calls * mean * 31 / 32).clamp(calls * min_ticks, calls * max_ticks);
             let total_cycles = total_ticks.saturating_mul(u64::from(self.cfg.cpu_mhz));
             let events = self
                 .event_ids
@@ -601,6 +604,29 @@ mod tests {
             let recs = decode_records(&data, p.record_size(), events).unwrap();
             assert_eq!(recs.len(), FUNCS.len());
             assert!(recs.iter().all(|r| r.events.len() == usize::from(events)));
+        }
+    }
+
+    /// The mean call time (total / count) lies between min and max, in
+    /// both modes, for short and long runs, on every function (a host that
+    /// checks min <= mean <= max must not see nonsense).
+    #[test]
+    fn mean_call_time_lies_between_min_and_max() {
+        for events in [0u8, 8] {
+            let mut p = chan(events);
+            for mode in [0u32, 1] {
+                p.ioctl(PROFILE_MODE, &mode.to_le_bytes()).unwrap();
+                for t in [1, 40, 600, 1000, 3_000, 60_000, 86_400_000] {
+                    for r in p.records_at(ms(t)) {
+                        let n = u64::from(r.call_count);
+                        assert!(
+                            n * u64::from(r.min_ticks) <= r.total_ticks
+                                && r.total_ticks <= n * u64::from(r.max_ticks),
+                            "mode {mode} at {t} ms: {r:?}"
+                        );
+                    }
+                }
+            }
         }
     }
 
