@@ -222,8 +222,11 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedOutcome {
     run_dice(Dice::from_seed(seed), Some(seed), opts)
 }
 
-/// Runs the simulation driven by arbitrary bytes (for fuzzers): the bytes
-/// choose the scenario and workload, then a generator seeded from them.
+/// Runs the simulation driven by arbitrary bytes (the `dst` fuzz target):
+/// the bytes are decoded draw by draw, in the order the run makes its
+/// decisions (scenario, then operations, activity and per-packet faults),
+/// then a constant-seed generator takes over (see [`Dice::from_bytes`]).
+/// A run takes as many operations as a seeded one (at most 4 phases of 31).
 pub fn run_bytes(data: &[u8], opts: &Options) -> SeedOutcome {
     run_dice(Dice::from_bytes(data), None, opts)
 }
