@@ -13,8 +13,8 @@
 //! `(record_count, record_size)`. Only functions called at least once are
 //! listed. LOCK snapshots the records so a multi-packet read is consistent;
 //! UNLOCK releases the snapshot. ioctls: [`PROFILE_MODE`] (u32: 0
-//! inclusive, 1 exclusive; any non-zero value is exclusive, as on the
-//! firmware), [`PROFILE_SET_EVENT`] (u32 counter, u32 event id; a counter
+//! inclusive, 1 exclusive; any other value is accepted, as by the
+//! firmware, and taken as exclusive), [`PROFILE_SET_EVENT`] (u32 counter, u32 event id; a counter
 //! the board does not have is ignored and still answered with success, as
 //! on the firmware), [`PROFILE_RESET`], [`PROFILE_STATS`] (writes a summary
 //! table to the cam's stdout when one is attached).
@@ -380,9 +380,10 @@ impl ChannelBackend for ProfileChannel {
         match request {
             PROFILE_MODE => {
                 let [mode] = u32_args::<1>(args)?;
-                // 0 inclusive, 1 exclusive (section 9); the firmware stores
-                // the value as given and tests it as a flag, so any other
-                // non-zero value also means exclusive.
+                // 0 inclusive, 1 exclusive (section 9), which defines no
+                // other value. The firmware ACKs any value (and profiles
+                // exclusively only for exactly 1); the sim ACKs any value
+                // too and takes every non-zero one as exclusive.
                 self.exclusive = mode != 0;
                 Ok(())
             }
@@ -533,7 +534,7 @@ mod tests {
         p.ioctl(PROFILE_MODE, &0u32.to_le_bytes()).unwrap();
         assert!(!p.is_exclusive());
         assert_eq!(p.records_at(ms(2000)), incl);
-        // Any non-zero mode is exclusive, as on the firmware.
+        // Any non-zero mode is accepted and taken as exclusive.
         for mode in [2u32, 0x100, u32::MAX] {
             p.ioctl(PROFILE_MODE, &0u32.to_le_bytes()).unwrap();
             p.ioctl(PROFILE_MODE, &mode.to_le_bytes()).unwrap();
