@@ -26,5 +26,5 @@ target_dir="$(cargo metadata --format-version 1 --no-deps \
 sim="$target_dir/release/omv-sim"
 
 echo "interop: $py tests/interop/stock_sdk.py $sim" >&2
-# A hard limit so a hung run cannot eat CI's time (it normally takes ~15 s).
+# A hard limit so a hung run cannot eat CI's time (it normally takes ~10 s after the build).
 timeout --kill-after=10 300 "$py" "$here/stock_sdk.py" "$sim" "$@"

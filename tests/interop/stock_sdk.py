@@ -11,13 +11,19 @@ path from the first stdout line and drives the sim with ``openmv.Camera``:
 version and system info, the channel list, running a script and reading its
 output, stopping a looping script, a JPEG and a raw RGB565 frame, reading
 the 1 MiB ``bulk`` channel (byte i == i % 251), writing it and reading it
-back, the poll status; then the same 1 MiB read from a second sim that drops
-2% of the packets it sends. Exits non-zero with a message on any failure.
+back, a full 1 MiB write of another pattern and its full read-back, the poll
+status, poll_events(), host_stats(), reset() and a reconnect after it. Then,
+on ``--board h7plus``, ``ae3`` and ``n6`` with ``--profiler`` (0, 4 and 8 PMU
+counters): the stock profiler_reset() (which always sets counters 0..7),
+profiler_mode() both ways, profiler_event() and read_profile(). Last, the
+same 1 MiB read from a sim that drops 2% of the packets it sends. Exits
+non-zero with a message on any failure.
 """
 
 import argparse
 import logging
 import os
+import random
 import select
 import signal
 import subprocess
@@ -248,12 +254,60 @@ def main_sim(binary, python):
         check(pattern_ok(back[5000:], 8192 - 5000, start=5000), "bytes after the write changed")
         step("channel_write 5000 bytes and read back")
 
+        # A full 1 MiB write of a pattern unlike i % 251 and not periodic (so
+        # a chunk landing at the wrong offset shows), then a full read-back.
+        big = random.Random(7).randbytes(BULK_SIZE)
+        t = time.monotonic()
+        check(cam.channel_write("bulk", big), "channel_write of 1 MiB returned False")
+        back = cam.channel_read("bulk")
+        check(back is not None and len(back) == BULK_SIZE,
+              f"read-back of the 1 MiB write has {None if back is None else len(back)} bytes")
+        if bytes(back) != big:
+            first = next(i for i in range(BULK_SIZE) if back[i] != big[i])
+            raise Failure(f"1 MiB write read back wrong from byte {first}")
+        step(f"channel_write 1 MiB and full read-back verified in {time.monotonic() - t:.2f}s")
+
         status = cam.read_status()
         for name in ("stdin", "stdout", "stream", "bulk"):
             check(name in status and isinstance(status[name], bool), f"read_status {status}")
         stats = cam.device_stats()
         check(stats["sent"] > 0 and stats["received"] > 0, f"device stats {stats}")
         step(f"read_status {status}; device stats {stats}")
+
+        # poll_events(): events that arrive while no request is in flight.
+        # stdout sends NOTIFY every 50 ms while it holds unread text, and the
+        # cam SOFT_REBOOTs when the script ends; only poll_events() runs here.
+        cam.exec("print('unread')\n")
+        events.events.clear()
+
+        def poll():
+            got = cam.poll_events()
+            check(got is None, f"poll_events() returned a response {got!r}")
+            return events.seen(2, 0xFFFF) and events.seen(0, 2)
+
+        until(5, "stdout NOTIFY and SOFT_REBOOT through poll_events()", poll)
+        check("unread" in read_output(cam, "unread", 5), "script output lost")
+        step(f"poll_events: {sorted(set(events.events))}")
+
+        host = cam.host_stats()
+        check(host["sent"] > 0 and host["received"] > 0, f"host stats {host}")
+        check(host["checksum"] == 0 and host["sequence"] == 0, f"host stats on a clean link {host}")
+        step(f"host_stats {host}")
+
+        # reset(): SYS_RESET reboots the cam; the stock host disconnects.
+        before = cam.device_stats()
+        check(cam.reset() is None and not cam.is_connected(), "connected after reset()")
+        cam, events = connect(sim.path)
+        v = cam.version()
+        check(v["firmware_version"] == (5, 0, 0), f"firmware version after reset {v}")
+        check(cam.channels_by_name.get("bulk") == names["bulk"], f"channels after reset {cam.channels_by_name}")
+        check(pattern_ok(cam.channel_read("bulk"), BULK_SIZE),
+              "bulk channel did not start fresh (i % 251) after reset")
+        after = cam.device_stats()
+        check(after["received"] < before["received"], f"device stats not reset by the reboot: {before} -> {after}")
+        cam.exec("print('after reset')\n")
+        read_output(cam, "after reset", 15)
+        step(f"reset, reconnected: fresh channels, device stats {after['received']} received")
     except BaseException:
         sys.stderr.write(f"--- omv-sim stderr (last lines) ---\n{sim.stderr_tail()}\n")
         sim.kill()
@@ -263,6 +317,103 @@ def main_sim(binary, python):
             cam.disconnect()
     sim.stop()
     step("omv-sim exited 0 on SIGTERM")
+
+
+# The stock profiler_reset() sets counters 0..7 to these, whatever the board.
+STOCK_PROFILE_EVENTS = (0x0039, 0x0023, 0x0024, 0x0001, 0x0003, 0xC102, 0x02CC, 0xC303)
+
+
+def check_profile(recs, pmu, what):
+    """Sanity of read_profile() records; returns them keyed by address."""
+    check(isinstance(recs, list) and recs, f"{what}: read_profile returned {recs!r}")
+    by_addr = {r["address"]: r for r in recs}
+    check(len(by_addr) == len(recs), f"{what}: duplicate function addresses")
+    for r in recs:
+        n = r["call_count"]
+        check(n > 0, f"{what}: a record with no calls {r}")
+        check(r["min_ticks"] <= r["max_ticks"], f"{what}: min > max {r}")
+        check(n * r["min_ticks"] <= r["total_ticks"] <= n * r["max_ticks"],
+              f"{what}: mean call time outside [min, max] {r}")
+        check(r["total_cycles"] >= r["total_ticks"], f"{what}: fewer cycles than ticks {r}")
+        check(len(r["events"]) == pmu, f"{what}: {len(r['events'])} event totals, board has {pmu}")
+        check(all(0 <= e <= r["total_cycles"] for e in r["events"]), f"{what}: event totals {r}")
+    # A caller can be missing from a snapshot (the firmware adds a record when
+    # a call returns, so a child shows before its caller's first call ends),
+    # but the tree must be there.
+    check(any(r["caller"] in by_addr for r in recs), f"{what}: no record's caller is listed")
+    return by_addr
+
+
+def read_profile(cam):
+    """The stock read_profile(), which returns None while the lock is busy
+    (the cam refuses a lock within 10 ms of the last one)."""
+    return until(2, "read_profile() to lock the profile channel", cam.read_profile, interval=0.005)
+
+
+def mean_ticks(r):
+    return r["total_ticks"] / r["call_count"]
+
+
+def profiler_sim(binary, python, board, pmu):
+    """The stock profiler calls against omv-sim --profiler on `board`."""
+    sim = Sim(binary, "--board", board, "--profiler", "--python", python, "-v")
+    step(f"omv-sim --board {board} --profiler serving on {sim.path}")
+    cam = None
+    try:
+        cam, _ = connect(sim.path)
+        check(cam.sysinfo["pmu_eventcnt"] == pmu,
+              f"{board}: pmu_eventcnt {cam.sysinfo['pmu_eventcnt']}, want {pmu}")
+        check(cam.get_channel(name="profile") == 4, f"{board}: channels {cam.channels_by_name}")
+
+        # What the stock CLI does right after connect: RESET, counters 0..7.
+        cam.profiler_reset()
+        def tree():
+            recs = cam.read_profile()
+            addrs = {r["address"] for r in recs or ()}
+            return recs if any(r["caller"] in addrs for r in recs or ()) else None
+
+        incl = check_profile(until(5, "a call tree in read_profile() after profiler_reset()", tree),
+                             pmu, f"{board} inclusive")
+
+        cam.profiler_mode(exclusive=True)
+        excl = check_profile(read_profile(cam), pmu, f"{board} exclusive")
+        cam.profiler_mode(exclusive=False)
+        incl2 = check_profile(read_profile(cam), pmu, f"{board} inclusive again")
+        common = set(incl) & set(excl) & set(incl2)
+        check(common, f"{board}: no function in all three reads")
+        for a in common:
+            # Read at different times, so a function that has no children
+            # (the same in both modes) may differ by rounding.
+            check(mean_ticks(excl[a]) <= mean_ticks(incl[a]) * 1.02 + 1,
+                  f"{board}: exclusive mean above inclusive for {a:#x}")
+            check(abs(mean_ticks(incl2[a]) - mean_ticks(incl[a])) <= 0.1 * mean_ticks(incl[a]),
+                  f"{board}: inclusive mean changed after exclusive and back for {a:#x}")
+        check(any(mean_ticks(excl[a]) < mean_ticks(incl[a]) * 0.5 for a in common),
+              f"{board}: exclusive mode changed no function's mean")
+
+        # profiler_event(): a counter the board has, and one it lacks.
+        cam.profiler_event(pmu + 1, 0x0011)
+        if pmu:
+            def ratios(recs):
+                return {a: r["events"][0] / r["total_cycles"] for a, r in recs.items()}
+            old = ratios(incl2)
+            cam.profiler_event(0, 0x0011)
+            new = ratios(check_profile(read_profile(cam), pmu, f"{board} after profiler_event"))
+            check(any(abs(new[a] - old[a]) > 1e-6 for a in set(new) & set(old)),
+                  f"{board}: counter 0's event totals did not follow profiler_event(0, 0x11)")
+        else:
+            cam.profiler_event(0, 0x0011)
+            check_profile(read_profile(cam), pmu, f"{board} after profiler_event")
+        step(f"{board}: profiler_reset, profiler_mode both ways, profiler_event and read_profile "
+             f"({len(incl)} records, {pmu} event counters)")
+    except BaseException:
+        sys.stderr.write(f"--- omv-sim stderr (last lines) ---\n{sim.stderr_tail()}\n")
+        sim.kill()
+        raise
+    finally:
+        if cam is not None:
+            cam.disconnect()
+    sim.stop()
 
 
 def drop_sim(binary, python):
@@ -300,6 +451,8 @@ def main():
         sys.exit(f"FAIL: {args.omv_sim} is not an executable")
     try:
         main_sim(args.omv_sim, sys.executable)
+        for board, pmu in (("h7plus", 0), ("ae3", 4), ("n6", 8)):
+            profiler_sim(args.omv_sim, sys.executable, board, pmu)
         drop_sim(args.omv_sim, sys.executable)
     except Failure as e:
         sys.exit(f"FAIL: {e}")
