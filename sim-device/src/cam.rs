@@ -53,6 +53,37 @@ pub const PROFILE_ID: ChannelId = ChannelId(4);
 /// Largest user byte-buffer channel (64 MiB).
 pub const MAX_CHANNEL_SIZE: usize = 64 << 20;
 
+/// Largest width or height of [`SimConfig::resolution`] (the largest raw
+/// size RAW_CFG accepts too).
+pub const MAX_RESOLUTION: u32 = crate::stream::MAX_RAW_DIM;
+
+/// Parses a resolution `WxH` ("640x480"; `X` also separates, spaces around
+/// the numbers are ignored) and checks it as [`SimConfig::resolution`]
+/// does: each side 1..=[`MAX_RESOLUTION`].
+pub fn parse_resolution(s: &str) -> Result<(u32, u32), SimError> {
+    let syntax = || SimError::ResolutionSyntax(s.to_string());
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(syntax)?;
+    let side = |v: &str| {
+        let v = v.trim();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(syntax());
+        }
+        // Too many digits for a u32 is out of range, not a syntax error.
+        Ok(v.parse::<u32>().unwrap_or(u32::MAX))
+    };
+    let (w, h) = (side(w)?, side(h)?);
+    check_resolution(w, h)?;
+    Ok((w, h))
+}
+
+fn check_resolution(width: u32, height: u32) -> Result<(), SimError> {
+    if (1..=MAX_RESOLUTION).contains(&width) && (1..=MAX_RESOLUTION).contains(&height) {
+        Ok(())
+    } else {
+        Err(SimError::Resolution { width, height })
+    }
+}
+
 /// Makes a fresh script runner (at start and after every reboot).
 pub type RunnerFactory = Arc<dyn Fn() -> Box<dyn ScriptRunner> + Send + Sync>;
 
@@ -178,6 +209,9 @@ pub struct SimConfig {
     pub channels: Vec<ChannelSpec>,
     /// Stream frames per second (`None`: the stream default, 30).
     pub fps: Option<f32>,
+    /// Size of the test pattern's frames (`None`: 320x240). See
+    /// [`resolution`](Self::resolution).
+    pub resolution: Option<(u32, u32)>,
     /// Stream images from this directory instead of the test pattern.
     pub frames_dir: Option<PathBuf>,
     /// How scripts run.
@@ -195,6 +229,7 @@ impl Default for SimConfig {
             profiler: false,
             channels: Vec::new(),
             fps: None,
+            resolution: None,
             frames_dir: None,
             engine: ScriptEngine::Python(None),
             faults: FaultConfig::default(),
@@ -233,6 +268,23 @@ pub enum SimError {
     /// A bad fps value.
     #[error("fps must be a number between 0.1 and 1000, got {0}")]
     Fps(f32),
+    /// A resolution with a side of 0 or above [`MAX_RESOLUTION`].
+    #[error("resolution must be 1x1 to {max}x{max} pixels, got {width}x{height}", max = MAX_RESOLUTION)]
+    Resolution {
+        /// The width asked for.
+        width: u32,
+        /// The height asked for.
+        height: u32,
+    },
+    /// A resolution that is not `WxH` (see [`parse_resolution`]).
+    #[error("{0:?} is not a resolution WxH (e.g. 640x480)")]
+    ResolutionSyntax(String),
+    /// A resolution and a frames directory: the resolution only sizes the
+    /// test pattern, the directory's images keep their own sizes.
+    #[error(
+        "a resolution cannot be combined with a frames directory (its images keep their own sizes)"
+    )]
+    ResolutionWithFrames,
 }
 
 impl SimConfig {
@@ -273,6 +325,19 @@ impl SimConfig {
     /// Sets the stream's frame rate.
     pub fn fps(mut self, fps: f32) -> Self {
         self.fps = Some(fps);
+        self
+    }
+
+    /// Sets the size of the test pattern's frames (default 320x240): the
+    /// JPEG frames and the raw (RGB565) frames until the host sends
+    /// RAW_CFG. Each side must be 1..=[`MAX_RESOLUTION`], or
+    /// [`build`](Self::build) fails with [`SimError::Resolution`]; it cannot
+    /// be combined with [`frames_dir`](Self::frames_dir). A JPEG frame too
+    /// large for the board's stream buffer is sent at a lower quality, then
+    /// halved until it fits; a raw frame that does not fit keeps the
+    /// default 320x240 raw size.
+    pub fn resolution(mut self, width: u32, height: u32) -> Self {
+        self.resolution = Some((width, height));
         self
     }
 
@@ -432,6 +497,12 @@ impl SimCam {
         if let Some(fps) = config.fps {
             if !(0.1..=1000.0).contains(&fps) {
                 return Err(SimError::Fps(fps));
+            }
+        }
+        if let Some((w, h)) = config.resolution {
+            check_resolution(w, h)?;
+            if config.frames_dir.is_some() {
+                return Err(SimError::ResolutionWithFrames);
             }
         }
         let profile = config.board.profile();
@@ -691,11 +762,26 @@ fn boot(
             path: dir.clone(),
             source,
         })?),
-        None => Box::new(PatternSource::default()),
+        None => match config.resolution {
+            Some((w, h)) => Box::new(PatternSource::new(w, h)),
+            None => Box::new(PatternSource::default()),
+        },
     };
     let mut sc = profile.stream_config();
     if let Some(fps) = config.fps {
         sc.fps = fps;
+    }
+    if let Some((w, h)) = config.resolution {
+        if u64::from(w) * u64::from(h) * 2 <= sc.max_frame_bytes as u64 {
+            (sc.raw_width, sc.raw_height) = (w, h);
+        } else {
+            log::info!(
+                "cam: a {w}x{h} RGB565 frame does not fit the {} byte stream buffer: raw frames stay {}x{} until RAW_CFG",
+                sc.max_frame_bytes,
+                sc.raw_width,
+                sc.raw_height
+            );
+        }
     }
     reg(
         &mut dev,
@@ -775,6 +861,29 @@ mod tests {
     }
 
     #[test]
+    fn resolutions_parse_and_are_checked() {
+        assert_eq!(parse_resolution("640x480").unwrap(), (640, 480));
+        assert_eq!(parse_resolution(" 1X1 ").unwrap(), (1, 1));
+        assert_eq!(parse_resolution("4096x4096").unwrap(), (4096, 4096));
+        for bad in [
+            "", "640", "x", "640x", "x480", "640*480", "-1x5", "6.5x4", "0x10x2", "axb",
+        ] {
+            assert!(
+                matches!(parse_resolution(bad), Err(SimError::ResolutionSyntax(_))),
+                "{bad:?}"
+            );
+        }
+        for bad in ["0x480", "640x0", "4097x1", "99999999999x1"] {
+            assert!(
+                matches!(parse_resolution(bad), Err(SimError::Resolution { .. })),
+                "{bad:?}"
+            );
+        }
+        let e = parse_resolution("0x480").unwrap_err().to_string();
+        assert_eq!(e, "resolution must be 1x1 to 4096x4096 pixels, got 0x480");
+    }
+
+    #[test]
     fn build_rejects_bad_settings() {
         let cfg = || SimConfig::new().in_process(|_, _| {});
         assert!(matches!(
@@ -794,6 +903,29 @@ mod tests {
             Err(SimError::Channel { .. })
         ));
         assert!(matches!(cfg().fps(0.0).build(), Err(SimError::Fps(_))));
+        for (w, h) in [
+            (0, 240),
+            (320, 0),
+            (0, 0),
+            (4097, 16),
+            (16, 4097),
+            (u32::MAX, u32::MAX),
+        ] {
+            assert!(
+                matches!(
+                    cfg().resolution(w, h).build(),
+                    Err(SimError::Resolution { width, height }) if (width, height) == (w, h)
+                ),
+                "{w}x{h}"
+            );
+        }
+        for (w, h) in [(1, 1), (640, 480), (4096, 4096)] {
+            assert!(cfg().resolution(w, h).build().is_ok(), "{w}x{h}");
+        }
+        assert!(matches!(
+            cfg().resolution(64, 48).frames_dir("/tmp").build(),
+            Err(SimError::ResolutionWithFrames)
+        ));
         let bad = FaultConfig {
             drop_rate: 2.0,
             ..FaultConfig::default()

@@ -373,6 +373,73 @@ fn stream_frames_jpeg_and_raw_with_lock() {
     );
 }
 
+/// Enables the stream (raw or JPEG), waits for a frame and returns its
+/// header's width, height and pixel format.
+fn next_frame_header(l: &mut SimLink<SimCam>, raw: bool) -> (u32, u32, u32) {
+    ok(
+        l,
+        Command::ioctl(STREAM_ID, STREAM_RAW_CTRL, &u32::from(raw).to_le_bytes()),
+    );
+    ok(
+        l,
+        Command::ioctl(STREAM_ID, STREAM_CTRL, &1u32.to_le_bytes()),
+    );
+    for _ in 0..50 {
+        l.advance(Duration::from_millis(20));
+        l.settle();
+        if l.request(&Command::new(Opcode::CHANNEL_LOCK, STREAM_ID))
+            .expect("link")
+            .is_ok()
+        {
+            let size = u32_of(ok(l, Command::new(Opcode::CHANNEL_SIZE, STREAM_ID)));
+            let frame = ok(l, Command::read(STREAM_ID, 0, size)).into_bytes();
+            ok(l, Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+            let word = |i: usize| u32::from_le_bytes(frame[i..i + 4].try_into().unwrap());
+            let pixfmt = word(8);
+            // A frame produced before the mode switch may still be held.
+            if (pixfmt == 0x0C03_0002) == raw {
+                ok(
+                    l,
+                    Command::ioctl(STREAM_ID, STREAM_CTRL, &0u32.to_le_bytes()),
+                );
+                return (word(0), word(4), pixfmt);
+            }
+        }
+    }
+    panic!("no {} frame", if raw { "raw" } else { "JPEG" });
+}
+
+#[test]
+fn resolution_sizes_the_pattern_frames() {
+    let cam = |w, h| {
+        SimConfig::new()
+            .in_process(|_, _| {})
+            .resolution(w, h)
+            .build()
+            .unwrap()
+    };
+    let mut l = link(cam(64, 48));
+    assert_eq!(next_frame_header(&mut l, false), (64, 48, 0x0606_0000));
+    // Raw frames take the resolution too, until RAW_CFG.
+    assert_eq!(next_frame_header(&mut l, true), (64, 48, 0x0C03_0002));
+    ok(
+        &mut l,
+        Command::ioctl(STREAM_ID, STREAM_RAW_CFG, &[32, 0, 0, 0, 24, 0, 0, 0]),
+    );
+    assert_eq!(next_frame_header(&mut l, true), (32, 24, 0x0C03_0002));
+    assert_eq!(next_frame_header(&mut l, false), (64, 48, 0x0606_0000));
+
+    // 1024x768 RGB565 (1.5 MiB) does not fit the H7 Plus's 1 MiB stream
+    // buffer: JPEG frames are 1024x768, raw ones keep the default size.
+    let mut l = link(cam(1024, 768));
+    assert_eq!(next_frame_header(&mut l, false), (1024, 768, 0x0606_0000));
+    assert_eq!(next_frame_header(&mut l, true), (320, 240, 0x0C03_0002));
+
+    // The default is 320x240.
+    let mut l = link(SimConfig::new().in_process(|_, _| {}).build().unwrap());
+    assert_eq!(next_frame_header(&mut l, false), (320, 240, 0x0606_0000));
+}
+
 #[test]
 fn malformed_requests_nak_invalid_and_the_cam_keeps_serving() {
     let cam = SimConfig::new()

@@ -123,6 +123,11 @@ fn invalid_options_print_one_line_and_exit_2() {
         &["--pty", "--tcp", "127.0.0.1:0"],
         &["--pty", "--latency-ms", "99999999"],
         &["--pty", "--fps", "0"],
+        &["--pty", "--resolution", "0x240"],
+        &["--pty", "--resolution", "640"],
+        &["--pty", "--resolution", "5000x5000"],
+        &["--pty", "--resolution", "axb"],
+        &["--pty", "--resolution", "64x48", "--frames", "/tmp"],
         &["--pty", "--frames", "/nonexistent/dir"],
         &["--tcp", "not an address"],
         &["--pty", "--bogus"],
@@ -134,6 +139,11 @@ fn invalid_options_print_one_line_and_exit_2() {
         assert!(err.starts_with("omv-sim: "), "{args:?}: {err:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+    let out = sim(&["--pty", "--resolution", "0x240"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "omv-sim: invalid value '0x240' for '--resolution <WxH>': resolution must be 1x1 to 4096x4096 pixels, got 0x240\n"
+    );
     let help = sim(&["--help"]).output().unwrap();
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--drop-rate"));

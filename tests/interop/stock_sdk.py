@@ -15,7 +15,8 @@ back, a full 1 MiB write of another pattern and its full read-back, the poll
 status, poll_events(), host_stats(), reset() and a reconnect after it. Then,
 on ``--board h7plus``, ``ae3`` and ``n6`` with ``--profiler`` (0, 4 and 8 PMU
 counters): the stock profiler_reset() (which always sets counters 0..7),
-profiler_mode() both ways, profiler_event() and read_profile(). Last, the
+profiler_mode() both ways, profiler_event() and read_profile(). A JPEG
+frame from ``--resolution 200x150``. Last, the
 same 1 MiB read from a sim that drops 2% of the packets it sends. Exits
 non-zero with a message on any failure.
 """
@@ -416,6 +417,29 @@ def profiler_sim(binary, python, board, pmu):
     sim.stop()
 
 
+def resolution_sim(binary, python):
+    """omv-sim --resolution: the stock host sees frames of that size."""
+    sim = Sim(binary, "--resolution", "200x150", "--fps", "60", "--python", python, "-v")
+    step(f"omv-sim --resolution 200x150 serving on {sim.path}")
+    cam = None
+    try:
+        cam, _ = connect(sim.path)
+        cam.streaming(True)
+        f = read_frame(cam, PIXFORMAT_JPEG, 10)
+        check((f["width"], f["height"]) == (200, 150), f"JPEG frame is {f['width']}x{f['height']}")
+        check(len(f["data"]) == 200 * 150 * 3, f"JPEG frame decoded to {len(f['data'])} bytes")
+        cam.streaming(False)
+        step(f"JPEG frame {f['width']}x{f['height']}, {f['raw_size']} bytes")
+    except BaseException:
+        sys.stderr.write(f"--- omv-sim stderr (last lines) ---\n{sim.stderr_tail()}\n")
+        sim.kill()
+        raise
+    finally:
+        if cam is not None:
+            cam.disconnect()
+    sim.stop()
+
+
 def drop_sim(binary, python):
     sim = Sim(binary, "--channel", "bulk:1M", "--drop-rate", "0.02", "--seed", "1",
               "--python", python, "-v")
@@ -453,6 +477,7 @@ def main():
         main_sim(args.omv_sim, sys.executable)
         for board, pmu in (("h7plus", 0), ("ae3", 4), ("n6", 8)):
             profiler_sim(args.omv_sim, sys.executable, board, pmu)
+        resolution_sim(args.omv_sim, sys.executable)
         drop_sim(args.omv_sim, sys.executable)
     except Failure as e:
         sys.exit(f"FAIL: {e}")

@@ -65,6 +65,9 @@ struct Cli {
     /// Stream the PNG/JPEG images of DIR instead of the test pattern.
     #[arg(long, value_name = "DIR")]
     frames: Option<PathBuf>,
+    /// Size WxH of the test pattern's frames (default 320x240; each side 1 to 4096).
+    #[arg(long, value_name = "WxH", value_parser = resolution)]
+    resolution: Option<(u32, u32)>,
     /// Stream frame rate (0.1 to 1000).
     #[arg(long, value_name = "N", value_parser = fps)]
     fps: Option<f32>,
@@ -89,6 +92,10 @@ fn probability(s: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err(format!("{s:?} is not a probability between 0 and 1")),
     }
+}
+
+fn resolution(s: &str) -> Result<(u32, u32), String> {
+    sim_device::cam::parse_resolution(s).map_err(|e| e.to_string())
 }
 
 fn fps(s: &str) -> Result<f32, String> {
@@ -190,6 +197,9 @@ fn main() -> ExitCode {
     }
     if let Some(f) = cli.fps {
         config = config.fps(f);
+    }
+    if let Some((w, h)) = cli.resolution {
+        config = config.resolution(w, h);
     }
     if let Some(d) = cli.frames {
         config = config.frames_dir(d);
