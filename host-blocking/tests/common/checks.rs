@@ -1,0 +1,665 @@
+//! The `Camera` checks run against the standard cam both in memory
+//! (`tests/camera.rs`) and over a pseudo-terminal (`tests/pty.rs`).
+//! Each takes a connected camera (and the sim, where it asks the cam side).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use host_blocking::events::{Event, EventKind};
+use host_blocking::sim::EmbeddedSim;
+use host_blocking::symbols::SymbolTable;
+use host_blocking::types::ProfileEntry;
+use host_blocking::{Camera, Error};
+use proto_core::frame::PixFormat;
+use proto_core::host::Reply;
+use proto_core::{ChannelFlags, ChannelId, Opcode, Status};
+use sim_device::user::BufferChannel;
+
+use super::{capture_log, elf_with_functions, eventually, pattern, wait_until, ScriptLog};
+
+/// Versions, system information (and its log block), memory, statistics.
+pub fn introspection(sim: &EmbeddedSim, cam: &mut Camera) {
+    assert!(cam.is_connected());
+    assert_eq!(cam.caps().max_payload, 4082);
+    let v = cam.version().unwrap();
+    assert_eq!(v.protocol, [1, 0, 2]);
+    assert_eq!(v.firmware, [5, 0, 0]);
+    let want = sim.with_cam(|c| c.board().sysinfo).unwrap();
+    let s = cam.system_info().unwrap();
+    assert_eq!(s.raw, want);
+    assert_eq!(s.cpu_id, want.cpu_id);
+    assert_eq!(s.device_id, want.device_id);
+    assert_eq!(s.chip_id, want.chip_id);
+    assert_eq!((s.usb_vid, s.usb_pid), (want.usb_vid(), want.usb_pid()));
+    assert_eq!(s.pmu_eventcnt, want.caps().pmu_eventcnt());
+    assert!(s.pmu_present && s.npu_present);
+    assert_eq!(s.flash_size_kb, want.flash_kb);
+    assert_eq!(s.ram_size_kb, want.ram_kb);
+    assert_eq!(s.framebuffer_size_kb, want.framebuffer_kb);
+    assert_eq!(s.stream_buffer_size_kb, want.stream_buffer_kb);
+    let lines = cam.system_info_lines().unwrap();
+    assert!(lines.iter().any(|l| l == "Firmware version: 5.0.0"));
+    assert!(lines.iter().any(|l| l == "Profiler: Available"));
+    assert!(lines.iter().any(|l| l.starts_with("  PMU: Yes (")));
+    assert_eq!(lines.first().unwrap(), "=== OpenMV System Information ===");
+    assert!(lines
+        .iter()
+        .any(|l| l == &format!("CPU ID: 0x{:08X}", want.cpu_id)));
+    // print_system_info logs exactly those lines, from the cache.
+    let sent = cam.host_stats().sent;
+    let ((), logged) = capture_log(|| cam.print_system_info());
+    assert_eq!(logged, lines);
+    assert_eq!(cam.host_stats().sent, sent, "nothing was sent");
+    let m = cam.memory_stats().unwrap();
+    assert_eq!(m.entries.len(), 2);
+    let h = cam.host_stats();
+    assert!(h.sent >= 7 && h.received >= 7, "{h:?}");
+    assert_eq!(h.checksum + h.sequence + h.timeouts, 0);
+    let d = cam.device_stats().unwrap();
+    assert!(d.received >= 7, "{d:?}");
+    assert_eq!(d.checksum_errors, 0);
+    assert_eq!(cam.resync_count(), 1);
+}
+
+/// Lookups by name and by id (unknown ones are `None`), the raw list, a refresh.
+pub fn channel_lookup(cam: &mut Camera) {
+    let stdin = cam.get_channel("stdin").unwrap().unwrap();
+    assert_eq!(stdin.id, ChannelId(1));
+    assert!(stdin.flags.contains(ChannelFlags::EXEC));
+    let stream = cam.get_channel(ChannelId(3)).unwrap().unwrap();
+    assert_eq!(stream.name, "stream");
+    assert_eq!(cam.get_channel("stream").unwrap(), Some(stream));
+    assert_eq!(
+        cam.get_channel_name(ChannelId(2)).unwrap().as_deref(),
+        Some("stdout")
+    );
+    assert_eq!(cam.get_channel_id("bulk").unwrap(), Some(ChannelId(5)));
+    // Unknown id and name: None, never an error or a panic.
+    assert_eq!(cam.get_channel(ChannelId(30)).unwrap(), None);
+    assert_eq!(cam.get_channel(ChannelId(200)).unwrap(), None);
+    assert_eq!(cam.get_channel_name(ChannelId(31)).unwrap(), None);
+    assert_eq!(cam.get_channel("nope").unwrap(), None);
+    assert!(cam.has_channel("locky").unwrap());
+    assert!(!cam.has_channel("nope").unwrap());
+    let raw = cam.channel_list().unwrap();
+    assert_eq!(raw, cam.channels().unwrap());
+    let ids: Vec<u8> = raw.iter().map(|c| c.id.0).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4, 5, 6]);
+    cam.update_channels().unwrap();
+    let names: Vec<String> = cam
+        .channels()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["usb", "stdin", "stdout", "stream", "profile", "bulk", "locky"]
+    );
+}
+
+/// `update_channels` on a camera with events off: no registration event
+/// marks the cache stale, so only the explicit refresh finds a new channel.
+pub fn update_channels(sim: &EmbeddedSim, cam: &mut Camera) {
+    assert!(!cam.caps().flags.events());
+    let id = sim
+        .with_cam(|c| c.register_channel("quiet", Box::new(BufferChannel::from_bytes(vec![4; 7]))))
+        .unwrap()
+        .unwrap();
+    assert!(sim
+        .with_cam(move |c| c.channel_id("quiet") == Some(id))
+        .unwrap());
+    assert_eq!(
+        cam.get_channel("quiet").unwrap(),
+        None,
+        "the cache is not refreshed"
+    );
+    assert_eq!(cam.channels().unwrap().len(), 7);
+    cam.update_channels().unwrap();
+    let e = cam
+        .get_channel("quiet")
+        .unwrap()
+        .expect("listed after update_channels");
+    assert_eq!(e.id, id);
+    assert_eq!(cam.channels().unwrap().len(), 8);
+    assert_eq!(
+        cam.channel_read("quiet", None).unwrap().unwrap(),
+        vec![4; 7]
+    );
+    assert_eq!(cam.event_state().total, 0);
+}
+
+/// Size, read and write by name; unknown names; a refused read.
+pub fn channel_by_name(cam: &mut Camera) {
+    assert_eq!(cam.channel_size("bulk").unwrap(), 1 << 20);
+    assert_eq!(cam.channel_size("locky").unwrap(), 64 << 10);
+    assert_eq!(cam.channel_size("nope").unwrap(), 0);
+    let all = cam.channel_read("bulk", None).unwrap().unwrap();
+    assert_eq!(all, pattern(0, 1 << 20));
+    assert_eq!(
+        cam.channel_read("bulk", Some(1000)).unwrap().unwrap(),
+        pattern(0, 1000)
+    );
+    assert_eq!(
+        cam.channel_read("bulk", Some(0)).unwrap().unwrap(),
+        Vec::<u8>::new()
+    );
+    assert_eq!(cam.channel_read("nope", None).unwrap(), None);
+    // A multi-packet write (split at max_payload - 8), read back.
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    assert!(cam.channel_write("bulk", &data).unwrap());
+    assert_eq!(
+        cam.channel_read("bulk", Some(20_000)).unwrap().unwrap(),
+        data
+    );
+    // Only the written bytes changed.
+    let id = cam.get_channel_id("bulk").unwrap().unwrap();
+    assert_eq!(
+        cam.channel_read_at(id, 20_000, 100).unwrap(),
+        pattern(20_000, 100)
+    );
+    assert!(!cam.channel_write("nope", b"x").unwrap());
+    // Past the end: the cam refuses, typed.
+    let e = cam.channel_read_at(id, (1 << 20) - 10, 100).unwrap_err();
+    assert!(e.is_nak(Status::FAILED), "{e}");
+    assert!(cam.is_connected());
+}
+
+/// The by-id primitives at offsets, shapes, ioctls and the poll bitmap.
+pub fn by_id_primitives(cam: &mut Camera) {
+    let id = cam.get_channel_id("bulk").unwrap().unwrap();
+    assert_eq!(cam.channel_size_at(id).unwrap(), 1 << 20);
+    assert_eq!(
+        cam.channel_read_at(id, 12_345, 9000).unwrap(),
+        pattern(12_345, 9000)
+    );
+    cam.channel_write_at(id, 100_000, &[0xAA; 10_000]).unwrap();
+    let back = cam.channel_read_at(id, 99_999, 10_002).unwrap();
+    assert_eq!(back[0], pattern(99_999, 1)[0]);
+    assert!(back[1..10_001].iter().all(|&b| b == 0xAA));
+    assert_eq!(back[10_001], pattern(110_000, 1)[0]);
+    assert_eq!(cam.channel_read_at(id, 5, 0).unwrap(), Vec::<u8>::new());
+    assert!(matches!(
+        cam.channel_read_at(id, u32::MAX, 2),
+        Err(Error::InvalidArgument(_))
+    ));
+    // Shape of a channel without one, ioctl a channel does not know.
+    let e = cam.channel_shape(id).unwrap_err();
+    assert!(e.is_nak(Status::INVALID), "{e}");
+    let e = cam.channel_ioctl(id, 99, &[]).unwrap_err();
+    assert!(e.is_nak(Status::INVALID), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "CHANNEL_IOCTL on channel 5: the cam answered NAK INVALID"
+    );
+    // The profile channel's shape: (records, record size), and the record
+    // size follows the board's PMU counters.
+    let profile = cam.get_channel_id("profile").unwrap().unwrap();
+    let shape = cam.channel_shape(profile).unwrap();
+    let pmu = cam.system_info().unwrap().pmu_eventcnt;
+    let dims = shape.dims();
+    assert_eq!(dims.len(), 2);
+    assert_eq!(
+        dims[1] as usize,
+        proto_core::profile::record_size(pmu),
+        "{dims:?}"
+    );
+    let poll = cam.channel_poll().unwrap();
+    assert!(poll.is_ready(profile));
+    assert!(cam.channel_ioctl_u32(profile, 0, &[0]).unwrap().is_empty());
+}
+
+/// Raw requests by opcode: answers, NAKs, a refused oversize payload.
+pub fn raw_requests(cam: &mut Camera) {
+    let r = cam
+        .request(Opcode::PROTO_VERSION, ChannelId::SYSTEM, &[])
+        .unwrap();
+    let Some(Reply::Data(d)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(&d[..3], &[1, 0, 2]);
+    assert_eq!(&d[6..9], &[5, 0, 0], "firmware version");
+    // A raw CHANNEL_READ: exact bytes at the offset.
+    let mut args = Vec::new();
+    args.extend_from_slice(&1000u32.to_le_bytes());
+    args.extend_from_slice(&16u32.to_le_bytes());
+    let r = cam
+        .request(Opcode::CHANNEL_READ, ChannelId(5), &args)
+        .unwrap();
+    assert_eq!(r, Some(Reply::Data(pattern(1000, 16).into())));
+    // A lock is answered with a bare ACK.
+    let r = cam
+        .request(Opcode::CHANNEL_LOCK, ChannelId(6), &[])
+        .unwrap();
+    assert_eq!(r, Some(Reply::Ack));
+    cam.request(Opcode::CHANNEL_UNLOCK, ChannelId(6), &[])
+        .unwrap();
+    let e = cam
+        .request(Opcode(0x77), ChannelId::SYSTEM, &[])
+        .unwrap_err();
+    assert!(e.is_nak(Status::INVALID));
+    // A system opcode on a data channel is refused by the cam.
+    let e = cam
+        .request(Opcode::SYS_INFO, ChannelId(2), &[])
+        .unwrap_err();
+    assert!(e.is_nak(Status::INVALID));
+    // A malformed read (short payload) is refused, the link survives.
+    let e = cam
+        .request(Opcode::CHANNEL_READ, ChannelId(5), &[1, 2, 3])
+        .unwrap_err();
+    assert!(e.is_nak(Status::INVALID));
+    // Too long for max_payload: refused before sending.
+    let big = vec![0u8; 5000];
+    assert!(matches!(
+        cam.request(Opcode::CHANNEL_WRITE, ChannelId(5), &big),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(cam.is_connected());
+    assert_eq!(
+        cam.channel_read("bulk", Some(3)).unwrap().unwrap(),
+        pattern(0, 3)
+    );
+}
+
+/// The lock guard: BUSY while held, unlocked on drop, released by a resync.
+pub fn lock_guard(cam: &mut Camera) {
+    let id = cam.get_channel_id("locky").unwrap().unwrap();
+    {
+        let mut g = cam.lock_channel(id).unwrap().expect("lock granted");
+        assert!(g.is_held());
+        assert_eq!(g.id(), id);
+        // Held: another lock is refused (BUSY is `false`, not an error).
+        assert!(!g.channel_lock(id).unwrap());
+        assert_eq!(g.channel_read_at(id, 0, 16).unwrap(), pattern(0, 16));
+    }
+    std::thread::sleep(Duration::from_millis(15)); // lock_interval
+    assert!(cam.channel_lock(id).unwrap(), "the guard unlocked on drop");
+    assert!(cam.channel_unlock(id).unwrap());
+    std::thread::sleep(Duration::from_millis(15));
+    // Explicit unlock, then drop does nothing more.
+    let mut g = cam.lock_channel(id).unwrap().unwrap();
+    assert!(g.unlock().unwrap());
+    assert!(!g.is_held());
+    drop(g);
+    std::thread::sleep(Duration::from_millis(15));
+    // A resync releases every lock: the guard knows.
+    let mut g = cam.lock_channel(id).unwrap().unwrap();
+    g.resync().unwrap();
+    assert!(!g.is_held());
+    drop(g);
+    std::thread::sleep(Duration::from_millis(15));
+    assert!(cam.channel_lock(id).unwrap());
+    // A channel without lock support.
+    let bulk = cam.get_channel_id("bulk").unwrap().unwrap();
+    assert!(cam.lock_channel(bulk).is_err());
+}
+
+/// `resync` called directly: a new handshake, and the cam released the
+/// lock it held (without the resync, a second lock is BUSY).
+pub fn resync(cam: &mut Camera) {
+    let id = cam.get_channel_id("locky").unwrap().unwrap();
+    let before = cam.resync_count();
+    assert!(cam.channel_lock(id).unwrap());
+    std::thread::sleep(Duration::from_millis(15));
+    assert!(!cam.channel_lock(id).unwrap(), "still held");
+    cam.resync().unwrap();
+    assert_eq!(cam.resync_count(), before + 1);
+    assert!(cam.is_connected());
+    std::thread::sleep(Duration::from_millis(15));
+    assert!(cam.channel_lock(id).unwrap(), "the cam released the lock");
+    assert!(cam.channel_unlock(id).unwrap());
+    assert_eq!(
+        cam.channel_read("bulk", Some(10)).unwrap().unwrap(),
+        pattern(0, 10)
+    );
+}
+
+/// exec / stop / read_stdout, the event handler, the pending queue and the
+/// script started/stopped tracking.
+pub fn scripts_and_events(cam: &mut Camera, log: &ScriptLog) {
+    let seen: Arc<Mutex<Vec<EventKind>>> = Arc::default();
+    let s2 = seen.clone();
+    cam.set_event_handler(move |e: &Event| s2.lock().unwrap().push(e.kind));
+    assert_eq!(cam.script_running(), None, "no stdin event yet");
+    let script = "print('hello')\n# forever\n";
+    cam.exec(script).unwrap();
+    assert!(wait_until(cam, 5, |c| c.script_running() == Some(true)));
+    let mut out = String::new();
+    assert!(wait_until(cam, 5, |c| {
+        if let Some(t) = c.read_stdout().unwrap() {
+            out.push_str(&t);
+        }
+        out.contains(&format!("ran {} bytes", script.len()))
+    }));
+    assert_eq!(out, format!("ran {} bytes\n", script.len()));
+    let id = cam.get_channel_id("stdin").unwrap().unwrap();
+    assert!(
+        cam.read_status().unwrap().ready_id(id),
+        "stdin polls true while running"
+    );
+    let st = cam.event_state();
+    assert_eq!((st.scripts_started, st.scripts_stopped), (1, 0));
+    cam.stop().unwrap();
+    assert!(wait_until(cam, 5, |c| c.script_running() == Some(false)));
+    assert!(!cam.read_status().unwrap().ready("stdin"));
+    assert_eq!(
+        log.lock().unwrap().as_slice(),
+        [b"print('hello')\n# forever\n".to_vec()]
+    );
+    let kinds = seen.lock().unwrap().clone();
+    assert!(kinds.contains(&EventKind::ScriptStarted));
+    assert!(kinds.contains(&EventKind::ScriptStopped));
+    let started = kinds.iter().position(|k| *k == EventKind::ScriptStarted);
+    let stopped = kinds.iter().position(|k| *k == EventKind::ScriptStopped);
+    assert!(started < stopped, "{kinds:?}");
+    let pending: Vec<EventKind> = cam.pending_events().map(|e| e.kind).collect();
+    assert_eq!(pending, kinds, "the queue holds what the handler saw");
+    let taken: Vec<EventKind> = cam.take_events().iter().map(|e| e.kind).collect();
+    assert_eq!(taken, kinds);
+    assert!(cam.pending_events().next().is_none());
+    let st = cam.event_state();
+    assert_eq!((st.scripts_started, st.scripts_stopped), (1, 1));
+    assert_eq!(st.total as usize, kinds.len());
+    // Large script: several packets, exactly once.
+    let big = "x = 1\n".repeat(3000);
+    cam.exec(&big).unwrap();
+    assert!(wait_until(cam, 5, |_| log.lock().unwrap().len() == 2));
+    assert_eq!(log.lock().unwrap()[1], big.as_bytes());
+    assert!(matches!(cam.exec(""), Err(Error::InvalidArgument(_))));
+    // No output waiting: None.
+    while cam.read_stdout().unwrap().is_some() {}
+    assert_eq!(cam.read_stdout().unwrap(), None);
+    // Without a handler, events still reach the queue.
+    cam.clear_event_handler();
+    let n = seen.lock().unwrap().len();
+    cam.exec("print(2)").unwrap();
+    assert!(wait_until(cam, 5, |c| c
+        .pending_events()
+        .any(|e| e.kind == EventKind::ScriptStarted)));
+    assert_eq!(seen.lock().unwrap().len(), n, "the handler was removed");
+}
+
+/// Frames (JPEG, raw RGB565) and the frame-ready tracking.
+pub fn streaming(cam: &mut Camera) {
+    assert!(matches!(
+        cam.streaming(true, true, None),
+        Err(Error::InvalidArgument(_))
+    ));
+    // Not streaming: no frame, like the stock None.
+    assert!(cam.read_frame().unwrap().is_none());
+    assert!(!cam.frame_ready());
+    cam.streaming(true, false, None).unwrap();
+    assert!(wait_until(cam, 5, |c| c.frame_ready()));
+    let mut frame = None;
+    assert!(wait_until(cam, 5, |c| {
+        frame = c.read_frame().unwrap();
+        frame.is_some()
+    }));
+    let f = frame.unwrap();
+    assert_eq!(f.pixfmt, PixFormat::JPEG);
+    assert_eq!((f.width, f.height), (320, 240));
+    assert_eq!(f.rgb.pixels.len(), 320 * 240 * 3);
+    assert_eq!(f.depth as usize, f.raw_size);
+    assert!(f.fps.is_some());
+    // Raw RGB565 at a chosen size.
+    cam.streaming(true, true, Some((64, 48))).unwrap();
+    let mut raw = None;
+    assert!(wait_until(cam, 5, |c| {
+        raw = c
+            .read_frame_raw()
+            .unwrap()
+            .filter(|r| r.header.pixfmt != PixFormat::JPEG);
+        raw.is_some()
+    }));
+    let r = raw.unwrap();
+    assert_eq!((r.header.width, r.header.height), (64, 48));
+    assert_eq!(r.header.pixfmt, PixFormat::RGB565);
+    assert_eq!(r.data.len(), 64 * 48 * 2);
+    let f = r.decode().unwrap();
+    assert_eq!(f.rgb.pixels.len(), 64 * 48 * 3);
+    // Frame-ready tracking: set by the stream's event, cleared by the
+    // read. With streaming off no new frame comes: the last one produced
+    // is read once, then there is none.
+    assert!(wait_until(cam, 5, |c| c.frame_ready()));
+    cam.streaming(false, false, None).unwrap();
+    cam.wait_events(Duration::from_millis(50)).unwrap();
+    assert!(cam.frame_ready(), "a frame waits unread");
+    let f = cam.read_frame().unwrap().expect("the waiting frame");
+    // Turning streaming off sends RAW_CTRL 0 first: the last frame may be JPEG.
+    assert!(
+        matches!(
+            (f.pixfmt, f.width, f.height),
+            (PixFormat::RGB565, 64, 48) | (PixFormat::JPEG, 320, 240)
+        ),
+        "{} {}x{}",
+        f.pixfmt,
+        f.width,
+        f.height
+    );
+    assert!(!cam.frame_ready(), "reading the frame clears the flag");
+    cam.wait_events(Duration::from_millis(100)).unwrap();
+    assert!(!cam.frame_ready(), "no new frame while streaming is off");
+    assert!(cam.read_frame().unwrap().is_none());
+    assert!(cam.event_state().total > 0);
+}
+
+/// A channel registered (and unregistered) at run time: its event
+/// refreshes the channel cache before the next lookup.
+pub fn channel_registration(sim: &EmbeddedSim, cam: &mut Camera) {
+    assert_eq!(cam.get_channel("late").unwrap(), None);
+    let changes = cam.event_state().channel_changes;
+    let id = sim
+        .with_cam(|c| c.register_channel("late", Box::new(BufferChannel::from_bytes(vec![9; 33]))))
+        .unwrap()
+        .unwrap();
+    // The registration event makes the next lookup refresh the cache.
+    assert!(wait_until(cam, 5, |c| c.event_state().channel_changes > changes));
+    let e = cam
+        .get_channel("late")
+        .unwrap()
+        .expect("found after refresh");
+    assert_eq!(e.id, id);
+    assert!(e.flags.contains(ChannelFlags::DYNAMIC));
+    assert_eq!(
+        cam.get_channel(id).unwrap().map(|e| e.name).as_deref(),
+        Some("late")
+    );
+    assert_eq!(
+        cam.channel_read("late", None).unwrap().unwrap(),
+        vec![9; 33]
+    );
+    assert!(cam
+        .take_events()
+        .iter()
+        .any(|e| e.kind == EventKind::ChannelRegistered));
+    // And an unregistration.
+    sim.with_cam(move |c| c.unregister_channel(id).is_some())
+        .unwrap();
+    assert!(wait_until(cam, 5, |c| c.event_state().channel_changes > changes + 1));
+    assert_eq!(cam.get_channel("late").unwrap(), None);
+    assert_eq!(cam.get_channel(id).unwrap(), None);
+}
+
+/// Reads the profile, waiting for the first records.
+fn profile(cam: &mut Camera, symbols: Option<&SymbolTable>) -> Vec<ProfileEntry> {
+    let mut recs = None;
+    assert!(wait_until(cam, 3, |c| {
+        recs = c.read_profile(symbols).unwrap();
+        recs.is_some()
+    }));
+    recs.unwrap()
+}
+
+/// Reads the profile until it lists a function together with its caller.
+fn profile_with_callers(cam: &mut Camera) -> Vec<ProfileEntry> {
+    let mut recs = Vec::new();
+    let has_caller = |recs: &[ProfileEntry]| {
+        recs.iter()
+            .any(|r| recs.iter().any(|q| q.record.caller == r.record.address))
+    };
+    assert!(wait_until(cam, 3, |c| {
+        recs = c.read_profile(None).unwrap().unwrap_or_default();
+        has_caller(&recs)
+    }));
+    recs
+}
+
+/// Average ticks per call, by function address.
+fn averages(recs: &[ProfileEntry]) -> std::collections::HashMap<u32, u64> {
+    recs.iter()
+        .map(|r| {
+            let calls = u64::from(r.record.call_count.max(1));
+            (r.record.address, r.record.total_ticks / calls)
+        })
+        .collect()
+}
+
+/// The profiler: event selection and mode as the cam applies them,
+/// records, names from a firmware ELF.
+pub fn profiler(cam: &mut Camera) {
+    let pmu = cam.system_info().unwrap().pmu_eventcnt as usize;
+    assert!(pmu >= 2, "the standard board has PMU counters");
+    // Default events: distinct ids, so counters 0 and 1 differ somewhere.
+    cam.profiler_reset(None).unwrap();
+    let recs = profile(cam, None);
+    assert!(!recs.is_empty());
+    assert!(recs
+        .iter()
+        .all(|r| r.record.events.len() == pmu && r.function.is_none()));
+    assert!(recs.iter().any(|r| r.record.call_count > 0));
+    assert!(
+        recs.iter()
+            .any(|r| r.record.events[0] != r.record.events[1]),
+        "{recs:?}"
+    );
+    // profiler_event: both counters on one event count the same.
+    cam.profiler_event(0, 0x11).unwrap();
+    cam.profiler_event(1, 0x11).unwrap();
+    let recs = profile(cam, None);
+    assert!(
+        recs.iter()
+            .all(|r| r.record.events[0] == r.record.events[1]),
+        "{recs:?}"
+    );
+    // profiler_mode: exclusive timing leaves the callees' time out of their
+    // callers, so no function takes longer per call than inclusively (but
+    // for the few % or 1 tick the averages drift as calls accumulate), and a caller
+    // (the main loop) far less.
+    cam.profiler_mode(true).unwrap();
+    let excl = averages(&profile_with_callers(cam));
+    cam.profiler_mode(false).unwrap();
+    let incl = averages(&profile_with_callers(cam));
+    let mut much_shorter = 0;
+    for (addr, e) in &excl {
+        let i = incl[addr];
+        assert!(
+            e * 100 <= i * 105 + 100,
+            "{addr:#x}: exclusive {e} > inclusive {i}"
+        );
+        much_shorter += usize::from(e * 2 <= i);
+    }
+    assert!(much_shorter > 0, "exclusive {excl:?} inclusive {incl:?}");
+
+    // Names from a firmware ELF whose functions sit at the records' addresses.
+    let recs = profile(cam, None);
+    let elf = elf_with_functions(recs.iter().map(|r| r.record.address));
+    let table = SymbolTable::from_elf_bytes(&elf).unwrap();
+    let known: Vec<u32> = recs.iter().map(|r| r.record.address).collect();
+    let named = profile(cam, Some(&table));
+    let mut matched = 0;
+    for r in &named {
+        if known.contains(&r.record.address) {
+            let want = format!("f_{:x}", r.record.address);
+            assert_eq!(r.function.as_deref(), Some(want.as_str()));
+            matched += 1;
+        }
+        if known.contains(&r.record.caller) {
+            assert_eq!(r.caller.clone(), Some(format!("f_{:x}", r.record.caller)));
+        }
+    }
+    assert!(matched > 0);
+    cam.profiler_reset(Some(&[0x39, 0x23])).unwrap();
+}
+
+/// set_capabilities / update_capabilities, honoured on the wire.
+pub fn capabilities(cam: &mut Camera) {
+    cam.set_capabilities(|c| {
+        c.max_payload = 256;
+        c.ack = false;
+    })
+    .unwrap();
+    assert_eq!(cam.caps().max_payload, 256);
+    assert!(!cam.caps().flags.ack());
+    let sent = cam.host_stats().sent;
+    assert_eq!(
+        cam.channel_read("bulk", Some(70_000)).unwrap().unwrap(),
+        pattern(0, 70_000)
+    );
+    cam.channel_write("bulk", &[5; 1000]).unwrap();
+    assert_eq!(
+        cam.channel_read("bulk", Some(1000)).unwrap().unwrap(),
+        vec![5; 1000]
+    );
+    // No ACKs: the host sent only requests (a few per read), no ACK per fragment.
+    assert!(cam.host_stats().sent - sent < 20, "{:?}", cam.host_stats());
+    cam.update_capabilities().unwrap();
+    assert_eq!(cam.caps().max_payload, 256);
+    assert!(cam.set_capabilities(|c| c.max_payload = 10).is_err());
+    // A resync renegotiates the configured caps.
+    cam.resync().unwrap();
+    assert_eq!(cam.caps().max_payload, 256);
+    assert!(!cam.caps().flags.ack());
+    // And back to the defaults.
+    cam.set_capabilities(|c| {
+        c.max_payload = 4096;
+        c.ack = true;
+    })
+    .unwrap();
+    assert_eq!(cam.caps().max_payload, 4082);
+    assert!(cam.caps().flags.ack());
+    assert_eq!(
+        cam.channel_read("bulk", Some(5000)).unwrap().unwrap()[1000..],
+        pattern(1000, 4000)[..]
+    );
+}
+
+/// poll_events never waits; wait_events waits for the first event.
+pub fn poll_and_wait_events(cam: &mut Camera) {
+    assert_eq!(cam.poll_events().unwrap(), 0);
+    let t = Instant::now();
+    assert_eq!(cam.wait_events(Duration::from_millis(100)).unwrap(), 0);
+    assert!(t.elapsed() >= Duration::from_millis(95));
+    cam.streaming(true, false, None).unwrap();
+    let total = cam.event_state().total;
+    let t = Instant::now();
+    let n = cam.wait_events(Duration::from_secs(2)).unwrap();
+    assert!(n > 0);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "returns at the first event"
+    );
+    assert_eq!(cam.event_state().total, total + n);
+    // Events already sent are taken in by poll_events without waiting.
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let total = cam.event_state().total;
+    let n = cam.poll_events().unwrap();
+    assert!(n > 0, "frames were announced meanwhile");
+    assert_eq!(cam.event_state().total, total + n);
+    assert!(t.elapsed() < Duration::from_millis(100));
+    assert!(cam.frame_ready());
+    cam.streaming(false, false, None).unwrap();
+}
+
+/// `boot` (SYS_BOOT, no answer) closes the port and the cam reboots (the
+/// simulator has no bootloader). The link must outlive the port.
+pub fn boot(sim: &EmbeddedSim, cam: &mut Camera) {
+    assert_eq!(sim.with_cam(|c| c.stats().reboots), Some(0));
+    cam.boot().unwrap();
+    assert!(!cam.is_connected());
+    assert!(matches!(cam.version(), Err(Error::NotConnected)));
+    assert!(
+        eventually(3, || sim.with_cam(|c| c.stats().reboots) == Some(1)),
+        "the cam did not reboot"
+    );
+}
