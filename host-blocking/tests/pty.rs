@@ -1,12 +1,15 @@
 //! End-to-end over a pseudo-terminal: the host opens the pty's slave as a
 //! serial port (through the `serialport` crate), exactly as it opens a USB
-//! cam, while sim-device serves a SimCam on the master.
+//! cam, while sim-device serves a SimCam on the master. The checks shared
+//! with the in-memory tests are in `common/checks.rs` and
+//! `common/frames.rs`; each test here has its own pty.
 #![cfg(unix)]
 
 mod common;
 
 use std::time::Duration;
 
+use common::frames::{check_every_pixel_format, check_malformed_frames, frame_rig_pty};
 use common::*;
 use host_blocking::sim::EmbeddedSim;
 use host_blocking::{Camera, CameraConfig};
@@ -137,4 +140,133 @@ fn two_hosts_in_turn_on_one_pty() {
         );
         cam.disconnect();
     }
+}
+
+#[test]
+fn introspection_and_print_system_info_over_a_pty() {
+    let (sim, mut cam, _) = standard_pty();
+    checks::introspection(&sim, &mut cam);
+}
+
+#[test]
+fn channel_lookup_by_name_and_id_over_a_pty() {
+    checks::channel_lookup(&mut standard_pty().1);
+}
+
+#[test]
+fn update_channels_over_a_pty() {
+    let (sim, mut cam, _) = standard_pty_with(|c| c.events(false));
+    checks::update_channels(&sim, &mut cam);
+}
+
+#[test]
+fn channel_size_read_write_by_name_over_a_pty() {
+    checks::channel_by_name(&mut standard_pty().1);
+}
+
+#[test]
+fn by_id_primitives_and_shape_over_a_pty() {
+    checks::by_id_primitives(&mut standard_pty().1);
+}
+
+#[test]
+fn raw_requests_over_a_pty() {
+    checks::raw_requests(&mut standard_pty().1);
+}
+
+#[test]
+fn lock_guard_over_a_pty() {
+    checks::lock_guard(&mut standard_pty().1);
+}
+
+#[test]
+fn resync_over_a_pty() {
+    checks::resync(&mut standard_pty().1);
+}
+
+#[test]
+fn scripts_event_handler_and_pending_events_over_a_pty() {
+    let (_sim, mut cam, log) = standard_pty();
+    checks::scripts_and_events(&mut cam, &log);
+}
+
+#[test]
+fn streaming_and_frame_ready_over_a_pty() {
+    checks::streaming(&mut standard_pty().1);
+}
+
+#[test]
+fn channel_registered_event_refreshes_cache_over_a_pty() {
+    let (sim, mut cam, _) = standard_pty();
+    checks::channel_registration(&sim, &mut cam);
+}
+
+#[test]
+fn profiler_over_a_pty() {
+    checks::profiler(&mut standard_pty().1);
+}
+
+#[test]
+fn capabilities_over_a_pty() {
+    checks::capabilities(&mut standard_pty().1);
+}
+
+#[test]
+fn poll_and_wait_events_over_a_pty() {
+    checks::poll_and_wait_events(&mut standard_pty().1);
+}
+
+#[test]
+fn boot_over_a_pty() {
+    let (sim, mut cam, _) = standard_pty();
+    checks::boot(&sim, &mut cam);
+    // The pty outlives the port: connect again to the rebooted cam.
+    cam.connect().unwrap();
+    assert_eq!(cam.resync_count(), 2);
+    assert_eq!(
+        cam.channel_read("bulk", Some(10)).unwrap().unwrap(),
+        pattern(0, 10)
+    );
+}
+
+#[test]
+fn every_pixel_format_over_a_pty() {
+    check_every_pixel_format(&mut frame_rig_pty());
+}
+
+#[test]
+fn malformed_frames_over_a_pty() {
+    check_malformed_frames(&mut frame_rig_pty());
+}
+
+/// Descriptors of this process open on `path`.
+#[cfg(target_os = "linux")]
+fn open_fds(path: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|p| p.as_os_str() == path)
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn disconnect_and_drop_close_the_serial_port() {
+    let (sim, mut cam, _) = standard_pty();
+    let path = sim.path().unwrap().display().to_string();
+    // The sim holds one descriptor of the slave; the camera holds another.
+    assert_eq!(open_fds(&path), 2);
+    cam.disconnect();
+    assert_eq!(open_fds(&path), 1, "disconnect closed the port");
+    assert!(matches!(
+        cam.poll_events(),
+        Err(host_blocking::Error::NotConnected)
+    ));
+    cam.connect().unwrap();
+    assert_eq!(open_fds(&path), 2);
+    drop(cam);
+    assert_eq!(open_fds(&path), 1, "drop closed the port");
+    // The cam serves the next host.
+    let mut again = Camera::open(CameraConfig::new(&path)).unwrap();
+    assert_eq!(again.channel_size("bulk").unwrap(), 1 << 20);
 }
