@@ -184,6 +184,9 @@ pub struct SeedOutcome {
     pub violation: Option<Violation>,
     /// The last log lines (when enabled).
     pub log: Vec<String>,
+    /// Fuzz input bytes the run decoded before its constant-seed fallback
+    /// took over (0 for a seeded run).
+    pub input_used: usize,
 }
 
 impl SeedOutcome {
@@ -283,6 +286,7 @@ fn run_dice(mut d: Dice, seed: Option<u64>, opts: &Options) -> SeedOutcome {
         trace_hash: world.trace.hash(),
         violation,
         log: world.trace.lines(),
+        input_used: wl.dice().consumed(),
     }
 }
 
