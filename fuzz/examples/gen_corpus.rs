@@ -2,7 +2,8 @@
 //!
 //! Seeds are built from the stock host's wire vectors
 //! (`../../shared/vectors/packets.json`, when present) and from traffic
-//! recorded on the simulated link, in each target's input layout.
+//! recorded on the simulated link, in each target's input layout; `dst`
+//! seeds are random inputs chosen by what the simulator did with them.
 
 use std::path::Path;
 
@@ -279,5 +280,84 @@ fn main() {
             eprintln!("sim_schedule seed {kept} after {attempt} attempts");
         }
     }
+    dst_corpus();
     println!("corpus written");
+}
+
+/// `dst`: inputs for the deterministic simulator, whose dice decode them
+/// draw by draw (`omv_tests::dst::dice`). Random bytes, each kept when it
+/// is the first to reach one goal below with most of its bytes decoded
+/// (so that mutating them steers the run), and always passing.
+fn dst_corpus() {
+    use omv_tests::dst::faults::FaultKind;
+    use omv_tests::dst::RunStats;
+    type Goal = (&'static str, fn(&RunStats) -> bool);
+    let goals: [Goal; 8] = [
+        ("no_faults", |s| s.faults.total() == 0 && s.ops >= 30),
+        ("drops_and_flips", |s| {
+            s.faults.kind_total(FaultKind::Drop) >= 3
+                && s.faults.kind_total(FaultKind::BitFlip) >= 3
+        }),
+        ("duplicates_truncation_garbage", |s| {
+            [
+                FaultKind::Duplicate,
+                FaultKind::Truncate,
+                FaultKind::Garbage,
+            ]
+            .iter()
+            .all(|&k| s.faults.kind_total(k) > 0)
+        }),
+        ("delays_and_stalls", |s| {
+            s.faults.kind_total(FaultKind::Delay) >= 2 && s.faults.kind_total(FaultKind::Stall) > 0
+        }),
+        ("protocol_reset", |s| {
+            s.faults.kind_total(FaultKind::ProtocolReset) > 0
+        }),
+        ("reboot", |s| s.faults.kind_total(FaultKind::Reboot) > 0),
+        ("uploads_and_events", |s| s.uploads_ok >= 2 && s.events >= 2),
+        ("resyncs", |s| {
+            s.resyncs >= 5 && s.by_op.contains_key("renegotiate")
+        }),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join("dst");
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let mut done = [false; 8];
+    let mut rng = SimRng::new(200);
+    for attempt in 0..20_000 {
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        let len = 256 + rng.below(3840) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let o = omv_fuzz::dst::run(&bytes, 0);
+        assert!(o.violation.is_none(), "a dst seed fails:\n{}", o.report());
+        if o.input_used * 10 < len * 9 {
+            continue;
+        }
+        for (i, (name, reached)) in goals.iter().enumerate() {
+            if !done[i] && reached(&o.stats) {
+                done[i] = true;
+                // Only the decoded bytes: the rest would be dead weight.
+                write("dst", name, &bytes[..o.input_used]);
+                eprintln!(
+                    "dst seed {name} after {attempt} attempts: {} bytes, {} ops, {} faults",
+                    o.input_used,
+                    o.stats.ops,
+                    o.stats.faults.total()
+                );
+                break;
+            }
+        }
+    }
+    for (i, (name, _)) in goals.iter().enumerate() {
+        if !done[i] {
+            eprintln!("dst: no input reached {name}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `OMV_FUZZ_REPLAY=target:FILE cargo test --test replay -- --nocapture`
 //! replays one input through a target's check (with OMV_FUZZ_TRACE=1 for
-//! `sim_schedule`'s operation trace).
+//! `sim_schedule`'s operation trace, or the DST's log for `dst`).
 
 #[test]
 fn replay() {
@@ -22,6 +22,7 @@ fn replay() {
                 .unwrap();
             omv_fuzz::schedule::check(s);
         }
+        "dst" => omv_fuzz::dst::check(&data),
         other => panic!("unknown target {other}"),
     }
 }
