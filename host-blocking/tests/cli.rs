@@ -265,3 +265,169 @@ fn run_stops_the_script_on_ctrl_c() {
     assert!(!cam.read_status().unwrap().ready("stdin"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[cfg(unix)]
+#[test]
+fn profile_names_functions_from_a_firmware_elf() {
+    use host_blocking::sim::EmbeddedSim;
+    use host_blocking::{Camera, CameraConfig};
+    init_log();
+    let sim = EmbeddedSim::start_pty(standard_sim(ScriptLog::default()), standard_setup).unwrap();
+    let port = sim.path().unwrap().display().to_string();
+    // The functions the cam profiles, then a firmware ELF naming them.
+    let mut cam = Camera::open(CameraConfig::new(&port)).unwrap();
+    let mut recs = None;
+    assert!(wait_until(&mut cam, 3, |c| {
+        recs = c.read_profile(None).unwrap();
+        recs.is_some()
+    }));
+    drop(cam);
+    let addrs: Vec<u32> = recs.unwrap().iter().map(|r| r.record.address).collect();
+    let dir = temp_dir("profile-elf");
+    let elf = dir.join("firmware.elf");
+    std::fs::write(&elf, elf_with_functions(addrs.iter().copied())).unwrap();
+
+    let (_, out) = ok(&[
+        "--port",
+        &port,
+        "profile",
+        "--firmware",
+        elf.to_str().unwrap(),
+        "--top",
+        "100",
+    ]);
+    let out = text(&out);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    for a in &addrs {
+        let name = format!("f_{a:x} ");
+        assert!(
+            rows.iter().any(|l| l.starts_with(&name)),
+            "no row for {name:?} in {out}"
+        );
+        assert!(!out.contains(&format!("0x{a:08x}")), "{out}");
+    }
+    // Without the ELF the same functions are bare addresses.
+    let (_, out) = ok(&["--port", &port, "profile", "--top", "100"]);
+    let out = text(&out);
+    assert!(!out.contains("f_"), "{out}");
+    for a in &addrs {
+        assert!(out.contains(&format!("0x{a:08x} ")), "{out}");
+    }
+    // An unreadable or invalid firmware file: one line.
+    let missing = dir.join("missing.elf");
+    let e = fails(
+        &[
+            "--port",
+            &port,
+            "profile",
+            "--firmware",
+            missing.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(e.contains("missing.elf"), "{e}");
+    let junk = dir.join("junk.elf");
+    std::fs::write(&junk, b"not an ELF").unwrap();
+    fails(
+        &[
+            "--port",
+            &port,
+            "profile",
+            "--firmware",
+            junk.to_str().unwrap(),
+        ],
+        1,
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits up to `secs` for `child` to exit, killing it after that.
+fn exit_within(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    use std::time::{Duration, Instant};
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            panic!("omv did not exit within {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn clean_exit(status: std::process::ExitStatus, stderr: &[u8]) {
+    let err = text(stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("omv: "), "an error line: {err}");
+    assert!(status.success(), "{status:?}: {err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_omv_cleanly() {
+    use host_blocking::sim::EmbeddedSim;
+    use std::io::{BufRead, Read};
+    use std::process::Stdio;
+    init_log();
+    // `omv info | head -0`: the reader is gone before omv prints anything,
+    // because the cam only starts answering after the pipe was closed.
+    let pty = sim_device::pty::Pty::open().unwrap();
+    let port = pty.path().display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omv"))
+        .args(["--port", &port, "info"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let _sim =
+        EmbeddedSim::serve_on(standard_sim(ScriptLog::default()), standard_setup, pty).unwrap();
+    let status = exit_within(&mut child, 10);
+    let mut err = Vec::new();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    clean_exit(status, &err);
+
+    // `omv stream | head -1`: the reader takes one line and leaves; the
+    // next frame line finds the pipe closed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omv"))
+        .args(["stream", "--frames", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("frame 1: 320x240 JPEG"), "{line:?}");
+    drop(reader);
+    let status = exit_within(&mut child, 10);
+    let mut err = Vec::new();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    clean_exit(status, &err);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failing_stdout_is_a_one_line_error() {
+    // /dev/full: every write fails with ENOSPC.
+    for args in [&["info"][..], &["read", "bulk", "--size", "10"][..]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_omv"))
+            .args(args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("omv: cannot write the output: "),
+            "{args:?}: {err}"
+        );
+    }
+}

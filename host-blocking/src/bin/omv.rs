@@ -13,8 +13,9 @@
 //! start, 10 digits) and `bulk` (1 MiB, byte i = i % 251).
 //!
 //! Errors print one line on stderr and exit with status 1 (usage errors:
-//! 2). Ctrl-C stops long-running commands cleanly (a second one exits at
-//! once).
+//! 2); standard output closed by its reader (`omv info | head -1`) ends
+//! the command quietly with status 0. Ctrl-C stops long-running commands
+//! cleanly (a second one exits at once).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -236,23 +237,91 @@ fn board(s: &str) -> Result<Board, String> {
     s.parse::<Board>().map_err(|e| e.to_string())
 }
 
-/// A one-line failure.
+/// Why a command ended early.
 #[derive(Debug)]
-struct Failure(String);
+enum Failure {
+    /// An error, printed as one line (exit status 1).
+    Message(String),
+    /// Standard output was closed by its reader (`omv info | head -1`):
+    /// nothing more to say, a clean exit.
+    ClosedOutput,
+}
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        Failure(e.to_string())
+        Failure::Message(e.to_string())
     }
 }
 
 impl From<String> for Failure {
     fn from(s: String) -> Failure {
-        Failure(s)
+        Failure::Message(s)
     }
 }
 
 type CliResult<T = ()> = Result<T, Failure>;
+
+/// A failed write of the command's output: a reader that went away
+/// (`BrokenPipe`) ends the command cleanly, anything else is an error.
+fn output_error(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::ClosedOutput
+    } else {
+        Failure::Message(format!("cannot write the output: {e}"))
+    }
+}
+
+/// Writes to standard output without panicking (`print!` panics when the
+/// pipe is closed).
+fn emit(args: std::fmt::Arguments<'_>) -> CliResult {
+    std::io::stdout()
+        .lock()
+        .write_fmt(args)
+        .map_err(output_error)
+}
+
+/// [`emit`] plus a newline, in one locked write.
+fn emit_line(args: std::fmt::Arguments<'_>) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(output_error)
+}
+
+fn flush_output() -> CliResult {
+    std::io::stdout().flush().map_err(output_error)
+}
+
+/// A message on standard error; a closed stderr is ignored (`eprintln!`
+/// would panic).
+fn note(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
+/// `eprintln!` through [`note`].
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        note(format_args!($($arg)*))
+    };
+}
+
+/// `print!` through [`emit`]: returns the failure from the enclosing function.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        emit(format_args!($($arg)*))?
+    };
+}
+
+/// `println!` through [`emit_line`]: returns the failure from the enclosing function.
+macro_rules! outln {
+    () => {
+        emit_line(format_args!(""))?
+    };
+    ($($arg:tt)*) => {
+        emit_line(format_args!($($arg)*))?
+    };
+}
 
 /// The cam and, for the embedded sim, the thread serving it. Field order
 /// matters: the camera disconnects before the sim stops.
@@ -294,7 +363,7 @@ fn start_sim(board: Board) -> CliResult<EmbeddedSim> {
             }
         }
     })
-    .map_err(|e| Failure(e.to_string()))?;
+    .map_err(|e| Failure::Message(e.to_string()))?;
     Ok(sim)
 }
 
@@ -306,7 +375,7 @@ fn connect(g: &Global) -> CliResult<Target> {
             let sim = start_sim(g.sim_board)?;
             let link = sim
                 .take_link()
-                .ok_or_else(|| Failure("embedded sim: no link".into()))?;
+                .ok_or_else(|| Failure::Message("embedded sim: no link".into()))?;
             (
                 Camera::with_transport(link, config(g, "embedded-sim")),
                 Some(sim),
@@ -337,11 +406,13 @@ fn resolve(cam: &mut Camera, channel: &str) -> CliResult<ChannelId> {
     if let Ok(id) = channel.parse::<u8>() {
         return match cam.get_channel(ChannelId(id))? {
             Some(e) => Ok(e.id),
-            None => Err(Failure(format!("no channel with id {id} on the cam"))),
+            None => Err(Failure::Message(format!(
+                "no channel with id {id} on the cam"
+            ))),
         };
     }
     cam.get_channel_id(channel)?
-        .ok_or_else(|| Failure(Error::NoSuchChannel(channel.to_string()).to_string()))
+        .ok_or_else(|| Failure::Message(Error::NoSuchChannel(channel.to_string()).to_string()))
 }
 
 fn rate(bytes: f64, secs: f64) -> String {
@@ -359,24 +430,27 @@ fn rate(bytes: f64, secs: f64) -> String {
 
 fn cmd_info(cam: &mut Camera) -> CliResult {
     for l in cam.system_info_lines()? {
-        println!("{l}");
+        outln!("{l}");
     }
     print_channels(cam)?;
     match cam.memory_stats() {
         Ok(m) => {
-            println!("Memory:");
+            outln!("Memory:");
             for e in &m.entries {
                 let kind = e
                     .kind
                     .name()
                     .map_or_else(|| format!("type {}", e.kind.0), str::to_string);
-                println!(
+                outln!(
                     "  {kind:<9} total {:>10}  used {:>10}  free {:>10}  peak {:>10}",
-                    e.total, e.used, e.free, e.peak
+                    e.total,
+                    e.used,
+                    e.free,
+                    e.peak
                 );
             }
         }
-        Err(Error::Unsupported(why)) => println!("Memory: not supported ({why})"),
+        Err(Error::Unsupported(why)) => outln!("Memory: not supported ({why})"),
         Err(e) => return Err(e.into()),
     }
     print_stats(cam)
@@ -384,21 +458,21 @@ fn cmd_info(cam: &mut Camera) -> CliResult {
 
 fn print_channels(cam: &mut Camera) -> CliResult {
     let list = cam.channels()?.to_vec();
-    println!("Channels ({}):", list.len());
+    outln!("Channels ({}):", list.len());
     for c in list {
-        println!("  {:>2}  {:<14} {:?}", c.id.0, c.name, c.flags);
+        outln!("  {:>2}  {:<14} {:?}", c.id.0, c.name, c.flags);
     }
     Ok(())
 }
 
 fn print_stats(cam: &mut Camera) -> CliResult {
     let h = cam.host_stats();
-    println!(
+    outln!(
         "Host stats: sent {}, received {}, checksum {}, sequence {}, duplicates {}, events {}, timeouts {}",
         h.sent, h.received, h.checksum, h.sequence, h.duplicates, h.events, h.timeouts
     );
     let d = cam.device_stats()?;
-    println!(
+    outln!(
         "Cam stats:  sent {}, received {}, checksum {}, sequence {}, retransmit {}, transport {}, sent_events {}",
         d.sent,
         d.received,
@@ -416,11 +490,14 @@ fn run_script(cam: &mut Camera, script: &str, stop: &AtomicBool) -> CliResult {
     let before = cam.event_state();
     cam.exec(script)?;
     let stdin = cam.get_channel_id("stdin")?;
-    let mut out = std::io::stdout();
+    // The script's output as it comes; a failed write (the reader went
+    // away) stops the script.
+    let show = |text: &str| emit(format_args!("{text}")).and_then(|()| flush_output());
     let mut ended = false;
-    while !ended {
+    let mut failed = None;
+    while !ended && failed.is_none() {
         if interrupted(stop) {
-            eprintln!("omv: interrupted, stopping the script");
+            errln!("omv: interrupted, stopping the script");
             break;
         }
         cam.wait_events(Duration::from_millis(100))?;
@@ -434,16 +511,20 @@ fn run_script(cam: &mut Camera, script: &str, stop: &AtomicBool) -> CliResult {
         };
         ended = stopped_event || !running;
         while let Some(text) = cam.read_stdout()? {
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
+            if let Err(f) = show(&text) {
+                failed = Some(f);
+                break;
+            }
         }
     }
     cam.stop()?;
+    if let Some(f) = failed {
+        return Err(f);
+    }
     // Output written before the stop.
     while let Some(text) = cam.read_stdout()? {
-        let _ = out.write_all(text.as_bytes());
+        show(&text)?;
     }
-    let _ = out.flush();
     Ok(())
 }
 
@@ -469,7 +550,7 @@ fn next_frame(
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(Failure(format!(
+            return Err(Failure::Message(format!(
                 "no frame within {:.1}s (is the stream channel producing frames?)",
                 patience.as_secs_f64()
             )));
@@ -488,7 +569,7 @@ fn cmd_stream(
 ) -> CliResult {
     if let Some(dir) = save {
         std::fs::create_dir_all(dir)
-            .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| Failure::Message(format!("cannot create {}: {e}", dir.display())))?;
     }
     let stop = interrupt_flag();
     cam.streaming(true, raw, res)?;
@@ -514,7 +595,7 @@ fn cmd_stream(
                 save_png(&f.rgb, &p).map_err(Error::from)?;
                 line.push_str(&format!(" -> {}", p.display()));
             }
-            println!("{line}");
+            outln!("{line}");
         }
         Ok(())
     })();
@@ -522,7 +603,7 @@ fn cmd_stream(
     let off = cam.streaming(false, false, None);
     r?;
     off?;
-    println!(
+    outln!(
         "{n} frames in {secs:.2}s: {:.1} fps, {}",
         f64::from(n) / secs.max(1e-9),
         rate(bytes as f64, secs)
@@ -544,13 +625,14 @@ fn cmd_read(
         None => cam
             .retry(|c| c.channel_size_at(id))?
             .checked_sub(offset)
-            .ok_or_else(|| Failure(format!("offset {offset} is past the end of {channel}")))?,
+            .ok_or_else(|| {
+                Failure::Message(format!("offset {offset} is past the end of {channel}"))
+            })?,
     };
     let mut sink: Box<dyn Write> = match out {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p)
-                .map_err(|e| Failure(format!("cannot create {}: {e}", p.display())))?,
-        )),
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| Failure::Message(format!("cannot create {}: {e}", p.display())),
+        )?)),
         None => Box::new(std::io::stdout().lock()),
     };
     let stop = interrupt_flag();
@@ -562,17 +644,11 @@ fn cmd_read(
         }
         let data = cam.retry(|c| c.channel_read_at(id, offset, size))?;
         total += data.len() as u64;
-        if let Err(e) = sink.write_all(&data) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(());
-            }
-            return Err(Failure(format!("cannot write the output: {e}")));
-        }
+        sink.write_all(&data).map_err(output_error)?;
     }
     let secs = start.elapsed().as_secs_f64();
-    sink.flush()
-        .map_err(|e| Failure(format!("cannot write the output: {e}")))?;
-    eprintln!(
+    sink.flush().map_err(output_error)?;
+    errln!(
         "read {total} bytes from {channel} in {secs:.3}s: {}",
         rate(total as f64, secs)
     );
@@ -588,16 +664,15 @@ fn cmd_write(
 ) -> CliResult {
     let bytes = match (data, file) {
         (Some(d), _) => d.as_bytes().to_vec(),
-        (None, Some(f)) => {
-            std::fs::read(f).map_err(|e| Failure(format!("cannot read {}: {e}", f.display())))?
-        }
-        (None, None) => return Err(Failure("give --data or --file".into())),
+        (None, Some(f)) => std::fs::read(f)
+            .map_err(|e| Failure::Message(format!("cannot read {}: {e}", f.display())))?,
+        (None, None) => return Err(Failure::Message("give --data or --file".into())),
     };
     let id = resolve(cam, channel)?;
     let start = Instant::now();
     cam.retry(|c| c.channel_write_at(id, offset, &bytes))?;
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "wrote {} bytes to {channel} at offset {offset} in {secs:.3}s ({})",
         bytes.len(),
         rate(bytes.len() as f64, secs)
@@ -608,7 +683,7 @@ fn cmd_write(
 fn cmd_status(cam: &mut Camera) -> CliResult {
     let st = cam.read_status()?;
     for (e, ready) in &st.channels {
-        println!(
+        outln!(
             "  {:>2}  {:<14} {}",
             e.id.0,
             e.name,
@@ -622,11 +697,15 @@ fn cmd_status(cam: &mut Camera) -> CliResult {
         Some(false) => "stopped",
         None => "unknown (no stdin event seen)",
     };
-    println!("Script: {running}");
-    println!("Frame ready: {}", if ev.frame_ready { "yes" } else { "no" });
-    println!(
+    outln!("Script: {running}");
+    outln!("Frame ready: {}", if ev.frame_ready { "yes" } else { "no" });
+    outln!(
         "Events: {} received ({} started, {} stopped, {} soft reboots, {} channel changes)",
-        ev.total, ev.scripts_started, ev.scripts_stopped, ev.soft_reboots, ev.channel_changes
+        ev.total,
+        ev.scripts_started,
+        ev.scripts_stopped,
+        ev.soft_reboots,
+        ev.channel_changes
     );
     Ok(())
 }
@@ -647,7 +726,7 @@ fn cmd_profile(
     let symbols = match firmware {
         Some(p) => {
             let bytes = std::fs::read(p)
-                .map_err(|e| Failure(format!("cannot read {}: {e}", p.display())))?;
+                .map_err(|e| Failure::Message(format!("cannot read {}: {e}", p.display())))?;
             Some(SymbolTable::from_elf_bytes(&bytes).map_err(Error::from)?)
         }
         None => None,
@@ -656,20 +735,26 @@ fn cmd_profile(
         cam.profiler_mode(true)?;
     }
     let Some(mut records) = cam.read_profile(symbols.as_ref())? else {
-        println!("no profile data yet");
+        outln!("no profile data yet");
         return Ok(());
     };
     records.sort_by_key(|r| std::cmp::Reverse(r.record.total_ticks));
     let sum: u64 = records.iter().map(|r| r.record.total_ticks).sum();
     let nev = records.first().map_or(0, |r| r.record.events.len()).min(4);
-    print!(
+    out!(
         "{:<32} {:>9} {:>9} {:>9} {:>12} {:>9} {:>6}",
-        "function", "calls", "min", "max", "total", "avg", "%"
+        "function",
+        "calls",
+        "min",
+        "max",
+        "total",
+        "avg",
+        "%"
     );
     for i in 0..nev {
-        print!(" {:>12}", format!("E{i}"));
+        out!(" {:>12}", format!("E{i}"));
     }
-    println!();
+    outln!();
     for e in records.iter().take(top) {
         let r = &e.record;
         let name = e
@@ -683,16 +768,21 @@ fn cmd_profile(
         } else {
             0.0
         };
-        print!(
+        out!(
             "{name:<32} {:>9} {:>9} {:>9} {:>12} {:>9} {:>6.2}",
-            r.call_count, r.min_ticks, r.max_ticks, r.total_ticks, avg, pct
+            r.call_count,
+            r.min_ticks,
+            r.max_ticks,
+            r.total_ticks,
+            avg,
+            pct
         );
         for v in r.events.iter().take(nev) {
-            print!(" {v:>12}");
+            out!(" {v:>12}");
         }
-        println!();
+        outln!();
     }
-    println!(
+    outln!(
         "{} functions ({} mode){}",
         records.len(),
         if exclusive { "exclusive" } else { "current" },
@@ -704,7 +794,7 @@ fn cmd_profile(
     );
     if reset {
         cam.profiler_reset(None)?;
-        println!("profiler reset");
+        outln!("profiler reset");
     }
     Ok(())
 }
@@ -721,7 +811,7 @@ fn cmd_bench(
     let bar = indicatif::ProgressBar::new(dur.as_millis() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed_precise} {msg}")
-            .map_err(|e| Failure(e.to_string()))?
+            .map_err(|e| Failure::Message(e.to_string()))?
             .progress_chars("=> "),
     );
     let start = Instant::now();
@@ -741,7 +831,7 @@ fn cmd_bench(
         let id = resolve(cam, ch)?;
         let size = cam.retry(|c| c.channel_size_at(id))?;
         if size == 0 {
-            return Err(Failure(format!("channel {ch} is empty")));
+            return Err(Failure::Message(format!("channel {ch} is empty")));
         }
         while start.elapsed() < dur && !interrupted(&stop) {
             let d = cam.retry(|c| c.channel_read_at(id, 0, size))?;
@@ -770,7 +860,7 @@ fn cmd_bench(
     }
     bar.finish();
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "{items} {what} in {secs:.2}s: {:.1}/s, {} ({bytes} bytes)",
         items as f64 / secs.max(1e-9),
         rate(bytes as f64, secs)
@@ -787,24 +877,24 @@ print('python', sys.version.split()[0])
 ";
 
 fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
-    println!("== System information");
+    outln!("== System information");
     for l in cam.system_info_lines()? {
-        println!("{l}");
+        outln!("{l}");
     }
-    println!("\n== Channels");
+    outln!("\n== Channels");
     print_channels(cam)?;
 
-    println!("\n== Running a script");
+    outln!("\n== Running a script");
     let stop = interrupt_flag();
     run_script(cam, DEMO_SCRIPT, &stop)?;
 
-    println!("\n== Streaming frames");
+    outln!("\n== Streaming frames");
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => std::env::temp_dir().join(format!("omv-demo-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir)
-        .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| Failure::Message(format!("cannot create {}: {e}", dir.display())))?;
     cam.streaming(true, false, None)?;
     let start = Instant::now();
     let mut saved = None;
@@ -816,9 +906,12 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
                 return Ok(());
             };
             bytes += f.raw_size as u64;
-            println!(
+            outln!(
                 "frame {i}: {}x{} {} ({} bytes on the wire)",
-                f.width, f.height, f.pixfmt, f.raw_size
+                f.width,
+                f.height,
+                f.pixfmt,
+                f.raw_size
             );
             if saved.is_none() {
                 let p = dir.join("frame.png");
@@ -832,16 +925,16 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
     r?;
     off?;
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "{frames} frames in {secs:.2}s ({:.1} fps, {})",
         f64::from(frames) / secs.max(1e-9),
         rate(bytes as f64, secs)
     );
     if let Some(p) = saved {
-        println!("saved {}", p.display());
+        outln!("saved {}", p.display());
     }
 
-    println!("\n== A user channel");
+    outln!("\n== A user channel");
     use host_blocking::proto_core::ChannelFlags;
     let list = cam.channels()?.to_vec();
     let user = list
@@ -866,15 +959,15 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
                     .join(" ")
             };
             let more = if data.len() > head.len() { " ..." } else { "" };
-            println!("{} ({} bytes): {shown}{more}", c.name, data.len());
+            outln!("{} ({} bytes): {shown}{more}", c.name, data.len());
         }
-        None => println!("the cam has no readable user channel"),
+        None => outln!("the cam has no readable user channel"),
     }
 
-    println!("\n== Statistics");
+    outln!("\n== Statistics");
     print_stats(cam)?;
     let ev = cam.event_state();
-    println!(
+    outln!(
         "Events: {} (frames ready {}, scripts started {}, stopped {}, soft reboots {})",
         ev.total,
         cam.take_events()
@@ -891,12 +984,13 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
 fn read_script(path: &Path) -> CliResult<String> {
     if path == Path::new("-") {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| Failure(format!("cannot read the script from standard input: {e}")))?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+            Failure::Message(format!("cannot read the script from standard input: {e}"))
+        })?;
         return Ok(s);
     }
     std::fs::read_to_string(path)
-        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+        .map_err(|e| Failure::Message(format!("cannot read {}: {e}", path.display())))
 }
 
 /// Runs `f`, with `script` (if any) running on the cam meanwhile.
@@ -925,7 +1019,7 @@ fn run(cli: Cli) -> CliResult {
         Cmd::Run { script } => cmd_run(cam, script),
         Cmd::Stop => {
             cam.stop()?;
-            println!("stopped");
+            outln!("stopped");
             Ok(())
         }
         Cmd::Stream {
@@ -991,7 +1085,7 @@ fn usage_error(msg: &str) -> ExitCode {
         }
     }
     let line = line.strip_prefix("error:").map_or(line.as_str(), str::trim);
-    eprintln!("omv: {line}");
+    errln!("omv: {line}");
     ExitCode::from(2)
 }
 
@@ -1009,10 +1103,10 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e.to_string()),
     };
     init_logging(&cli.global);
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(msg)) => {
-            eprintln!("omv: {msg}");
+    match run(cli).and_then(|()| flush_output()) {
+        Ok(()) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
+        Err(Failure::Message(msg)) => {
+            errln!("omv: {msg}");
             ExitCode::from(1)
         }
     }
