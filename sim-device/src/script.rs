@@ -56,6 +56,10 @@ struct Job {
 /// `<stdin>` as on a cam). Standard output and standard error are both
 /// streamed into the cam's stdout buffer by reader threads.
 ///
+/// On unix the child leads a process group of its own, and stopping a
+/// script (STOP, a new EXEC, a reboot, dropping the runner) kills the whole
+/// group: the processes the script started too, not only the interpreter.
+///
 /// If no interpreter can be found, [`start`](ScriptRunner::start) still
 /// succeeds but writes a message into the output saying why nothing ran.
 pub struct PythonRunner {
@@ -124,6 +128,10 @@ impl PythonRunner {
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONIOENCODING", "utf-8")
             .stdin(Stdio::piped());
+        // Its own process group, so that stop() can kill everything the
+        // script starts (subprocesses, their children) in one signal.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         // A cam prints stdout and stderr into one stream. With two pipes and
         // two reader threads, `print("2")` (two writes under `-u`: "2" and
         // "\n") could be split by a traceback written in between, so both
@@ -175,11 +183,7 @@ impl PythonRunner {
         thread::Builder::new()
             .name("sim-script-wait".into())
             .spawn(move || {
-                loop {
-                    match lock(&c).try_wait() {
-                        Ok(None) => {}
-                        Ok(Some(_)) | Err(_) => break,
-                    }
+                while !has_exited(&mut lock(&c)) {
                     thread::sleep(WAIT_POLL);
                 }
                 // Let the readers hand over the last output before the script
@@ -285,12 +289,7 @@ impl ScriptRunner for PythonRunner {
 
     fn stop(&mut self) {
         if let Some(job) = self.job.take() {
-            let mut child = lock(&job.child);
-            if matches!(child.try_wait(), Ok(None)) {
-                // SIGKILL is immediate; reaping right after keeps no zombie.
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            kill_tree(&mut lock(&job.child));
             job.running.store(false, Ordering::SeqCst);
         }
     }
@@ -306,6 +305,57 @@ impl Drop for PythonRunner {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// True once the script's interpreter has exited.
+///
+/// On Linux the exited child is left unreaped (`waitid` with `WNOWAIT`)
+/// until [`kill_tree`] reaps it: while it is a zombie its pid, which is
+/// also the script's process group id, cannot be reused, so signalling the
+/// group later can only reach the script's own processes.
+fn has_exited(child: &mut Child) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+        let Ok(pid) = i32::try_from(child.id()) else {
+            return !matches!(child.try_wait(), Ok(None));
+        };
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::Pid(nix::unistd::Pid::from_raw(pid)), flags) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => false,
+            // Exited (still a zombie), or already reaped (ECHILD).
+            Ok(_) | Err(_) => true,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        !matches!(child.try_wait(), Ok(None))
+    }
+}
+
+/// Kills the script's interpreter and, on unix, every process in its
+/// process group (what the script started), then reaps the interpreter.
+fn kill_tree(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        use nix::sys::signal::{killpg, Signal};
+        // The group id is the interpreter's pid. On Linux it is unreaped
+        // until the wait() below (see has_exited), so the id is still ours
+        // even after the interpreter exited and only its children remain;
+        // elsewhere the group is signalled only while the interpreter runs.
+        let ours = cfg!(target_os = "linux") || matches!(child.try_wait(), Ok(None));
+        if let (true, Ok(pgid)) = (ours, i32::try_from(child.id())) {
+            match killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => log::warn!("script: cannot kill process group {pgid}: {e}"),
+            }
+        }
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    // SIGKILL is immediate; reaping right after keeps no zombie.
+    let _ = child.wait();
 }
 
 /// Finds an executable called `name` in the directories of `PATH`.
@@ -531,6 +581,98 @@ mod tests {
         assert!(r.is_running());
         r.stop();
         assert!(!r.is_running());
+    }
+
+    /// True while process `pid` exists and is not a zombie (a killed
+    /// grandchild is reparented and may wait a while to be reaped).
+    #[cfg(target_os = "linux")]
+    fn alive(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => {
+                let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+                !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X') | None)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Starts a script that starts a sleeping subprocess and prints its
+    /// pid; returns the pid once printed and alive.
+    #[cfg(target_os = "linux")]
+    fn start_with_grandchild(r: &mut PythonRunner, out: &SharedOutput, then: &str) -> u32 {
+        let script = format!(
+            "import subprocess, sys\n\
+             p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n\
+             print('grandchild', p.pid, flush=True)\n{then}\n"
+        );
+        r.start(script.as_bytes(), out).unwrap();
+        let end = StdInstant::now() + Duration::from_secs(30);
+        let mut t = String::new();
+        loop {
+            t.push_str(&text(out));
+            if let Some(pid) = t
+                .split_once("grandchild ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .and_then(|p| p.parse::<u32>().ok())
+                .filter(|_| t.contains('\n'))
+            {
+                assert!(alive(pid), "grandchild {pid} not running");
+                return pid;
+            }
+            assert!(StdInstant::now() < end, "no grandchild pid in {t:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn gone_within(pid: u32, secs: u64) -> bool {
+        let end = StdInstant::now() + Duration::from_secs(secs);
+        while alive(pid) {
+            if StdInstant::now() > end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// STOP, a new EXEC and dropping the runner kill the processes a script
+    /// started, not only the interpreter; so does a STOP after the script
+    /// ended by itself and left a subprocess behind.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn python_stop_kills_the_whole_process_tree() {
+        if !python_available() {
+            return;
+        }
+        let out = SharedOutput::with_exact_capacity(4096);
+        let mut r = PythonRunner::new();
+        let sleep = "import time\ntime.sleep(30)";
+
+        let g = start_with_grandchild(&mut r, &out, sleep);
+        r.stop();
+        assert!(gone_within(g, 5), "grandchild {g} survived STOP");
+
+        let g = start_with_grandchild(&mut r, &out, sleep);
+        r.start(b"pass\n", &out).unwrap();
+        assert!(gone_within(g, 5), "grandchild {g} survived a new EXEC");
+
+        // The interpreter exits at once and leaves its subprocess running.
+        let g = start_with_grandchild(&mut r, &out, "");
+        assert!(wait_until_stopped(&r, 30));
+        assert!(alive(g), "grandchild {g} died with its parent");
+        r.stop();
+        assert!(
+            gone_within(g, 5),
+            "grandchild {g} survived STOP after the script ended"
+        );
+
+        let g = start_with_grandchild(&mut r, &out, sleep);
+        drop(r);
+        assert!(
+            gone_within(g, 5),
+            "grandchild {g} survived dropping the runner"
+        );
     }
 
     #[test]
