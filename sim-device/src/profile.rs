@@ -14,7 +14,7 @@
 //! listed. LOCK snapshots the records so a multi-packet read is consistent;
 //! UNLOCK releases the snapshot. ioctls: [`PROFILE_MODE`] (u32: 0
 //! inclusive, 1 exclusive; any other value is accepted, as by the
-//! firmware, and taken as exclusive), [`PROFILE_SET_EVENT`] (u32 counter, u32 event id; a counter
+//! firmware, and profiles inclusively), [`PROFILE_SET_EVENT`] (u32 counter, u32 event id; a counter
 //! the board does not have is ignored and still answered with success, as
 //! on the firmware), [`PROFILE_RESET`], [`PROFILE_STATS`] (writes a summary
 //! table to the cam's stdout when one is attached).
@@ -27,7 +27,7 @@ use proto_core::{ChannelFlags, Instant};
 use crate::args::{copy_exact, no_args, size_u32, u32_args};
 use crate::output::SharedOutput;
 
-/// ioctl: u32 mode, 0 inclusive or 1 exclusive (any non-zero: exclusive).
+/// ioctl: u32 mode, 1 exclusive, anything else (0 by the spec) inclusive.
 pub const PROFILE_MODE: u32 = 0;
 /// ioctl: u32 counter, u32 event id (counters the board lacks are ignored).
 pub const PROFILE_SET_EVENT: u32 = 1;
@@ -381,10 +381,9 @@ impl ChannelBackend for ProfileChannel {
             PROFILE_MODE => {
                 let [mode] = u32_args::<1>(args)?;
                 // 0 inclusive, 1 exclusive (section 9), which defines no
-                // other value. The firmware ACKs any value (and profiles
-                // exclusively only for exactly 1); the sim ACKs any value
-                // too and takes every non-zero one as exclusive.
-                self.exclusive = mode != 0;
+                // other value. Like the firmware, the sim ACKs any value and
+                // profiles exclusively only for exactly 1.
+                self.exclusive = mode == 1;
                 Ok(())
             }
             PROFILE_SET_EVENT => {
@@ -534,13 +533,14 @@ mod tests {
         p.ioctl(PROFILE_MODE, &0u32.to_le_bytes()).unwrap();
         assert!(!p.is_exclusive());
         assert_eq!(p.records_at(ms(2000)), incl);
-        // Any non-zero mode is accepted and taken as exclusive.
+        // Any other mode is accepted and, as on the firmware, inclusive.
         for mode in [2u32, 0x100, u32::MAX] {
-            p.ioctl(PROFILE_MODE, &0u32.to_le_bytes()).unwrap();
+            p.ioctl(PROFILE_MODE, &1u32.to_le_bytes()).unwrap();
             p.ioctl(PROFILE_MODE, &mode.to_le_bytes()).unwrap();
-            assert!(p.is_exclusive(), "mode {mode}");
-            assert_eq!(p.records_at(ms(2000)), excl, "mode {mode}");
+            assert!(!p.is_exclusive(), "mode {mode}");
+            assert_eq!(p.records_at(ms(2000)), incl, "mode {mode}");
         }
+        p.ioctl(PROFILE_MODE, &1u32.to_le_bytes()).unwrap();
         assert_eq!(p.ioctl(PROFILE_MODE, &[0; 3]), Err(ChannelError::Invalid));
         assert_eq!(p.ioctl(PROFILE_MODE, &[0; 8]), Err(ChannelError::Invalid));
         assert!(p.is_exclusive(), "a malformed MODE changed the mode");
