@@ -157,6 +157,33 @@ def connect(path, **kwargs):
     return cam, events
 
 
+class Session:
+    """A sim and the Camera driving it. On failure the sim's stderr is shown
+    and the sim killed; either way the Camera is disconnected; on success the
+    sim must exit 0 on SIGTERM."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.cam = None
+
+    def connect(self, **kwargs):
+        self.cam, events = connect(self.sim.path, **kwargs)
+        return self.cam, events
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None:
+            sys.stderr.write(f"--- omv-sim stderr (last lines) ---\n{self.sim.stderr_tail()}\n")
+            self.sim.kill()
+        if self.cam is not None:
+            self.cam.disconnect()
+        if kind is None:
+            self.sim.stop()
+        return False
+
+
 def read_output(cam, want, timeout):
     """Reads stdout until `want` appears."""
     text = ""
@@ -183,9 +210,8 @@ def read_frame(cam, fmt, timeout):
 def main_sim(binary, python):
     sim = Sim(binary, "--channel", "bulk:1M", "--python", python, "-v")
     step(f"omv-sim serving on {sim.path}")
-    cam = None
-    try:
-        cam, events = connect(sim.path)
+    with Session(sim) as s:
+        cam, events = s.connect()
         step("connected")
 
         v = cam.version()
@@ -298,7 +324,7 @@ def main_sim(binary, python):
         # reset(): SYS_RESET reboots the cam; the stock host disconnects.
         before = cam.device_stats()
         check(cam.reset() is None and not cam.is_connected(), "connected after reset()")
-        cam, events = connect(sim.path)
+        cam, events = s.connect()
         v = cam.version()
         check(v["firmware_version"] == (5, 0, 0), f"firmware version after reset {v}")
         check(cam.channels_by_name.get("bulk") == names["bulk"], f"channels after reset {cam.channels_by_name}")
@@ -309,14 +335,6 @@ def main_sim(binary, python):
         cam.exec("print('after reset')\n")
         read_output(cam, "after reset", 15)
         step(f"reset, reconnected: fresh channels, device stats {after['received']} received")
-    except BaseException:
-        sys.stderr.write(f"--- omv-sim stderr (last lines) ---\n{sim.stderr_tail()}\n")
-        sim.kill()
-        raise
-    finally:
-        if cam is not None:
-            cam.disconnect()
-    sim.stop()
     step("omv-sim exited 0 on SIGTERM")
 
 
@@ -359,9 +377,8 @@ def profiler_sim(binary, python, board, pmu):
     """The stock profiler calls against omv-sim --profiler on `board`."""
     sim = Sim(binary, "--board", board, "--profiler", "--python", python, "-v")
     step(f"omv-sim --board {board} --profiler serving on {sim.path}")
-    cam = None
-    try:
-        cam, _ = connect(sim.path)
+    with Session(sim) as s:
+        cam, _ = s.connect()
         check(cam.sysinfo["pmu_eventcnt"] == pmu,
               f"{board}: pmu_eventcnt {cam.sysinfo['pmu_eventcnt']}, want {pmu}")
         check(cam.get_channel(name="profile") == 4, f"{board}: channels {cam.channels_by_name}")
@@ -407,46 +424,28 @@ def profiler_sim(binary, python, board, pmu):
             check_profile(read_profile(cam), pmu, f"{board} after profiler_event")
         step(f"{board}: profiler_reset, profiler_mode both ways, profiler_event and read_profile "
              f"({len(incl)} records, {pmu} event counters)")
-    except BaseException:
-        sys.stderr.write(f"--- omv-sim stderr (last lines) ---\n{sim.stderr_tail()}\n")
-        sim.kill()
-        raise
-    finally:
-        if cam is not None:
-            cam.disconnect()
-    sim.stop()
 
 
 def resolution_sim(binary, python):
     """omv-sim --resolution: the stock host sees frames of that size."""
     sim = Sim(binary, "--resolution", "200x150", "--fps", "60", "--python", python, "-v")
     step(f"omv-sim --resolution 200x150 serving on {sim.path}")
-    cam = None
-    try:
-        cam, _ = connect(sim.path)
+    with Session(sim) as s:
+        cam, _ = s.connect()
         cam.streaming(True)
         f = read_frame(cam, PIXFORMAT_JPEG, 10)
         check((f["width"], f["height"]) == (200, 150), f"JPEG frame is {f['width']}x{f['height']}")
         check(len(f["data"]) == 200 * 150 * 3, f"JPEG frame decoded to {len(f['data'])} bytes")
         cam.streaming(False)
         step(f"JPEG frame {f['width']}x{f['height']}, {f['raw_size']} bytes")
-    except BaseException:
-        sys.stderr.write(f"--- omv-sim stderr (last lines) ---\n{sim.stderr_tail()}\n")
-        sim.kill()
-        raise
-    finally:
-        if cam is not None:
-            cam.disconnect()
-    sim.stop()
 
 
 def drop_sim(binary, python):
     sim = Sim(binary, "--channel", "bulk:1M", "--drop-rate", "0.02", "--seed", "1",
               "--python", python, "-v")
     step(f"omv-sim --drop-rate 0.02 serving on {sim.path}")
-    cam = None
-    try:
-        cam, _ = connect(sim.path)
+    with Session(sim) as s:
+        cam, _ = s.connect()
         t = time.monotonic()
         data = cam.channel_read("bulk")
         check(pattern_ok(data, BULK_SIZE), "bulk channel bytes wrong under 2% drops")
@@ -454,14 +453,6 @@ def drop_sim(binary, python):
         step(f"1 MiB verified under 2% drops in {time.monotonic() - t:.2f}s; "
              f"cam retransmits {stats['retransmit']}")
         check(stats["retransmit"] > 0, "no retransmits: were packets really dropped?")
-    except BaseException:
-        sys.stderr.write(f"--- omv-sim stderr (last lines) ---\n{sim.stderr_tail()}\n")
-        sim.kill()
-        raise
-    finally:
-        if cam is not None:
-            cam.disconnect()
-    sim.stop()
 
 
 def main():
