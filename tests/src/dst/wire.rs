@@ -22,12 +22,27 @@ pub struct Timing {
     pub latency: Duration,
     /// Serialisation time per byte, in nanoseconds.
     pub byte_ns: u64,
+    /// The receiver takes what arrived in whole periods of this length
+    /// (USB full-speed frames are 1 ms): deliveries are rounded up to a
+    /// period boundary and everything due together is handed over in one
+    /// read, so one read can end one packet and start the next. Zero: each
+    /// piece is delivered on its own as soon as it arrives.
+    pub read_period: Duration,
 }
 
 impl Timing {
     /// Time to put `n` bytes on the wire (rounded up to a microsecond).
     pub fn serialise(&self, n: usize) -> Duration {
         Duration::from_micros((n as u64 * self.byte_ns).div_ceil(1000))
+    }
+
+    /// When a byte arriving at `at` is read: the end of its read period.
+    pub fn read_at(&self, at: Instant) -> Instant {
+        let p = self.read_period.as_micros() as u64;
+        if p == 0 {
+            return at;
+        }
+        Instant::from_micros(at.as_micros().div_ceil(p) * p)
     }
 }
 
@@ -38,9 +53,9 @@ pub struct Chunk {
     pub at: Instant,
     /// The bytes.
     pub bytes: Vec<u8>,
-    /// This chunk ends an undamaged packet (counts towards what the
-    /// receiver may accept).
-    pub ends_intact: bool,
+    /// Undamaged packets whose last byte is in this chunk (they count
+    /// towards what the receiver may accept).
+    pub intact_ends: u64,
 }
 
 /// One direction of the link.
@@ -106,11 +121,11 @@ impl Wire {
                 continue;
             }
             self.queue.push_back(Chunk {
-                at,
+                at: self.timing.read_at(at).max(self.last_at),
                 bytes: bytes[from..cut].to_vec(),
-                ends_intact: intact && cut == bytes.len(),
+                intact_ends: u64::from(intact && cut == bytes.len()),
             });
-            self.last_at = at;
+            self.last_at = self.timing.read_at(at).max(self.last_at);
             from = cut;
             // Later pieces of a split packet trickle in.
             at = at + Duration::from_micros(7);
@@ -122,15 +137,27 @@ impl Wire {
         self.queue.front().map(|c| c.at)
     }
 
-    /// The next chunk due at or before `now`.
+    /// The bytes due at or before `now`: with a read period, everything
+    /// due at the same instant comes in one chunk (one read).
     pub fn pop_due(&mut self, now: Instant) -> Option<Chunk> {
-        if self.queue.front().is_some_and(|c| c.at <= now) {
-            let c = self.queue.pop_front()?;
-            self.bytes_delivered += c.bytes.len() as u64;
-            Some(c)
-        } else {
-            None
+        if !self.queue.front().is_some_and(|c| c.at <= now) {
+            return None;
         }
+        let mut c = self.queue.pop_front()?;
+        if !self.timing.read_period.is_zero() {
+            while let Some(next) = self.queue.front() {
+                if next.at != c.at {
+                    break;
+                }
+                let Some(next) = self.queue.pop_front() else {
+                    break;
+                };
+                c.bytes.extend_from_slice(&next.bytes);
+                c.intact_ends += next.intact_ends;
+            }
+        }
+        self.bytes_delivered += c.bytes.len() as u64;
+        Some(c)
     }
 
     /// Drops everything in flight (the link went down): nothing holds
@@ -170,6 +197,8 @@ pub struct Injector {
     dice: Dice,
     /// Faults injected so far.
     pub counts: FaultCounts,
+    /// Garbage bursts longer than a max-size packet.
+    pub long_garbage: u64,
 }
 
 impl Injector {
@@ -181,6 +210,7 @@ impl Injector {
             split,
             dice,
             counts: FaultCounts::default(),
+            long_garbage: 0,
         }
     }
 
@@ -273,7 +303,14 @@ impl Injector {
     /// form a header with a valid CRC together with the packet after it
     /// (so it can only cost packets, never forge one).
     fn garbage(&mut self, next: &[u8]) -> Vec<u8> {
-        let n = self.dice.range_usize(1, 80);
+        // Mostly short bursts; now and then one longer than a max-size
+        // packet, which no framer may buffer whole.
+        let n = if self.dice.chance(0.05) {
+            self.long_garbage += 1;
+            self.dice.range_usize(4200, 6000)
+        } else {
+            self.dice.range_usize(1, 80)
+        };
         let mut g = self.dice.bytes(n);
         for _ in 0..self.dice.below(4) {
             if n >= 2 {
@@ -304,6 +341,7 @@ mod tests {
         Timing {
             latency: Duration::from_micros(100),
             byte_ns: 1000,
+            read_period: Duration::ZERO,
         }
     }
 

@@ -347,7 +347,11 @@ impl World {
             Dir::HostToCam => &mut self.h2c,
             Dir::CamToHost => &mut self.c2h,
         };
+        let long_garbage = self.inj.long_garbage;
         let fate = self.inj.transmit(wire, now, packet, guard);
+        if self.inj.long_garbage > long_garbage {
+            self.stats.note("garbage_burst_over_max_packet");
+        }
         self.trace.mix(&[
             dir as u64,
             now.as_micros(),
@@ -370,8 +374,9 @@ impl World {
     fn deliver_to_host(&mut self, c: Chunk) {
         self.trace
             .mix(&[0xD1, c.at.as_micros(), c.bytes.len() as u64]);
-        if c.ends_intact {
-            self.host_intact_in += 1;
+        self.host_intact_in += c.intact_ends;
+        if c.intact_ends > 1 {
+            self.stats.note("read_ending_2plus_packets");
         }
         if self.trace.deliveries {
             self.trace.log(self.now, || {
@@ -388,8 +393,9 @@ impl World {
     fn deliver_to_cam(&mut self, c: Chunk) -> Result<(), Violation> {
         self.trace
             .mix(&[0xD2, c.at.as_micros(), c.bytes.len() as u64]);
-        if c.ends_intact {
-            self.cam_intact_in += 1;
+        self.cam_intact_in += c.intact_ends;
+        if c.intact_ends > 1 {
+            self.stats.note("read_ending_2plus_packets");
         }
         if self.trace.deliveries {
             self.trace.log(self.now, || {
