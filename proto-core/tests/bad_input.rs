@@ -12,13 +12,13 @@
 
 mod common;
 
-use common::{BufChan, Faults, Link};
+use common::{BufChan, Link};
 use proto_core::backend::{ChannelBackend, ChannelError, Ops};
 use proto_core::caps::{CapFlags, Caps};
 use proto_core::device::{DeviceConfig, DeviceEndpoint, DeviceEvent};
 use proto_core::framer::{Frame, Framer, FramerConfig, Role};
 use proto_core::header::Header;
-use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
+use proto_core::host::{Command, Completion, HostEndpoint, Reply, RequestError};
 use proto_core::packet::encode_packet;
 use proto_core::rng::SimRng;
 use proto_core::{ChannelId, DecodeError, Duration, Flags, Instant, Opcode, Packet, Status};
@@ -688,23 +688,7 @@ fn garbage_then_sync_recovers() {
 
 /// A link (real host, real cam) whose host is then driven by hand.
 fn link() -> Link {
-    let mut link = Link::new(
-        HostConfig::default(),
-        DeviceConfig::default(),
-        1,
-        Faults::default(),
-    );
-    link.cam
-        .register_at(
-            BUF,
-            "buf",
-            Box::new(BufChan {
-                data: pattern(20_000),
-                locked: false,
-            }),
-        )
-        .unwrap();
-    link
+    Link::with_buffer(1, BUF, pattern(20_000))
 }
 
 /// The next connect over the real link works and carries exact data.

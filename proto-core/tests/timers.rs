@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{BufChan, Faults, Link};
+use common::Link;
 use proto_core::caps::CapFlags;
-use proto_core::device::{DeviceConfig, DeviceEvent, ResetCause};
+use proto_core::device::{DeviceEvent, ResetCause};
 use proto_core::framer::{Frame, Framer, FramerConfig, Role};
-use proto_core::host::{Command, Completion, HostConfig, Reply};
+use proto_core::host::{Command, Completion, Reply};
 use proto_core::{ChannelId, Duration, Flags, Packet};
 
 const BUF: ChannelId = ChannelId(1);
@@ -20,22 +20,7 @@ fn pattern(len: usize) -> Vec<u8> {
 
 /// A connected link (CRC, sequence numbers and ACKs on) with a 4 KiB buffer.
 fn link() -> Link {
-    let mut link = Link::new(
-        HostConfig::default(),
-        DeviceConfig::default(),
-        7,
-        Faults::default(),
-    );
-    link.cam
-        .register_at(
-            BUF,
-            "buf",
-            Box::new(BufChan {
-                data: pattern(4096),
-                locked: false,
-            }),
-        )
-        .unwrap();
+    let mut link = Link::with_buffer(7, BUF, pattern(4096));
     let caps = link.connect().unwrap();
     assert!(caps.flags.ack(), "{caps:?}");
     link

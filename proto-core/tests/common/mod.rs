@@ -143,6 +143,28 @@ impl Link {
         }
     }
 
+    /// A fault-free link with default configs whose cam holds `data` in a
+    /// [`BufChan`] on `channel`.
+    pub fn with_buffer(seed: u64, channel: proto_core::ChannelId, data: Vec<u8>) -> Link {
+        let mut link = Link::new(
+            HostConfig::default(),
+            DeviceConfig::default(),
+            seed,
+            Faults::default(),
+        );
+        link.cam
+            .register_at(
+                channel,
+                "buf",
+                Box::new(BufChan {
+                    data,
+                    locked: false,
+                }),
+            )
+            .expect("a free channel id");
+        link
+    }
+
     pub fn connect(&mut self) -> Result<proto_core::caps::Caps, RequestError> {
         self.host.connect(self.now);
         match self.run() {
