@@ -63,10 +63,10 @@ cd "$repo" || die "cannot cd to $repo"
 if [[ -n "${DECODE_CMD:-}" ]]; then
     read -r -a ours_cmd <<<"$DECODE_CMD"
 else
-    if ! cargo build -q --release -p proto-core --example decode; then
+    if ! cargo build -q --release -p omv-proto --example decode; then
         die "cannot build proto-core's 'decode' example (does proto-core/examples/decode.rs exist?)"
     fi
-    ours_cmd=(cargo run -q --release -p proto-core --example decode --)
+    ours_cmd=(cargo run -q --release -p omv-proto --example decode --)
 fi
 
 total=0

@@ -31,7 +31,7 @@ done
 
 target="${CARGO_TARGET_DIR:-$repo/target}"
 echo "compare_read: building release binaries..." >&2
-(cd "$repo" && cargo build -q --release -p host-blocking -p sim-device --bin omv --bin omv-sim) || exit 2
+(cd "$repo" && cargo build -q --release -p omv-cli -p omv-sim --bin omv --bin omv-sim) || exit 2
 omv="$target/release/omv"
 sim="$target/release/omv-sim"
 

@@ -5,13 +5,13 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use proto_core::backend::{ChannelBackend, ChannelError, Ops};
-use proto_core::device::{DeviceConfig, DeviceEndpoint};
-use proto_core::framer::{Frame, Framer, FramerConfig, Role};
-use proto_core::header::Header;
-use proto_core::host::{Command, Completion, HostConfig, HostEndpoint};
-use proto_core::packet::encode_packet;
-use proto_core::{ChannelId, Instant, Opcode, MAX_PAYLOAD};
+use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
+use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
+use omv_proto::header::Header;
+use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint};
+use omv_proto::packet::encode_packet;
+use omv_proto::{ChannelId, Instant, Opcode, MAX_PAYLOAD};
 
 fn max_size_stream(packets: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..MAX_PAYLOAD as usize).map(|i| (i * 31) as u8).collect();
@@ -65,8 +65,8 @@ fn framing(c: &mut Criterion) {
         b.iter(|| {
             let mut x = 0u32;
             for p in stream.chunks(packet) {
-                x ^= u32::from(proto_core::crc::crc16(&p[..8]));
-                x ^= proto_core::crc::crc32(&p[10..packet - 4]);
+                x ^= u32::from(omv_proto::crc::crc16(&p[..8]));
+                x ^= omv_proto::crc::crc32(&p[10..packet - 4]);
             }
             black_box(x)
         })

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use omv_fuzz::sim::{Sim, SimConfig, TO_CAM, TO_HOST};
 use omv_fuzz::wire;
-use proto_core::host::{Command, HostConfig};
-use proto_core::rng::SimRng;
-use proto_core::{ChannelId, Flags, Opcode};
+use omv_proto::host::{Command, HostConfig};
+use omv_proto::rng::SimRng;
+use omv_proto::{ChannelId, Flags, Opcode};
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -137,9 +137,9 @@ fn main() {
     for (i, p) in payloads.iter().filter(|p| !p.is_empty()).enumerate() {
         write("decoders", &format!("vector_{i}"), &dec(0, 40, p));
     }
-    let mem = proto_core::memory::MemoryStats {
+    let mem = omv_proto::memory::MemoryStats {
         entries: vec![
-            proto_core::memory::MemoryEntry {
+            omv_proto::memory::MemoryEntry {
                 total: 1000,
                 used: 10,
                 free: 990,
@@ -149,7 +149,7 @@ fn main() {
         ],
     };
     write("decoders", "memory", &dec(0, 40, &mem.encode()));
-    let list = proto_core::channel::ChannelEntry::encode_list(&sim.cam.channels());
+    let list = omv_proto::channel::ChannelEntry::encode_list(&sim.cam.channels());
     write("decoders", "channel_list", &dec(0, 40, &list));
     write(
         "decoders",
@@ -157,24 +157,24 @@ fn main() {
         &dec(0, 40, &sim.cam.config().sysinfo.encode()),
     );
     let mut fh = Vec::new();
-    proto_core::frame::FrameHeader::new(
+    omv_proto::frame::FrameHeader::new(
         320,
         240,
-        proto_core::frame::PixFormat::RGB565,
+        omv_proto::frame::PixFormat::RGB565,
         2,
         Some(30.0),
     )
     .encode_into(&mut fh);
     fh.extend_from_slice(&[1, 2, 3, 4]);
     write("decoders", "frame_header", &dec(0, 40, &fh));
-    let rec = proto_core::profile::ProfileRecord {
+    let rec = omv_proto::profile::ProfileRecord {
         address: 0x0800_0000,
         call_count: 3,
         events: vec![7, 8],
         ..Default::default()
     };
     let mut recs = Vec::new();
-    proto_core::profile::encode_records(&[rec.clone(), rec], &mut recs);
+    omv_proto::profile::encode_records(&[rec.clone(), rec], &mut recs);
     write("decoders", "profile_2_events", &dec(2, 56, &recs));
 
     // device_endpoint: config byte, then steps of host bytes.

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    omv_fuzz::framer::check(proto_core::framer::Role::Host, data);
+    omv_fuzz::framer::check(omv_proto::framer::Role::Host, data);
 });

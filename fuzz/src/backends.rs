@@ -2,9 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use proto_core::backend::{ChannelBackend, ChannelError, Ops};
-use proto_core::shape::Shape;
-use proto_core::Instant;
+use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
+use omv_proto::shape::Shape;
+use omv_proto::Instant;
 
 /// Bytes shared between a backend and the harness, so a check can look at
 /// what the cam really holds.
@@ -197,19 +197,19 @@ impl ChannelBackend for ViewChan {
             _ => Err(ChannelError::Invalid),
         }
     }
-    fn poll_event(&mut self, now: Instant) -> Option<proto_core::backend::ChannelEventOut> {
+    fn poll_event(&mut self, now: Instant) -> Option<omv_proto::backend::ChannelEventOut> {
         if !self.chatty || self.budget == 0 {
             return None;
         }
         self.polls = self.polls.wrapping_add(1);
         if self.polls % 5 != 0 {
-            self.next = Some(now + proto_core::Duration::from_millis(50));
+            self.next = Some(now + omv_proto::Duration::from_millis(50));
             return None;
         }
         self.budget -= 1;
         self.next = None;
         let ack_req = self.polls % 10 == 0;
-        Some(proto_core::backend::ChannelEventOut {
+        Some(omv_proto::backend::ChannelEventOut {
             event: None,
             ack_req,
         })

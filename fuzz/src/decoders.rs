@@ -6,20 +6,20 @@
 //! the layout defines are reproduced exactly, reserved bytes are written
 //! as zero, and decoding the re-encoding gives the same value.
 
-use proto_core::caps::Caps;
-use proto_core::channel::{ChannelEntry, ENTRY_SIZE};
-use proto_core::event::{decode_event_payload, encode_event_payload, EventId};
-use proto_core::frame::FrameHeader;
-use proto_core::header::Header;
-use proto_core::memory::{MemoryEntry, MemoryStats};
-use proto_core::poll::PollBitmap;
-use proto_core::profile::{decode_records, encode_records, record_size, ProfileRecord};
-use proto_core::request::{decode_u32, encode_u32, IoctlRequest, ReadRequest, WriteRequest};
-use proto_core::shape::Shape;
-use proto_core::stats::Stats;
-use proto_core::sysinfo::{HwCaps, SysInfo};
-use proto_core::version::Version;
-use proto_core::{DecodeError, Status};
+use omv_proto::caps::Caps;
+use omv_proto::channel::{ChannelEntry, ENTRY_SIZE};
+use omv_proto::event::{decode_event_payload, encode_event_payload, EventId};
+use omv_proto::frame::FrameHeader;
+use omv_proto::header::Header;
+use omv_proto::memory::{MemoryEntry, MemoryStats};
+use omv_proto::poll::PollBitmap;
+use omv_proto::profile::{decode_records, encode_records, record_size, ProfileRecord};
+use omv_proto::request::{decode_u32, encode_u32, IoctlRequest, ReadRequest, WriteRequest};
+use omv_proto::shape::Shape;
+use omv_proto::stats::Stats;
+use omv_proto::sysinfo::{HwCaps, SysInfo};
+use omv_proto::version::Version;
+use omv_proto::{DecodeError, Status};
 
 use crate::reader::Reader;
 

@@ -16,10 +16,10 @@
 //! answered with exactly the ACK of SYNC, and a GET_CAPS right after it
 //! with the cam's caps.
 
-use proto_core::caps::Caps;
-use proto_core::device::{DeviceConfig, DeviceEndpoint, DeviceEvent};
-use proto_core::header::{HEADER_SIZE, TRAILER_SIZE};
-use proto_core::{ChannelId, Duration, Flags, Instant, Opcode, MAX_PAYLOAD};
+use omv_proto::caps::Caps;
+use omv_proto::device::{DeviceConfig, DeviceEndpoint, DeviceEvent};
+use omv_proto::header::{HEADER_SIZE, TRAILER_SIZE};
+use omv_proto::{ChannelId, Duration, Flags, Instant, Opcode, MAX_PAYLOAD};
 
 use crate::backends::{pattern, shared, AppendChan, BufChan, Shared, ViewChan};
 use crate::reader::Reader;

@@ -22,9 +22,9 @@
 //!   this holds only when SYNC recovery did not fire in either run (a torn
 //!   packet seen half-way may legitimately give way to a SYNC it contains).
 
-use proto_core::framer::{Frame, Framer, FramerConfig, FramerStats, Role};
-use proto_core::header::{HEADER_SIZE, TRAILER_SIZE};
-use proto_core::{MAX_PAYLOAD, MIN_PAYLOAD};
+use omv_proto::framer::{Frame, Framer, FramerConfig, FramerStats, Role};
+use omv_proto::header::{HEADER_SIZE, TRAILER_SIZE};
+use omv_proto::{MAX_PAYLOAD, MIN_PAYLOAD};
 
 use crate::reader::Reader;
 

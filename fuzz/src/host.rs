@@ -13,8 +13,8 @@
 //! `Timeout`; afterwards the next connect to the real cam succeeds and a
 //! read returns exactly the cam's bytes.
 
-use proto_core::host::{Command, Completion, HostConfig, Reply, RequestError};
-use proto_core::{ChannelId, Duration, Opcode};
+use omv_proto::host::{Command, Completion, HostConfig, Reply, RequestError};
+use omv_proto::{ChannelId, Duration, Opcode};
 
 use crate::backends::pattern;
 use crate::reader::Reader;

@@ -19,17 +19,17 @@
 //!   succeeds and full reads equal the model.
 
 use arbitrary::Arbitrary;
-use proto_core::caps::{CapFlags, Caps};
-use proto_core::channel::ChannelEntry;
-use proto_core::device::DeviceConfig;
-use proto_core::host::{Command, HostConfig, Reply, RequestError};
-use proto_core::poll::PollBitmap;
-use proto_core::request::{decode_u32, WriteRequest};
-use proto_core::shape::Shape;
-use proto_core::stats::Stats;
-use proto_core::sysinfo::SysInfo;
-use proto_core::version::Version;
-use proto_core::{ChannelId, Duration, Opcode, Status, MAX_PAYLOAD, MIN_PAYLOAD};
+use omv_proto::caps::{CapFlags, Caps};
+use omv_proto::channel::ChannelEntry;
+use omv_proto::device::DeviceConfig;
+use omv_proto::host::{Command, HostConfig, Reply, RequestError};
+use omv_proto::poll::PollBitmap;
+use omv_proto::request::{decode_u32, WriteRequest};
+use omv_proto::shape::Shape;
+use omv_proto::stats::Stats;
+use omv_proto::sysinfo::SysInfo;
+use omv_proto::version::Version;
+use omv_proto::{ChannelId, Duration, Opcode, Status, MAX_PAYLOAD, MIN_PAYLOAD};
 
 use crate::backends::{pattern, snapshot};
 use crate::device::{BUF_LEN, VIEW_LEN};

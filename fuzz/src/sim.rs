@@ -11,10 +11,10 @@
 use std::collections::VecDeque;
 
 use arbitrary::Arbitrary;
-use proto_core::caps::Caps;
-use proto_core::device::{DeviceConfig, DeviceEndpoint};
-use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
-use proto_core::{Duration, Instant};
+use omv_proto::caps::Caps;
+use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
+use omv_proto::{Duration, Instant};
 
 use crate::backends::Shared;
 
@@ -248,7 +248,7 @@ impl Sim {
                     self.tap[which].extend_from_slice(&p.bytes);
                 }
                 if trace() {
-                    let h = proto_core::header::Header::decode(&p.bytes).ok();
+                    let h = omv_proto::header::Header::decode(&p.bytes).ok();
                     let dir = if which == TO_CAM {
                         "host -> cam"
                     } else {

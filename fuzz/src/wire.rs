@@ -1,10 +1,10 @@
 //! Packet-level helpers: encoding requests and checking what a cam emits.
 
-use proto_core::crc::{crc16, crc32};
-use proto_core::framer::{Frame, Framer, FramerConfig, Role};
-use proto_core::header::{Header, HEADER_SIZE, SYNC_BYTES, TRAILER_SIZE};
-use proto_core::packet::encode_packet;
-use proto_core::{ChannelId, Flags, Opcode, Packet, MAX_PAYLOAD};
+use omv_proto::crc::{crc16, crc32};
+use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
+use omv_proto::header::{Header, HEADER_SIZE, SYNC_BYTES, TRAILER_SIZE};
+use omv_proto::packet::encode_packet;
+use omv_proto::{ChannelId, Flags, Opcode, Packet, MAX_PAYLOAD};
 
 /// The wire form of a packet with CRCs on.
 pub fn packet(seq: u8, channel: u8, flags: Flags, opcode: Opcode, payload: &[u8]) -> Vec<u8> {

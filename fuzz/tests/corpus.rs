@@ -32,14 +32,14 @@ fn replay(target: &str, f: impl Fn(&[u8])) {
 #[test]
 fn framer_host() {
     replay("framer_host", |d| {
-        omv_fuzz::framer::check(proto_core::framer::Role::Host, d)
+        omv_fuzz::framer::check(omv_proto::framer::Role::Host, d)
     });
 }
 
 #[test]
 fn framer_device() {
     replay("framer_device", |d| {
-        omv_fuzz::framer::check(proto_core::framer::Role::Device, d)
+        omv_fuzz::framer::check(omv_proto::framer::Role::Device, d)
     });
 }
 

@@ -11,8 +11,8 @@ fn replay() {
     let (target, file) = spec.split_once(':').expect("OMV_FUZZ_REPLAY=target:FILE");
     let data = std::fs::read(file).unwrap();
     match target {
-        "framer_host" => omv_fuzz::framer::check(proto_core::framer::Role::Host, &data),
-        "framer_device" => omv_fuzz::framer::check(proto_core::framer::Role::Device, &data),
+        "framer_host" => omv_fuzz::framer::check(omv_proto::framer::Role::Host, &data),
+        "framer_device" => omv_fuzz::framer::check(omv_proto::framer::Role::Device, &data),
         "decoders" => omv_fuzz::decoders::check(&data),
         "device_endpoint" => omv_fuzz::device::check(&data),
         "host_endpoint" => omv_fuzz::host::check(&data),

@@ -4,17 +4,17 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use proto_core::channel::ChannelEntry;
-use proto_core::frame::FrameHeader;
-use proto_core::host::{Command, Completion, HostStats, Reply};
-use proto_core::memory::MemoryStats;
-use proto_core::poll::PollBitmap;
-use proto_core::profile::{decode_records, record_size};
-use proto_core::shape::Shape;
-use proto_core::stats::Stats;
-use proto_core::sysinfo::SysInfo;
-use proto_core::version::Version;
-use proto_core::{ChannelId, DecodeError, Opcode, Status};
+use omv_proto::channel::ChannelEntry;
+use omv_proto::frame::FrameHeader;
+use omv_proto::host::{Command, Completion, HostStats, Reply};
+use omv_proto::memory::MemoryStats;
+use omv_proto::poll::PollBitmap;
+use omv_proto::profile::{decode_records, record_size};
+use omv_proto::shape::Shape;
+use omv_proto::stats::Stats;
+use omv_proto::sysinfo::SysInfo;
+use omv_proto::version::Version;
+use omv_proto::{ChannelId, DecodeError, Opcode, Status};
 
 use crate::config::CameraConfig;
 use crate::driver::{endpoint, Port, READ_BUF};
@@ -73,8 +73,8 @@ enum Connector {
 /// return them, so that they can be composed inside one `retry`.
 ///
 /// ```no_run
-/// use host_blocking::{Camera, CameraConfig};
-/// # fn main() -> host_blocking::Result<()> {
+/// use omv_blocking::{Camera, CameraConfig};
+/// # fn main() -> omv_blocking::Result<()> {
 /// let mut cam = Camera::open(CameraConfig::new("/dev/ttyACM0"))?;
 /// cam.exec("print('hello')")?;
 /// if let Some(frame) = cam.read_frame()? {
@@ -88,7 +88,7 @@ pub struct Camera {
     connector: Connector,
     pub(crate) port: Option<Port>,
     pub(crate) port_name: String,
-    pub(crate) host: proto_core::host::HostEndpoint,
+    pub(crate) host: omv_proto::host::HostEndpoint,
     pub(crate) epoch: std::time::Instant,
     pub(crate) rbuf: Vec<u8>,
     pub(crate) channels: Vec<ChannelEntry>,
@@ -330,7 +330,7 @@ impl Camera {
                 log::debug!("{}: link up, caps {caps:?}", self.port_name);
                 Ok(())
             }
-            Completion::Connected(Err(proto_core::host::RequestError::ResyncFailed {
+            Completion::Connected(Err(omv_proto::host::RequestError::ResyncFailed {
                 attempts,
             })) => Err(Error::ResyncFailed {
                 port: self.port_name.clone(),
@@ -370,7 +370,7 @@ impl Camera {
     /// Changes the capability settings and renegotiates them.
     ///
     /// ```no_run
-    /// # fn f(cam: &mut host_blocking::Camera) -> host_blocking::Result<()> {
+    /// # fn f(cam: &mut omv_blocking::Camera) -> omv_blocking::Result<()> {
     /// cam.set_capabilities(|c| { c.ack = false; c.max_payload = 512; })?;
     /// # Ok(()) }
     /// ```
@@ -384,7 +384,7 @@ impl Camera {
     }
 
     /// The negotiated capabilities.
-    pub fn caps(&self) -> proto_core::caps::Caps {
+    pub fn caps(&self) -> omv_proto::caps::Caps {
         self.host.caps()
     }
 
@@ -406,8 +406,8 @@ impl Camera {
     /// Installs the event handler (replacing any previous one).
     ///
     /// ```no_run
-    /// # fn f(cam: &mut host_blocking::Camera) {
-    /// cam.set_event_handler(|e: &host_blocking::events::Event| println!("event {e}"));
+    /// # fn f(cam: &mut omv_blocking::Camera) {
+    /// cam.set_event_handler(|e: &omv_blocking::events::Event| println!("event {e}"));
     /// # }
     /// ```
     pub fn set_event_handler(&mut self, handler: impl EventHandler + 'static) {
@@ -461,9 +461,9 @@ impl Camera {
     /// do not retry on their own: the outermost `retry` does.
     ///
     /// ```no_run
-    /// use host_blocking::Camera;
-    /// use proto_core::{ChannelId, Opcode};
-    /// # fn f(cam: &mut Camera) -> host_blocking::Result<()> {
+    /// use omv_blocking::Camera;
+    /// use omv_proto::{ChannelId, Opcode};
+    /// # fn f(cam: &mut Camera) -> omv_blocking::Result<()> {
     /// // A custom command with the built-in resync-and-retry behaviour.
     /// let reply = cam.retry(|c| c.request(Opcode(0x30), ChannelId(5), b"\x01"))?;
     /// # Ok(()) }
@@ -595,8 +595,8 @@ impl Camera {
     /// camera.
     ///
     /// ```no_run
-    /// # fn f(cam: &mut host_blocking::Camera) -> host_blocking::Result<()> {
-    /// use proto_core::ChannelId;
+    /// # fn f(cam: &mut omv_blocking::Camera) -> omv_blocking::Result<()> {
+    /// use omv_proto::ChannelId;
     /// if let Some(mut locked) = cam.lock_channel(ChannelId(3))? {
     ///     let size = locked.channel_size_at(ChannelId(3))?;
     ///     let data = locked.channel_read_at(ChannelId(3), 0, size)?;
@@ -630,7 +630,7 @@ impl Camera {
     /// CHANNEL_SIZE of channel `id`: bytes available.
     pub fn channel_size_at(&mut self, id: ChannelId) -> Result<u32> {
         let d = self.transact_data(&Command::new(Opcode::CHANNEL_SIZE, id))?;
-        proto_core::request::decode_u32(&d).map_err(|source| Error::Malformed {
+        omv_proto::request::decode_u32(&d).map_err(|source| Error::Malformed {
             what: "channel size",
             source,
         })
@@ -750,8 +750,8 @@ impl Camera {
     /// (including an unknown id).
     ///
     /// ```no_run
-    /// # fn f(cam: &mut host_blocking::Camera) -> host_blocking::Result<()> {
-    /// use proto_core::ChannelId;
+    /// # fn f(cam: &mut omv_blocking::Camera) -> omv_blocking::Result<()> {
+    /// use omv_proto::ChannelId;
     /// let stdout = cam.get_channel("stdout")?.map(|e| e.id);
     /// let name = cam.get_channel(ChannelId(3))?.map(|e| e.name);
     /// assert!(cam.get_channel(ChannelId(30))?.is_none());

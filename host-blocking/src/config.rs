@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proto_core::host::HostConfig;
+use omv_proto::host::HostConfig;
 
 use crate::error::{Error, Result};
 use crate::transport::DEFAULT_BAUDRATE;
@@ -12,7 +12,7 @@ use crate::transport::DEFAULT_BAUDRATE;
 /// the chainable setters; the defaults are the stock package's.
 ///
 /// ```
-/// use host_blocking::CameraConfig;
+/// use omv_blocking::CameraConfig;
 /// use std::time::Duration;
 /// let cfg = CameraConfig::new("/dev/ttyACM0")
 ///     .timeout(Duration::from_millis(500))
@@ -166,10 +166,10 @@ impl CameraConfig {
                 "max_retry must be at least 1".into(),
             ));
         }
-        if self.max_payload < proto_core::MIN_PAYLOAD {
+        if self.max_payload < omv_proto::MIN_PAYLOAD {
             return Err(Error::InvalidArgument(format!(
                 "max_payload must be at least {}, got {}",
-                proto_core::MIN_PAYLOAD,
+                omv_proto::MIN_PAYLOAD,
                 self.max_payload
             )));
         }

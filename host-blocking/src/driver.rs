@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use proto_core::host::{Completion, HostEndpoint};
-use proto_core::{Flags, Header, Instant};
+use omv_proto::host::{Completion, HostEndpoint};
+use omv_proto::{Flags, Header, Instant};
 
 use crate::camera::Camera;
 use crate::error::{Error, Result};

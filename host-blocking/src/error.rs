@@ -5,8 +5,8 @@
 use std::io;
 use std::time::Duration;
 
-use proto_core::host::RequestError;
-use proto_core::{DecodeError, Opcode, Status};
+use omv_proto::host::RequestError;
+use omv_proto::{DecodeError, Opcode, Status};
 
 use crate::image::ImageError;
 use crate::symbols::SymbolError;

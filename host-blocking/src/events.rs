@@ -9,10 +9,10 @@
 //! [`Camera::poll_events`](crate::Camera::poll_events) /
 //! [`Camera::wait_events`](crate::Camera::wait_events) when idle.
 
-use proto_core::channel::ChannelEntry;
-use proto_core::event::EventId;
-use proto_core::host::CamEvent;
-use proto_core::ChannelId;
+use omv_proto::channel::ChannelEntry;
+use omv_proto::event::EventId;
+use omv_proto::host::CamEvent;
+use omv_proto::ChannelId;
 
 /// What an event means, given the channel that sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl std::fmt::Display for Event {
 /// Closures work directly:
 ///
 /// ```
-/// use host_blocking::events::{Event, EventHandler};
+/// use omv_blocking::events::{Event, EventHandler};
 /// let mut seen = Vec::new();
 /// let mut handler = |e: &Event| seen.push(e.kind);
 /// # let _ = &mut handler as &mut dyn FnMut(&Event);
@@ -173,7 +173,7 @@ impl EventState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::ChannelFlags;
+    use omv_proto::ChannelFlags;
 
     fn ev(ch: u8, id: u16) -> CamEvent {
         CamEvent {

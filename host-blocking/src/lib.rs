@@ -1,5 +1,5 @@
 //! Blocking host for the OpenMV cam protocol, on `proto-core`'s sans-IO
-//! [`HostEndpoint`](proto_core::host::HostEndpoint).
+//! [`HostEndpoint`](omv_proto::host::HostEndpoint).
 //!
 //! * [`Camera`]: the host API (parity with the stock `openmv` Python
 //!   package 1.0.7: connection, scripts, streaming, channels,
@@ -11,22 +11,22 @@
 //! * [`events`]: event classification, handler trait and tracked state;
 //! * [`image`]: frame pixels to RGB888 and PNG; [`symbols`]: function
 //!   names from a firmware ELF for profile records;
-//! * [`sim`]: a simulated cam on a thread over an in-memory link;
-//! * the `omv` command-line tool (`src/bin/omv.rs`).
+//! * `sim` (feature `sim`): a simulated cam on a thread over an in-memory
+//!   link, for examples and tests (the `omv` CLI, in `cli/`, uses it).
 //!
 //! The driver blocks on the port exactly until the endpoint's next deadline
 //! (no busy waiting, no fixed sleeps) and turns everything the cam sends
 //! into values or [`Error`]s: nothing from the wire makes it panic or exit.
 //!
 //! ```no_run
-//! use host_blocking::{Camera, CameraConfig};
-//! # fn main() -> host_blocking::Result<()> {
+//! use omv_blocking::{Camera, CameraConfig};
+//! # fn main() -> omv_blocking::Result<()> {
 //! let mut cam = Camera::open(CameraConfig::new("/dev/ttyACM0"))?;
 //! println!("{}", cam.version()?);
 //! cam.exec("print('hi')")?;
 //! cam.streaming(true, false, None)?;
 //! if let Some(f) = cam.read_frame()? {
-//!     host_blocking::image::save_png(&f.rgb, "frame.png")?;
+//!     omv_blocking::image::save_png(&f.rgb, "frame.png")?;
 //! }
 //! # Ok(()) }
 //! ```
@@ -39,6 +39,7 @@ mod driver;
 pub mod error;
 pub mod events;
 pub mod image;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod symbols;
 pub mod transport;
@@ -53,4 +54,4 @@ pub use types::{ChannelKey, ChannelStatus, Frame, ProfileEntry, RawFrame, System
 
 /// The sans-IO protocol engine, re-exported for its types (opcodes,
 /// channel ids, codecs).
-pub use proto_core;
+pub use omv_proto;

@@ -3,9 +3,9 @@
 //! port is given), for examples and for tests.
 //!
 //! ```
-//! use host_blocking::sim::EmbeddedSim;
-//! use host_blocking::{Camera, CameraConfig};
-//! use sim_device::cam::SimConfig;
+//! use omv_blocking::sim::EmbeddedSim;
+//! use omv_blocking::{Camera, CameraConfig};
+//! use omv_sim::cam::SimConfig;
 //! let sim = EmbeddedSim::start(SimConfig::new().channel("bulk", 1000), |_| {}).unwrap();
 //! let mut cam = Camera::with_transport(sim.take_link().unwrap(), CameraConfig::new("sim"));
 //! cam.connect().unwrap();
@@ -20,12 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use proto_core::Instant;
-use sim_device::cam::{SimCam, SimConfig, SimError};
-use sim_device::link::{duplex, LinkEnd};
-use sim_device::serve::{
-    serve, MonotonicClock, SansIoCam, ServeOptions, Transport as CamTransport,
-};
+use omv_proto::Instant;
+use omv_sim::cam::{SimCam, SimConfig, SimError};
+use omv_sim::link::{duplex, LinkEnd};
+use omv_sim::serve::{serve, MonotonicClock, SansIoCam, ServeOptions, Transport as CamTransport};
 
 use crate::transport::Transport;
 
@@ -37,7 +35,7 @@ pub struct LinkTransport {
 }
 
 impl LinkTransport {
-    /// Wraps one end of a [`sim_device::link::duplex`] pair.
+    /// Wraps one end of a [`omv_sim::link::duplex`] pair.
     pub fn new(name: &str, end: LinkEnd) -> LinkTransport {
         LinkTransport {
             end,
@@ -162,7 +160,7 @@ impl EmbeddedSim {
         config: SimConfig,
         setup: impl FnOnce(&mut SimCam) + Send + 'static,
     ) -> Result<EmbeddedSim, StartError> {
-        let pty = sim_device::pty::Pty::open().map_err(|e| StartError::Pty(e.to_string()))?;
+        let pty = omv_sim::pty::Pty::open().map_err(|e| StartError::Pty(e.to_string()))?;
         let path = pty.path().to_path_buf();
         let mut sim = EmbeddedSim::serve_on(config, setup, pty)?;
         sim.path = Some(path);
@@ -177,7 +175,7 @@ impl EmbeddedSim {
         setup: impl FnOnce(&mut SimCam) + Send + 'static,
         addr: &str,
     ) -> Result<EmbeddedSim, StartError> {
-        let server = sim_device::tcp::TcpServer::bind(addr).map_err(StartError::Thread)?;
+        let server = omv_sim::tcp::TcpServer::bind(addr).map_err(StartError::Thread)?;
         let bound = server.local_addr().map_err(StartError::Thread)?;
         let mut sim = EmbeddedSim::spawn(config, setup, move |cam, clock, flag, opts| {
             if let Err(e) = server.run(cam, clock, flag, opts) {

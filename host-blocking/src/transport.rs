@@ -20,7 +20,7 @@ pub const DEFAULT_BAUDRATE: u32 = 921_600;
 /// A bidirectional byte port to a cam.
 ///
 /// ```
-/// use host_blocking::transport::{IoTransport, Transport};
+/// use omv_blocking::transport::{IoTransport, Transport};
 /// use std::io::Cursor;
 /// use std::time::Duration;
 /// let mut t = IoTransport::new("mem", Cursor::new(vec![1u8, 2, 3]));
@@ -206,7 +206,7 @@ impl<T: Read + Write + Send> IoTransport<T> {
     /// have a read timeout of their own.
     ///
     /// ```
-    /// use host_blocking::transport::IoTransport;
+    /// use omv_blocking::transport::IoTransport;
     /// use std::net::TcpStream;
     /// # fn f(stream: TcpStream) {
     /// let t = IoTransport::with_timeout("cam", stream, |s: &mut TcpStream, d| {

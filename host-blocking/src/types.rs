@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use proto_core::channel::ChannelEntry;
-use proto_core::frame::{FrameHeader, PixFormat};
-use proto_core::poll::PollBitmap;
-use proto_core::profile::ProfileRecord;
-use proto_core::sysinfo::SysInfo;
-use proto_core::ChannelId;
+use omv_proto::channel::ChannelEntry;
+use omv_proto::frame::{FrameHeader, PixFormat};
+use omv_proto::poll::PollBitmap;
+use omv_proto::profile::ProfileRecord;
+use omv_proto::sysinfo::SysInfo;
+use omv_proto::ChannelId;
 
 use crate::image::Rgb888Image;
 

@@ -7,11 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use host_blocking::{Camera, CameraConfig, Error};
-use proto_core::host::Reply;
-use proto_core::{ChannelId, Opcode};
-use sim_device::board::Board;
-use sim_device::cam::SimConfig;
+use omv_blocking::{Camera, CameraConfig, Error};
+use omv_proto::host::Reply;
+use omv_proto::{ChannelId, Opcode};
+use omv_sim::board::Board;
+use omv_sim::cam::SimConfig;
 
 #[test]
 fn connect_and_introspection() {
@@ -123,15 +123,13 @@ fn utf8_output_split_across_reads() {
     // "€" is cut in two by a pause in the output: the text API must still
     // deliver it whole.
     let (_sim, mut cam) = connect(
-        SimConfig::new().in_process_threaded(
-            |_s: &[u8], ctx: &sim_device::script::ScriptContext| {
-                let euro = "\u{20ac}".as_bytes();
-                let out = ctx.output().clone();
-                out.write(&[b"h\xc3\xa9" as &[u8], &euro[..1]].concat());
-                std::thread::sleep(Duration::from_millis(300));
-                out.write(&[&euro[1..], b"!"].concat());
-            },
-        ),
+        SimConfig::new().in_process_threaded(|_s: &[u8], ctx: &omv_sim::script::ScriptContext| {
+            let euro = "\u{20ac}".as_bytes();
+            let out = ctx.output().clone();
+            out.write(&[b"h\xc3\xa9" as &[u8], &euro[..1]].concat());
+            std::thread::sleep(Duration::from_millis(300));
+            out.write(&[&euro[1..], b"!"].concat());
+        }),
         |_| {},
         CameraConfig::new("sim"),
     );
@@ -154,7 +152,7 @@ fn streaming_and_frames() {
     let (_sim, mut cam, _) = standard();
     checks::streaming(&mut cam);
     let stream = cam.get_channel_id("stream").unwrap().unwrap();
-    let _ = cam.channel_ioctl_u32(stream, host_blocking::camera::STREAM_SOURCE, &[0]);
+    let _ = cam.channel_ioctl_u32(stream, omv_blocking::camera::STREAM_SOURCE, &[0]);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
-use host_blocking::{Camera, CameraConfig, Error};
-use sim_device::fault::FaultConfig;
+use omv_blocking::{Camera, CameraConfig, Error};
+use omv_sim::fault::FaultConfig;
 
 fn faulty(seed: u64, drop: f64, rx_drop: f64, corrupt: f64) -> FaultConfig {
     FaultConfig {
@@ -232,9 +232,9 @@ fn cam_going_away_mid_session_is_an_error_not_a_hang() {
 fn a_failed_connect_keeps_a_given_transport_for_another_try() {
     init_log();
     // A link whose cam starts answering only after the first connect failed.
-    let (host_end, mut cam_end) = sim_device::link::duplex();
+    let (host_end, mut cam_end) = omv_sim::link::duplex();
     let mut cam = Camera::with_transport(
-        host_blocking::sim::LinkTransport::new("late", host_end),
+        omv_blocking::sim::LinkTransport::new("late", host_end),
         CameraConfig::new("late")
             .timeout(Duration::from_millis(50))
             .max_retry(1),
@@ -244,10 +244,10 @@ fn a_failed_connect_keeps_a_given_transport_for_another_try() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     let server = std::thread::spawn(move || {
-        let mut sim = sim_device::cam::SimConfig::new().build().unwrap();
-        let clock = sim_device::serve::MonotonicClock::new();
-        let opts = sim_device::serve::ServeOptions::default();
-        let _ = sim_device::serve::serve(&mut sim, &mut cam_end, &clock, &flag, &opts);
+        let mut sim = omv_sim::cam::SimConfig::new().build().unwrap();
+        let clock = omv_sim::serve::MonotonicClock::new();
+        let opts = omv_sim::serve::ServeOptions::default();
+        let _ = omv_sim::serve::serve(&mut sim, &mut cam_end, &clock, &flag, &opts);
     });
     cam.connect().unwrap();
     assert!(cam.is_connected());
@@ -259,12 +259,12 @@ fn a_failed_connect_keeps_a_given_transport_for_another_try() {
 /// Wraps a transport and slips random junk bytes between what it reads.
 struct Junk<T> {
     inner: T,
-    rng: proto_core::rng::SimRng,
+    rng: omv_proto::rng::SimRng,
     pending: Vec<u8>,
     injected: usize,
 }
 
-impl<T: host_blocking::Transport> host_blocking::Transport for Junk<T> {
+impl<T: omv_blocking::Transport> omv_blocking::Transport for Junk<T> {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.inner.write_all(buf)
     }
@@ -307,11 +307,11 @@ impl<T: host_blocking::Transport> host_blocking::Transport for Junk<T> {
 fn junk_on_the_line_never_corrupts_data_or_panics() {
     init_log();
     let sim =
-        host_blocking::sim::EmbeddedSim::start(standard_sim(ScriptLog::default()), standard_setup)
+        omv_blocking::sim::EmbeddedSim::start(standard_sim(ScriptLog::default()), standard_setup)
             .unwrap();
     let junk = Junk {
         inner: sim.take_link().unwrap(),
-        rng: proto_core::rng::SimRng::new(77),
+        rng: omv_proto::rng::SimRng::new(77),
         pending: Vec::new(),
         injected: 0,
     };
@@ -332,8 +332,8 @@ fn junk_on_the_line_never_corrupts_data_or_panics() {
 #[test]
 fn a_port_that_only_sends_noise_fails_cleanly() {
     init_log();
-    struct Noise(proto_core::rng::SimRng);
-    impl host_blocking::Transport for Noise {
+    struct Noise(omv_proto::rng::SimRng);
+    impl omv_blocking::Transport for Noise {
         fn write_all(&mut self, _: &[u8]) -> std::io::Result<()> {
             Ok(())
         }
@@ -355,7 +355,7 @@ fn a_port_that_only_sends_noise_fails_cleanly() {
         }
     }
     let mut cam = Camera::with_transport(
-        Noise(proto_core::rng::SimRng::new(5)),
+        Noise(omv_proto::rng::SimRng::new(5)),
         CameraConfig::new("noise").timeout(Duration::from_millis(100)),
     );
     let t = Instant::now();
@@ -367,14 +367,14 @@ fn a_port_that_only_sends_noise_fails_cleanly() {
 /// Wraps a transport and never delivers requests with opcode `swallow`.
 struct Swallow<T> {
     inner: T,
-    swallow: proto_core::Opcode,
+    swallow: omv_proto::Opcode,
     swallowed: usize,
 }
 
-impl<T: host_blocking::Transport> host_blocking::Transport for Swallow<T> {
+impl<T: omv_blocking::Transport> omv_blocking::Transport for Swallow<T> {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let h = proto_core::Header::decode(buf).expect("one packet per write");
-        if h.opcode == self.swallow && h.flags == proto_core::Flags::NONE {
+        let h = omv_proto::Header::decode(buf).expect("one packet per write");
+        if h.opcode == self.swallow && h.flags == omv_proto::Flags::NONE {
             self.swallowed += 1;
             return Ok(());
         }
@@ -390,11 +390,11 @@ impl<T: host_blocking::Transport> host_blocking::Transport for Swallow<T> {
 
 #[test]
 fn a_lost_handshake_step_is_reported_with_its_own_opcode() {
-    use proto_core::Opcode;
+    use omv_proto::Opcode;
     init_log();
     for op in [Opcode::PROTO_GET_CAPS, Opcode::PROTO_SET_CAPS] {
-        let sim = host_blocking::sim::EmbeddedSim::start(sim_device::cam::SimConfig::new(), |_| {})
-            .unwrap();
+        let sim =
+            omv_blocking::sim::EmbeddedSim::start(omv_sim::cam::SimConfig::new(), |_| {}).unwrap();
         let t = Swallow {
             inner: sim.take_link().unwrap(),
             swallow: op,

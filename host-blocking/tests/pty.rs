@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use common::frames::{check_every_pixel_format, check_malformed_frames, frame_rig_pty};
 use common::*;
-use host_blocking::sim::EmbeddedSim;
-use host_blocking::{Camera, CameraConfig};
-use proto_core::frame::PixFormat;
-use proto_core::Status;
+use omv_blocking::sim::EmbeddedSim;
+use omv_blocking::{Camera, CameraConfig};
+use omv_proto::frame::PixFormat;
+use omv_proto::Status;
 
 fn pty_sim() -> (EmbeddedSim, String, ScriptLog) {
     init_log();
@@ -260,7 +260,7 @@ fn disconnect_and_drop_close_the_serial_port() {
     assert_eq!(open_fds(&path), 1, "disconnect closed the port");
     assert!(matches!(
         cam.poll_events(),
-        Err(host_blocking::Error::NotConnected)
+        Err(omv_blocking::Error::NotConnected)
     ));
     cam.connect().unwrap();
     assert_eq!(open_fds(&path), 2);

@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use host_blocking::sim::EmbeddedSim;
-use host_blocking::{Camera, CameraConfig};
+use omv_blocking::sim::EmbeddedSim;
+use omv_blocking::{Camera, CameraConfig};
 
 #[test]
 fn camera_over_tcp() {
@@ -37,22 +36,4 @@ fn camera_over_tcp() {
     std::thread::sleep(Duration::from_millis(50));
     cam.connect().unwrap();
     assert_eq!(cam.channel_size("bulk").unwrap(), 1 << 20);
-}
-
-#[test]
-fn omv_over_tcp() {
-    init_log();
-    let sim = EmbeddedSim::start_tcp(
-        standard_sim(ScriptLog::default()),
-        standard_setup,
-        "127.0.0.1:0",
-    )
-    .unwrap();
-    let addr = sim.tcp_addr().unwrap().to_string();
-    let o = Command::new(env!("CARGO_BIN_EXE_omv"))
-        .args(["--tcp", &addr, "read", "bulk", "--size", "500"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.stdout, pattern(0, 500));
 }

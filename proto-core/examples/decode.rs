@@ -2,7 +2,7 @@
 //! object per accepted packet (sequence checks off, CRC on).
 //!
 //! ```text
-//! cargo run --release -p proto-core --example decode -- [--input FILE] [--max-payload N] [--count-only]
+//! cargo run --release -p omv-proto --example decode -- [--input FILE] [--max-payload N] [--count-only]
 //! ```
 //!
 //! The output format matches `scripts/stock_decode.py`, which runs the stock
@@ -11,7 +11,7 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use proto_core::framer::{Frame, Framer, FramerConfig, Role};
+use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
 
 fn main() -> ExitCode {
     match run() {
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let mut input: Option<String> = None;
-    let mut max_payload: u16 = proto_core::MAX_PAYLOAD;
+    let mut max_payload: u16 = omv_proto::MAX_PAYLOAD;
     let mut count_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

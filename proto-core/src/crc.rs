@@ -4,8 +4,8 @@
 //! Both are MSB-first (not reflected), with no final xor.
 //!
 //! ```
-//! assert_eq!(proto_core::crc::crc16(b"123456789"), 0xE541);
-//! assert_eq!(proto_core::crc::crc32(b"123456789"), 0x41B4_03D3);
+//! assert_eq!(omv_proto::crc::crc16(b"123456789"), 0xE541);
+//! assert_eq!(omv_proto::crc::crc32(b"123456789"), 0x41B4_03D3);
 //! ```
 
 use crc::{Algorithm, Crc, Table};

@@ -14,8 +14,8 @@
 //! and `offset + length` overflowing u32 all NAK INVALID.
 //!
 //! ```
-//! use proto_core::device::{DeviceConfig, DeviceEndpoint};
-//! use proto_core::Instant;
+//! use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+//! use omv_proto::Instant;
 //! let mut cam = DeviceEndpoint::new(DeviceConfig::default());
 //! cam.handle_input(Instant::ZERO, &[0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac]); // SYNC
 //! let ack = cam.poll_transmit(Instant::ZERO).unwrap();

@@ -16,13 +16,13 @@
 //! last pushed chunk.
 //!
 //! ```
-//! use proto_core::framer::{Framer, FramerConfig, Frame, Role};
+//! use omv_proto::framer::{Framer, FramerConfig, Frame, Role};
 //! let mut f = Framer::new(FramerConfig { role: Role::Host, crc: true, max_payload: 4082 });
 //! f.push(&[0x00, 0xaa, 0xd5, 0, 0, 0]); // garbage, then a torn SYNC packet
 //! assert!(f.next(None).is_none());
 //! f.push(&[0, 0, 0, 0xb0, 0xac]);
 //! let Some(Frame::Packet(p)) = f.next(None) else { panic!() };
-//! assert_eq!(p.header.opcode, proto_core::Opcode::PROTO_SYNC);
+//! assert_eq!(p.header.opcode, omv_proto::Opcode::PROTO_SYNC);
 //! ```
 
 use bytes::{Buf, BytesMut};

@@ -11,8 +11,8 @@
 //!    [`poll_event`](HostEndpoint::poll_event).
 //!
 //! ```
-//! use proto_core::host::{HostConfig, HostEndpoint, Completion};
-//! use proto_core::Instant;
+//! use omv_proto::host::{HostConfig, HostEndpoint, Completion};
+//! use omv_proto::Instant;
 //! let mut host = HostEndpoint::new(HostConfig::default());
 //! host.connect(Instant::ZERO);
 //! let sync = host.poll_transmit().unwrap();

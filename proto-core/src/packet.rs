@@ -62,7 +62,7 @@ impl Packet {
 /// than the negotiated max_payload.
 ///
 /// ```
-/// use proto_core::{header::Header, packet::encode_packet, Opcode};
+/// use omv_proto::{header::Header, packet::encode_packet, Opcode};
 /// let mut out = Vec::new();
 /// encode_packet(&Header { opcode: Opcode::PROTO_SYNC, ..Header::default() }, &[], true, &mut out);
 /// assert_eq!(out, [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac]);

@@ -5,7 +5,7 @@ pub use core::time::Duration;
 /// A point in time, in microseconds since an origin chosen by the driver.
 ///
 /// ```
-/// use proto_core::{Duration, Instant};
+/// use omv_proto::{Duration, Instant};
 /// let t = Instant::from_millis(5) + Duration::from_millis(10);
 /// assert_eq!(t.as_micros(), 15_000);
 /// ```

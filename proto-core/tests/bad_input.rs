@@ -13,15 +13,15 @@
 mod common;
 
 use common::{BufChan, Link};
-use proto_core::backend::{ChannelBackend, ChannelError, Ops};
-use proto_core::caps::{CapFlags, Caps};
-use proto_core::device::{DeviceConfig, DeviceEndpoint, DeviceEvent};
-use proto_core::framer::{Frame, Framer, FramerConfig, Role};
-use proto_core::header::Header;
-use proto_core::host::{Command, Completion, HostEndpoint, Reply, RequestError};
-use proto_core::packet::encode_packet;
-use proto_core::rng::SimRng;
-use proto_core::{ChannelId, DecodeError, Duration, Flags, Instant, Opcode, Packet, Status};
+use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
+use omv_proto::caps::{CapFlags, Caps};
+use omv_proto::device::{DeviceConfig, DeviceEndpoint, DeviceEvent};
+use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
+use omv_proto::header::Header;
+use omv_proto::host::{Command, Completion, HostEndpoint, Reply, RequestError};
+use omv_proto::packet::encode_packet;
+use omv_proto::rng::SimRng;
+use omv_proto::{ChannelId, DecodeError, Duration, Flags, Instant, Opcode, Packet, Status};
 
 const BUF: ChannelId = ChannelId(1);
 const CTL: ChannelId = ChannelId(2);
@@ -97,7 +97,7 @@ impl Cam {
         let rx = Framer::new(FramerConfig {
             role: Role::Host,
             crc: true,
-            max_payload: proto_core::MAX_PAYLOAD,
+            max_payload: omv_proto::MAX_PAYLOAD,
         });
         let mut cam = Cam {
             ep,

@@ -2,22 +2,22 @@
 
 use proptest::prelude::*;
 
-use proto_core::caps::{CapFlags, Caps};
-use proto_core::channel::{truncate_name, ChannelEntry, ChannelFlags, ENTRY_SIZE};
-use proto_core::event::{decode_event_payload, encode_event_payload, EventId};
-use proto_core::frame::{FrameHeader, PixFormat};
-use proto_core::header::{Header, HEADER_SIZE};
-use proto_core::memory::{MemoryEntry, MemoryKind, MemoryStats};
-use proto_core::poll::PollBitmap;
-use proto_core::profile::{decode_records, record_size, ProfileRecord};
-use proto_core::request::{decode_u32, encode_u32, IoctlRequest, ReadRequest, WriteRequest};
-use proto_core::shape::Shape;
-use proto_core::stats::Stats;
-use proto_core::status::Status;
-use proto_core::sysinfo::{HwCaps, SysInfo};
-use proto_core::version::Version;
-use proto_core::ChannelId;
-use proto_core::{Flags, Opcode};
+use omv_proto::caps::{CapFlags, Caps};
+use omv_proto::channel::{truncate_name, ChannelEntry, ChannelFlags, ENTRY_SIZE};
+use omv_proto::event::{decode_event_payload, encode_event_payload, EventId};
+use omv_proto::frame::{FrameHeader, PixFormat};
+use omv_proto::header::{Header, HEADER_SIZE};
+use omv_proto::memory::{MemoryEntry, MemoryKind, MemoryStats};
+use omv_proto::poll::PollBitmap;
+use omv_proto::profile::{decode_records, record_size, ProfileRecord};
+use omv_proto::request::{decode_u32, encode_u32, IoctlRequest, ReadRequest, WriteRequest};
+use omv_proto::shape::Shape;
+use omv_proto::stats::Stats;
+use omv_proto::status::Status;
+use omv_proto::sysinfo::{HwCaps, SysInfo};
+use omv_proto::version::Version;
+use omv_proto::ChannelId;
+use omv_proto::{Flags, Opcode};
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..max)
@@ -282,7 +282,7 @@ proptest! {
         prop_assert_eq!(b.len(), HEADER_SIZE);
         prop_assert_eq!(Header::decode(&b), Ok(h));
         // With CRC off the hcrc field is 0, which checks only if the CRC happens to be 0.
-        prop_assert_eq!(Header::crc_ok(&b), crc || proto_core::crc::crc16(&b[..8]) == 0);
+        prop_assert_eq!(Header::crc_ok(&b), crc || omv_proto::crc::crc16(&b[..8]) == 0);
         prop_assert_eq!(h.wire_len(), if length == 0 { 10 } else { 14 + length as usize });
         prop_assert!(Header::decode(&b[..HEADER_SIZE - 1]).is_err());
     }

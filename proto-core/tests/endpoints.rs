@@ -3,11 +3,11 @@
 mod common;
 
 use common::{BufChan, Faults, Link};
-use proto_core::caps::CapFlags;
-use proto_core::channel::ChannelEntry;
-use proto_core::device::DeviceConfig;
-use proto_core::host::{Command, HostConfig, Reply, RequestError};
-use proto_core::{ChannelId, Opcode, Status};
+use omv_proto::caps::CapFlags;
+use omv_proto::channel::ChannelEntry;
+use omv_proto::device::DeviceConfig;
+use omv_proto::host::{Command, HostConfig, Reply, RequestError};
+use omv_proto::{ChannelId, Opcode, Status};
 
 fn link_with_buffer(size: usize, host: HostConfig, faults: Faults, seed: u64) -> (Link, ChannelId) {
     let mut link = Link::new(host, DeviceConfig::default(), seed, faults);
@@ -297,14 +297,14 @@ fn a_late_sync_ack_is_ignored() {
         .unwrap();
     // An ACK of an earlier, abandoned SYNC attempt arrives first.
     let mut stale = Vec::new();
-    let h = proto_core::header::Header {
-        flags: proto_core::Flags::ACK,
+    let h = omv_proto::header::Header {
+        flags: omv_proto::Flags::ACK,
         ..Default::default()
     };
-    proto_core::packet::encode_packet(&h, &[], true, &mut stale);
+    omv_proto::packet::encode_packet(&h, &[], true, &mut stale);
     link.host.handle_input(link.now, &stale);
     match link.run() {
-        proto_core::host::Completion::Request(r) => {
+        omv_proto::host::Completion::Request(r) => {
             assert_eq!(r, Ok(Reply::Data(16u32.to_le_bytes().to_vec().into())))
         }
         other => panic!("{other:?}"),

@@ -1,11 +1,11 @@
 //! Property tests of the framer: chunking never changes what comes out, and
 //! memory stays bounded.
 
+use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
+use omv_proto::header::Header;
+use omv_proto::packet::encode_packet;
+use omv_proto::{ChannelId, Flags, Opcode};
 use proptest::prelude::*;
-use proto_core::framer::{Frame, Framer, FramerConfig, Role};
-use proto_core::header::Header;
-use proto_core::packet::encode_packet;
-use proto_core::{ChannelId, Flags, Opcode};
 
 /// A stream of valid packets, garbage, and damaged packets, with payloads
 /// up to `max` bytes (packets longer than the framer's max_payload included).

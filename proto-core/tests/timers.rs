@@ -6,11 +6,11 @@
 mod common;
 
 use common::Link;
-use proto_core::caps::CapFlags;
-use proto_core::device::{DeviceEvent, ResetCause};
-use proto_core::framer::{Frame, Framer, FramerConfig, Role};
-use proto_core::host::{Command, Completion, Reply};
-use proto_core::{ChannelId, Duration, Flags, Packet};
+use omv_proto::caps::CapFlags;
+use omv_proto::device::{DeviceEvent, ResetCause};
+use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
+use omv_proto::host::{Command, Completion, Reply};
+use omv_proto::{ChannelId, Duration, Flags, Packet};
 
 const BUF: ChannelId = ChannelId(1);
 
@@ -31,7 +31,7 @@ fn parse(wire: &[u8]) -> Packet {
     let mut f = Framer::new(FramerConfig {
         role: Role::Host,
         crc: true,
-        max_payload: proto_core::MAX_PAYLOAD,
+        max_payload: omv_proto::MAX_PAYLOAD,
     });
     f.push(wire);
     match f.next(None) {
@@ -125,8 +125,8 @@ fn an_ack_stops_the_timer_and_a_nak_resends_at_once() {
     let answer = unacked_answer(&mut link);
     // The host NAKs it (say its payload CRC failed): the cam resends now.
     let p = parse(&answer);
-    let nak = proto_core::packet::Packet {
-        header: proto_core::Header {
+    let nak = omv_proto::packet::Packet {
+        header: omv_proto::Header {
             flags: Flags::NAK,
             length: 0,
             ..p.header
@@ -134,7 +134,7 @@ fn an_ack_stops_the_timer_and_a_nak_resends_at_once() {
         payload: Default::default(),
     };
     let mut wire = Vec::new();
-    proto_core::packet::encode_packet(&nak.header, &[], true, &mut wire);
+    omv_proto::packet::encode_packet(&nak.header, &[], true, &mut wire);
     link.now = link.now + Duration::from_millis(3);
     link.cam.handle_input(link.now, &wire);
     assert_eq!(link.cam.poll_timeout(), Some(link.now));

@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use proto_core::crc::{crc16, crc32};
-use proto_core::framer::{Frame, Framer, FramerConfig, Role};
-use proto_core::header::Header;
-use proto_core::packet::encode_packet;
-use proto_core::{ChannelId, Flags, Opcode};
+use omv_proto::crc::{crc16, crc32};
+use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
+use omv_proto::header::Header;
+use omv_proto::packet::encode_packet;
+use omv_proto::{ChannelId, Flags, Opcode};
 use serde_json::Value;
 
 fn vectors() -> Value {

@@ -2,7 +2,7 @@
 //! arguments (exact sizes, little-endian u32) and read ranges (u32 offsets
 //! from the host, never trusted).
 
-use proto_core::backend::ChannelError;
+use omv_proto::backend::ChannelError;
 
 /// Checks an ioctl takes no arguments.
 pub fn no_args(args: &[u8]) -> Result<(), ChannelError> {

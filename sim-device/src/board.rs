@@ -9,8 +9,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use proto_core::sysinfo::{HwCaps, SysInfo};
-use proto_core::version::Version;
+use omv_proto::sysinfo::{HwCaps, SysInfo};
+use omv_proto::version::Version;
 
 use crate::output::SharedOutput;
 use crate::profile::ProfileConfig;

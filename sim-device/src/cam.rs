@@ -7,8 +7,8 @@
 //! [`serve`](crate::serve::serve).
 //!
 //! ```
-//! use sim_device::cam::SimConfig;
-//! use proto_core::Instant;
+//! use omv_sim::cam::SimConfig;
+//! use omv_proto::Instant;
 //! let mut cam = SimConfig::new().channel("bulk", 1024).build().unwrap();
 //! let names: Vec<String> = cam.channels().into_iter().map(|c| c.name).collect();
 //! assert_eq!(names, ["usb", "stdin", "stdout", "stream", "bulk"]);
@@ -21,13 +21,13 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use proto_core::backend::ChannelBackend;
-use proto_core::channel::{ChannelEntry, MAX_NAME_LEN};
-use proto_core::device::{DeviceConfig, DeviceEndpoint, DeviceEvent, RegisterError};
-use proto_core::framer::FramerStats;
-use proto_core::memory::{MemoryEntry, MemoryKind, MemoryStats};
-use proto_core::stats::Stats;
-use proto_core::{ChannelId, Instant};
+use omv_proto::backend::ChannelBackend;
+use omv_proto::channel::{ChannelEntry, MAX_NAME_LEN};
+use omv_proto::device::{DeviceConfig, DeviceEndpoint, DeviceEvent, RegisterError};
+use omv_proto::framer::FramerStats;
+use omv_proto::memory::{MemoryEntry, MemoryKind, MemoryStats};
+use omv_proto::stats::Stats;
+use omv_proto::{ChannelId, Instant};
 
 use crate::board::{Board, BoardProfile};
 use crate::events::SystemEvents;
@@ -670,7 +670,7 @@ impl SimCam {
     /// Raises system events and acts on the endpoint's application events.
     fn after(&mut self) {
         for ev in self.system.drain() {
-            if ev == proto_core::event::EventId::SOFT_REBOOT {
+            if ev == omv_proto::event::EventId::SOFT_REBOOT {
                 self.soft_reboots += 1;
                 log::info!("cam: script ended: soft reboot");
             }

@@ -7,12 +7,12 @@
 //! [`SystemEvents`] queue, and the cam loop drains the queue after polling
 //! the channels' events.
 //!
-//! [`ChannelBackend::poll_event`]: proto_core::backend::ChannelBackend::poll_event
+//! [`ChannelBackend::poll_event`]: omv_proto::backend::ChannelBackend::poll_event
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use proto_core::event::EventId;
+use omv_proto::event::EventId;
 
 /// A cloneable, thread-safe FIFO of pending system event ids.
 #[derive(Clone, Debug, Default)]

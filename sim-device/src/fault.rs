@@ -16,23 +16,23 @@
 //! [`FaultStats`] and logged at debug level.
 //!
 //! ```
-//! use sim_device::fault::{FaultConfig, FaultInjector};
-//! use proto_core::Instant;
+//! use omv_sim::fault::{FaultConfig, FaultInjector};
+//! use omv_proto::Instant;
 //! let mut f = FaultInjector::new(FaultConfig { drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
 //! f.push_tx(Instant::ZERO, vec![0xaa, 0xd5, 0, 0, 1, 0, 0, 0, 0x08, 0x46]);
 //! assert_eq!(f.pop_tx(Instant::ZERO), None);
 //! assert_eq!(f.stats().tx_dropped, 1);
 //! ```
 //!
-//! [`DeviceEndpoint`]: proto_core::device::DeviceEndpoint
+//! [`DeviceEndpoint`]: omv_proto::device::DeviceEndpoint
 
 use std::collections::VecDeque;
 use std::time::Duration as StdDuration;
 
-use proto_core::crc::crc16;
-use proto_core::header::{Header, HEADER_SIZE, SYNC_BYTES, TRAILER_SIZE};
-use proto_core::rng::SimRng;
-use proto_core::{Duration, Instant, Opcode, MAX_PAYLOAD};
+use omv_proto::crc::crc16;
+use omv_proto::header::{Header, HEADER_SIZE, SYNC_BYTES, TRAILER_SIZE};
+use omv_proto::rng::SimRng;
+use omv_proto::{Duration, Instant, Opcode, MAX_PAYLOAD};
 
 /// Longest latency accepted (a minute: anything longer is a mistake).
 pub const MAX_LATENCY: StdDuration = StdDuration::from_secs(60);
@@ -398,7 +398,7 @@ fn find_sync_command(buf: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::{ChannelId, Flags};
+    use omv_proto::{ChannelId, Flags};
 
     fn pkt(seq: u8, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
         let h = Header {
@@ -409,7 +409,7 @@ mod tests {
             length: payload.len() as u16,
         };
         let mut v = Vec::new();
-        proto_core::packet::encode_packet(&h, payload, true, &mut v);
+        omv_proto::packet::encode_packet(&h, payload, true, &mut v);
         v
     }
 

@@ -14,7 +14,7 @@
 //! ```
 //! use std::io::{Read, Write};
 //! use std::time::Duration;
-//! let (mut a, mut b) = sim_device::link::duplex();
+//! let (mut a, mut b) = omv_sim::link::duplex();
 //! a.write_all(b"ping").unwrap();
 //! let mut buf = [0u8; 8];
 //! b.set_read_timeout(Some(Duration::from_millis(100)));
@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use proto_core::host::{CamEvent, Command, Completion, HostEndpoint, Reply, RequestError};
-use proto_core::{caps::Caps, Duration, Instant};
+use omv_proto::host::{CamEvent, Command, Completion, HostEndpoint, Reply, RequestError};
+use omv_proto::{caps::Caps, Duration, Instant};
 
 use crate::serve::{Recv, SansIoCam, Transport};
 
@@ -386,9 +386,9 @@ impl<C: SansIoCam> SimLink<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::device::{DeviceConfig, DeviceEndpoint};
-    use proto_core::host::HostConfig;
-    use proto_core::Opcode;
+    use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+    use omv_proto::host::HostConfig;
+    use omv_proto::Opcode;
     use std::io::{Read, Write};
     use std::thread;
 

@@ -19,10 +19,10 @@
 //! on the firmware), [`PROFILE_RESET`], [`PROFILE_STATS`] (writes a summary
 //! table to the cam's stdout when one is attached).
 
-use proto_core::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
-use proto_core::profile::{record_size, ProfileRecord};
-use proto_core::shape::Shape;
-use proto_core::{ChannelFlags, Instant};
+use omv_proto::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
+use omv_proto::profile::{record_size, ProfileRecord};
+use omv_proto::shape::Shape;
+use omv_proto::{ChannelFlags, Instant};
 
 use crate::args::{copy_exact, no_args, size_u32, u32_args};
 use crate::output::SharedOutput;
@@ -437,7 +437,7 @@ impl ChannelBackend for ProfileChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::profile::decode_records;
+    use omv_proto::profile::decode_records;
 
     fn ms(v: u64) -> Instant {
         Instant::from_millis(v)

@@ -236,7 +236,7 @@ impl Transport for Pty {
 mod tests {
     use super::*;
     use crate::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
-    use proto_core::device::{DeviceConfig, DeviceEndpoint};
+    use omv_proto::device::{DeviceConfig, DeviceEndpoint};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::thread;

@@ -9,14 +9,14 @@
 //! that is already due.
 //!
 //! Time is a [`MonotonicClock`]: `std::time::Instant` converted to
-//! [`proto_core::Instant`] microseconds since the clock was made.
+//! [`omv_proto::Instant`] microseconds since the clock was made.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use proto_core::device::DeviceEndpoint;
-use proto_core::Instant;
+use omv_proto::device::DeviceEndpoint;
+use omv_proto::Instant;
 
 /// Default cap on one wait: stdout timers and frame production are
 /// noticed at least this often.
@@ -249,7 +249,7 @@ pub fn detached_wait<C: SansIoCam + ?Sized>(
 mod tests {
     use super::*;
     use crate::link::duplex;
-    use proto_core::device::DeviceConfig;
+    use omv_proto::device::DeviceConfig;
     use std::io::{Read, Write};
     use std::sync::Arc;
     use std::thread;

@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use proto_core::frame::PixFormat;
+use omv_proto::frame::PixFormat;
 
 use crate::font;
 use crate::image::{self, ImageError, RgbImage};

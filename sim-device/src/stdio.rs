@@ -11,9 +11,9 @@
 
 use std::collections::VecDeque;
 
-use proto_core::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
-use proto_core::event::EventId;
-use proto_core::{ChannelFlags, Duration, Instant};
+use omv_proto::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
+use omv_proto::event::EventId;
+use omv_proto::{ChannelFlags, Duration, Instant};
 
 use crate::args::{no_args, size_u32};
 use crate::events::SystemEvents;

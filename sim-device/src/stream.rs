@@ -13,10 +13,10 @@
 //! (or [`StreamChannel::tick`]); there are no threads, so for a given clock
 //! the frames are deterministic. Each new frame yields one NOTIFY event.
 
-use proto_core::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
-use proto_core::frame::FrameHeader;
-use proto_core::shape::Shape;
-use proto_core::{ChannelFlags, Duration, Instant};
+use omv_proto::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
+use omv_proto::frame::FrameHeader;
+use omv_proto::shape::Shape;
+use omv_proto::{ChannelFlags, Duration, Instant};
 
 use crate::args::{copy_exact, size_u32, u32_args};
 use crate::source::{Frame, FrameRequest, FrameSource, PatternSource};
@@ -393,7 +393,7 @@ impl ChannelBackend for StreamChannel {
 mod tests {
     use super::*;
     use crate::image::{decode_jpeg, ImageError};
-    use proto_core::frame::PixFormat;
+    use omv_proto::frame::PixFormat;
 
     fn ms(v: u64) -> Instant {
         Instant::from_millis(v)

@@ -164,7 +164,7 @@ fn wait_readable(_listener: &TcpListener, wait: StdDuration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::device::{DeviceConfig, DeviceEndpoint};
+    use omv_proto::device::{DeviceConfig, DeviceEndpoint};
     use std::sync::Arc;
     use std::thread;
 

@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use proto_core::backend::{ChannelBackend, ChannelError, Ops};
+use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
 
 use crate::args::{copy_exact, copy_from, size_u32};
 
@@ -214,8 +214,8 @@ impl ChannelBackend for SnapshotChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto_core::backend::derived_flags;
-    use proto_core::ChannelFlags;
+    use omv_proto::backend::derived_flags;
+    use omv_proto::ChannelFlags;
 
     #[test]
     fn pattern_and_bounds() {

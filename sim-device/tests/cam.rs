@@ -1,14 +1,14 @@
 //! SimCam end to end, deterministically: a sans-IO host endpoint and the
 //! simulated cam stepped against each other on a manual clock (SimLink).
 
-use proto_core::channel::ChannelEntry;
-use proto_core::host::{CamEvent, Command, HostConfig, HostEndpoint, Reply, RequestError};
-use proto_core::{ChannelFlags, ChannelId, Duration, Opcode, Status};
-use sim_device::board::Board;
-use sim_device::cam::{SimCam, SimConfig, PROFILE_ID, STDIN_ID, STDOUT_ID, STREAM_ID};
-use sim_device::fault::FaultConfig;
-use sim_device::link::SimLink;
-use sim_device::user::SnapshotChannel;
+use omv_proto::channel::ChannelEntry;
+use omv_proto::host::{CamEvent, Command, HostConfig, HostEndpoint, Reply, RequestError};
+use omv_proto::{ChannelFlags, ChannelId, Duration, Opcode, Status};
+use omv_sim::board::Board;
+use omv_sim::cam::{SimCam, SimConfig, PROFILE_ID, STDIN_ID, STDOUT_ID, STREAM_ID};
+use omv_sim::fault::FaultConfig;
+use omv_sim::link::SimLink;
+use omv_sim::user::SnapshotChannel;
 
 const STDIN_EXEC: u32 = 2;
 const STREAM_CTRL: u32 = 0;
@@ -154,14 +154,10 @@ fn stock_profiler_sequence_is_acked_on_every_board() {
         let count = u32::from_le_bytes(shape[0..4].try_into().unwrap());
         let size = u32::from_le_bytes(shape[4..8].try_into().unwrap());
         let n = board.profile().pmu_event_count();
-        assert_eq!(
-            size as usize,
-            proto_core::profile::record_size(n),
-            "{board}"
-        );
+        assert_eq!(size as usize, omv_proto::profile::record_size(n), "{board}");
         assert!(count > 0, "{board}: no records");
         let data = ok(&mut l, Command::read(PROFILE_ID, 0, count * size)).into_bytes();
-        let recs = proto_core::profile::decode_records(&data, size as usize, n).unwrap();
+        let recs = omv_proto::profile::decode_records(&data, size as usize, n).unwrap();
         assert!(
             recs.iter().all(|r| r.events.len() == usize::from(n)),
             "{board}"
@@ -502,7 +498,7 @@ fn sys_reset_reboots_the_cam() {
     assert_eq!(l.cam.stats().reboots, 1);
     assert_eq!(
         l.cam.endpoint().caps(),
-        proto_core::caps::Caps::DEFAULT,
+        omv_proto::caps::Caps::DEFAULT,
         "protocol state dropped"
     );
     l.connect().expect("reconnect after reset");
@@ -520,7 +516,7 @@ fn sys_reset_reboots_the_cam() {
 }
 
 /// A whole scenario under every fault; returns what must replay exactly.
-fn faulty_run(seed: u64) -> (sim_device::cam::SimStats, proto_core::Instant, u32) {
+fn faulty_run(seed: u64) -> (omv_sim::cam::SimStats, omv_proto::Instant, u32) {
     let faults = FaultConfig {
         drop_rate: 0.03,
         rx_drop_rate: 0.03,
@@ -597,7 +593,7 @@ fn rx_drops_are_whole_packets() {
 
 #[test]
 fn garbage_input_never_panics_and_a_sync_still_recovers() {
-    use proto_core::rng::SimRng;
+    use omv_proto::rng::SimRng;
     const SYNC: [u8; 10] = [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac];
     for (seed, rx_drop) in [(1u64, 0.0), (2, 0.5), (3, 1e-9)] {
         let faults = FaultConfig {
@@ -614,7 +610,7 @@ fn garbage_input_never_panics_and_a_sync_still_recovers() {
             .build()
             .unwrap();
         let mut rng = SimRng::new(seed);
-        let mut now = proto_core::Instant::ZERO;
+        let mut now = omv_proto::Instant::ZERO;
         for _ in 0..2000 {
             let n = rng.below(64) as usize;
             let mut chunk: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use proto_core::host::{
+use omv_proto::host::{
     CamEvent, Command, Completion, HostConfig, HostEndpoint, Reply, RequestError,
 };
-use proto_core::{ChannelId, Opcode};
-use sim_device::cam::{SimConfig, STDIN_ID, STDOUT_ID};
-use sim_device::fault::FaultConfig;
-use sim_device::link::{duplex, LinkEnd};
-use sim_device::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
+use omv_proto::{ChannelId, Opcode};
+use omv_sim::cam::{SimConfig, STDIN_ID, STDOUT_ID};
+use omv_sim::fault::FaultConfig;
+use omv_sim::link::{duplex, LinkEnd};
+use omv_sim::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
 
 struct BlockingHost {
     ep: HostEndpoint,
@@ -177,8 +177,8 @@ fn serve_thread_under_faults_in_real_time() {
     let faults = FaultConfig {
         drop_rate: 0.02,
         corrupt_rate: 0.01,
-        latency: sim_device::fault::FaultConfig::default().latency
-            + proto_core::Duration::from_millis(1),
+        latency: omv_sim::fault::FaultConfig::default().latency
+            + omv_proto::Duration::from_millis(1),
         chunk_max: 700,
         seed: 9,
         ..FaultConfig::default()

@@ -20,7 +20,7 @@ else
 fi
 
 echo "interop: building omv-sim (release)" >&2
-cargo build --release -p sim-device --bin omv-sim >&2
+cargo build --release -p omv-sim --bin omv-sim >&2
 target_dir="$(cargo metadata --format-version 1 --no-deps \
     | "$py" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 sim="$target_dir/release/omv-sim"

@@ -1,12 +1,12 @@
 //! Regression tests for bugs the deterministic simulation found, each
 //! reduced to a plain host/cam exchange.
 
-use proto_core::caps::CapFlags;
-use proto_core::device::{DeviceConfig, DeviceEndpoint};
-use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
-use proto_core::{ChannelId, Instant};
-use sim_device::output::SharedOutput;
-use sim_device::stdio::StdoutChannel;
+use omv_proto::caps::CapFlags;
+use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
+use omv_proto::{ChannelId, Instant};
+use omv_sim::output::SharedOutput;
+use omv_sim::stdio::StdoutChannel;
 
 /// Moves packets both ways (jumping to the next timer when idle) until the
 /// host completes something.
@@ -57,7 +57,7 @@ fn host_applies_only_caps_the_cam_announced() {
     assert_eq!(caps.flags, CapFlags(CapFlags::SEQ.0 | CapFlags::ACK.0));
     assert_eq!(host.caps(), cam.caps());
     // And the link works.
-    host.request(now, &Command::system(proto_core::Opcode::PROTO_VERSION))
+    host.request(now, &Command::system(omv_proto::Opcode::PROTO_VERSION))
         .unwrap();
     assert!(matches!(
         run(&mut host, &mut cam, &mut now),
@@ -108,8 +108,8 @@ fn stdout_read_ending_on_a_piece_boundary_returns_the_text() {
             .unwrap();
         assert!(matches!(
             run(&mut host, &mut cam, &mut now),
-            Completion::Request(Err(proto_core::host::RequestError::Nak(
-                proto_core::Status::FAILED
+            Completion::Request(Err(omv_proto::host::RequestError::Nak(
+                omv_proto::Status::FAILED
             )))
         ));
     }
@@ -123,7 +123,7 @@ fn stdout_read_ending_on_a_piece_boundary_returns_the_text() {
 /// longer than asked. The sequence check must hold when a packet completes.
 #[test]
 fn duplicate_request_completing_after_the_answer_started_is_rejected() {
-    use sim_device::user::BufferChannel;
+    use omv_sim::user::BufferChannel;
     let mut cam = DeviceEndpoint::new(DeviceConfig::default());
     let id = cam
         .register("buf", Box::new(BufferChannel::with_pattern(3000)))
@@ -171,7 +171,7 @@ fn duplicate_request_completing_after_the_answer_started_is_rejected() {
 /// request.
 #[test]
 fn lost_fragment_without_acks_fails_even_when_the_counter_wraps() {
-    use sim_device::user::BufferChannel;
+    use omv_sim::user::BufferChannel;
     let mut cam = DeviceEndpoint::new(DeviceConfig::default());
     let id = cam
         .register("buf", Box::new(BufferChannel::with_pattern(20_000)))
@@ -211,8 +211,8 @@ fn lost_fragment_without_acks_fails_even_when_the_counter_wraps() {
 /// list. Repeating the last queued event adds nothing and must not evict.
 #[test]
 fn repeated_notify_does_not_evict_a_queued_registration() {
-    use proto_core::host::CamEvent;
-    use sim_device::user::BufferChannel;
+    use omv_proto::host::CamEvent;
+    use omv_sim::user::BufferChannel;
     let mut cam = DeviceEndpoint::new(DeviceConfig {
         event_queue: 2,
         ..DeviceConfig::default()

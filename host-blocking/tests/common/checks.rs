@@ -5,15 +5,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use host_blocking::events::{Event, EventKind};
-use host_blocking::sim::EmbeddedSim;
-use host_blocking::symbols::SymbolTable;
-use host_blocking::types::ProfileEntry;
-use host_blocking::{Camera, Error};
-use proto_core::frame::PixFormat;
-use proto_core::host::Reply;
-use proto_core::{ChannelFlags, ChannelId, Opcode, Status};
-use sim_device::user::BufferChannel;
+use omv_blocking::events::{Event, EventKind};
+use omv_blocking::sim::EmbeddedSim;
+use omv_blocking::symbols::SymbolTable;
+use omv_blocking::types::ProfileEntry;
+use omv_blocking::{Camera, Error};
+use omv_proto::frame::PixFormat;
+use omv_proto::host::Reply;
+use omv_proto::{ChannelFlags, ChannelId, Opcode, Status};
+use omv_sim::user::BufferChannel;
 
 use super::{capture_log, elf_with_functions, eventually, pattern, wait_until, ScriptLog};
 
@@ -201,7 +201,7 @@ pub fn by_id_primitives(cam: &mut Camera) {
     assert_eq!(dims.len(), 2);
     assert_eq!(
         dims[1] as usize,
-        proto_core::profile::record_size(pmu),
+        omv_proto::profile::record_size(pmu),
         "{dims:?}"
     );
     let poll = cam.channel_poll().unwrap();

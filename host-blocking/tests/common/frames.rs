@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use host_blocking::image::{encode_png, Rgb888Image};
-use host_blocking::sim::LinkTransport;
-use host_blocking::{Camera, CameraConfig, Error};
-use proto_core::backend::{ChannelBackend, ChannelError, Ops};
-use proto_core::device::{DeviceConfig, DeviceEndpoint};
-use proto_core::frame::{FrameHeader, PixFormat};
-use proto_core::ChannelId;
-use sim_device::serve::{serve, MonotonicClock, ServeOptions, Transport as CamTransport};
+use omv_blocking::image::{encode_png, Rgb888Image};
+use omv_blocking::sim::LinkTransport;
+use omv_blocking::{Camera, CameraConfig, Error};
+use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
+use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+use omv_proto::frame::{FrameHeader, PixFormat};
+use omv_proto::ChannelId;
+use omv_sim::serve::{serve, MonotonicClock, ServeOptions, Transport as CamTransport};
 
 type Shared = Arc<Mutex<Vec<u8>>>;
 
@@ -38,7 +38,7 @@ impl ChannelBackend for FrameChannel {
         Ok(self.0.lock().unwrap().len() as u32)
     }
     fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<usize, ChannelError> {
-        sim_device::args::copy_from(&self.0.lock().unwrap(), offset, buf)
+        omv_sim::args::copy_from(&self.0.lock().unwrap(), offset, buf)
     }
 }
 
@@ -66,7 +66,7 @@ fn serve_frames(
     super::init_log();
     let frame = Shared::default();
     let mut dev = DeviceEndpoint::new(DeviceConfig {
-        lock_interval: proto_core::Duration::ZERO,
+        lock_interval: omv_proto::Duration::ZERO,
         ..DeviceConfig::default()
     });
     dev.register_at(
@@ -96,7 +96,7 @@ fn rig_config(port: &str) -> CameraConfig {
 
 /// The frame cam over an in-memory link.
 pub fn frame_rig() -> FrameRig {
-    let (host_end, cam_end) = sim_device::link::duplex();
+    let (host_end, cam_end) = omv_sim::link::duplex();
     let (frame, stop, thread) = serve_frames(cam_end);
     let mut cam =
         Camera::with_transport(LinkTransport::new("frames", host_end), rig_config("frames"));
@@ -112,7 +112,7 @@ pub fn frame_rig() -> FrameRig {
 /// The frame cam on a pseudo-terminal, opened as a serial port.
 #[cfg(unix)]
 pub fn frame_rig_pty() -> FrameRig {
-    let pty = sim_device::pty::Pty::open().expect("pty");
+    let pty = omv_sim::pty::Pty::open().expect("pty");
     let path = pty.path().display().to_string();
     let (frame, stop, thread) = serve_frames(pty);
     let cam = Camera::open(rig_config(&path)).expect("connect over the pty");

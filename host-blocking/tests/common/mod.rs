@@ -11,13 +11,13 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use host_blocking::sim::{EmbeddedSim, LinkTransport};
-use host_blocking::{Camera, CameraConfig, Transport};
-use proto_core::device::DeviceConfig;
-use sim_device::board::Board;
-use sim_device::cam::{SimCam, SimConfig};
-use sim_device::script::ScriptContext;
-use sim_device::user::BufferChannel;
+use omv_blocking::sim::{EmbeddedSim, LinkTransport};
+use omv_blocking::{Camera, CameraConfig, Transport};
+use omv_proto::device::DeviceConfig;
+use omv_sim::board::Board;
+use omv_sim::cam::{SimCam, SimConfig};
+use omv_sim::script::ScriptContext;
+use omv_sim::user::BufferChannel;
 
 thread_local! {
     /// Messages logged by host-blocking on this thread while capturing.
@@ -35,7 +35,7 @@ impl log::Log for TestLogger {
         m.level() <= log::Level::Info || self.inner.enabled(m)
     }
     fn log(&self, r: &log::Record<'_>) {
-        if r.level() <= log::Level::Info && r.target().starts_with("host_blocking") {
+        if r.level() <= log::Level::Info && r.target().starts_with("omv_blocking") {
             CAPTURED.with(|c| {
                 if let Some(v) = c.borrow_mut().as_mut() {
                     v.push(r.args().to_string());
@@ -99,7 +99,7 @@ pub fn recording_sim(log: ScriptLog) -> SimConfig {
 /// Protocol settings with short retransmission timers, so fault tests run fast.
 pub fn quick_device() -> DeviceConfig {
     DeviceConfig {
-        rtx_timeout: proto_core::Duration::from_millis(40),
+        rtx_timeout: omv_proto::Duration::from_millis(40),
         ..DeviceConfig::default()
     }
 }

@@ -1,11 +1,11 @@
 //! A deterministic in-process link between a host and a cam endpoint.
 #![allow(dead_code)]
 
-use proto_core::backend::{ChannelBackend, ChannelError, Ops};
-use proto_core::device::{DeviceConfig, DeviceEndpoint};
-use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
-use proto_core::rng::SimRng;
-use proto_core::{Duration, Instant};
+use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
+use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
+use omv_proto::rng::SimRng;
+use omv_proto::{Duration, Instant};
 
 /// A byte-buffer channel: read, write, size, lock.
 pub struct BufChan {
@@ -69,7 +69,7 @@ pub struct Link {
     pub now: Instant,
     pub rng: SimRng,
     pub faults: Faults,
-    pub events: Vec<proto_core::host::CamEvent>,
+    pub events: Vec<omv_proto::host::CamEvent>,
 }
 
 impl Link {
@@ -145,7 +145,7 @@ impl Link {
 
     /// A fault-free link with default configs whose cam holds `data` in a
     /// [`BufChan`] on `channel`.
-    pub fn with_buffer(seed: u64, channel: proto_core::ChannelId, data: Vec<u8>) -> Link {
+    pub fn with_buffer(seed: u64, channel: omv_proto::ChannelId, data: Vec<u8>) -> Link {
         let mut link = Link::new(
             HostConfig::default(),
             DeviceConfig::default(),
@@ -165,7 +165,7 @@ impl Link {
         link
     }
 
-    pub fn connect(&mut self) -> Result<proto_core::caps::Caps, RequestError> {
+    pub fn connect(&mut self) -> Result<omv_proto::caps::Caps, RequestError> {
         self.host.connect(self.now);
         match self.run() {
             Completion::Connected(r) => r,

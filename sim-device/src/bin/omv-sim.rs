@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Parser};
-use proto_core::Duration;
-use sim_device::board::Board;
-use sim_device::cam::{ChannelSpec, SimConfig};
-use sim_device::fault::FaultConfig;
-use sim_device::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
+use omv_proto::Duration;
+use omv_sim::board::Board;
+use omv_sim::cam::{ChannelSpec, SimConfig};
+use omv_sim::fault::FaultConfig;
+use omv_sim::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
 
 /// A simulated OpenMV cam for developing and testing host software without hardware.
 #[derive(Parser, Debug)]
@@ -95,7 +95,7 @@ fn probability(s: &str) -> Result<f64, String> {
 }
 
 fn resolution(s: &str) -> Result<(u32, u32), String> {
-    sim_device::cam::parse_resolution(s).map_err(|e| e.to_string())
+    omv_sim::cam::parse_resolution(s).map_err(|e| e.to_string())
 }
 
 fn fps(s: &str) -> Result<f32, String> {
@@ -226,7 +226,7 @@ fn main() -> ExitCode {
     let options = ServeOptions::default();
 
     if cli.pty {
-        let mut pty = match sim_device::pty::Pty::open() {
+        let mut pty = match omv_sim::pty::Pty::open() {
             Ok(p) => p,
             Err(e) => return fail(format_args!("cannot create a pseudo-terminal: {e}")),
         };
@@ -246,7 +246,7 @@ fn main() -> ExitCode {
                     return usage_error(&format!("invalid value {addr:?} for '--tcp <ADDR>': {e}"))
                 }
             };
-        let server = match sim_device::tcp::TcpServer::bind(&addrs[..]) {
+        let server = match omv_sim::tcp::TcpServer::bind(&addrs[..]) {
             Ok(s) => s,
             Err(e) => return fail(format_args!("cannot listen on {addr}: {e}")),
         };

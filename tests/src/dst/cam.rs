@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use proto_core::device::{DeviceConfig, DeviceEndpoint, RegisterError};
-use proto_core::{ChannelId, Instant};
-use sim_device::events::SystemEvents;
-use sim_device::output::SharedOutput;
-use sim_device::script::InProcessRunner;
-use sim_device::stdio::{StdinChannel, StdoutChannel};
-use sim_device::user::{BufferChannel, BufferHandle};
+use omv_proto::device::{DeviceConfig, DeviceEndpoint, RegisterError};
+use omv_proto::{ChannelId, Instant};
+use omv_sim::events::SystemEvents;
+use omv_sim::output::SharedOutput;
+use omv_sim::script::InProcessRunner;
+use omv_sim::stdio::{StdinChannel, StdoutChannel};
+use omv_sim::user::{BufferChannel, BufferHandle};
 
 use super::dice::{fnv1a, Dice};
 

@@ -33,7 +33,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proto_core::rng::SimRng;
+use omv_proto::rng::SimRng;
 
 /// Seed of the generator that takes over when fuzz bytes run out.
 pub const FALLBACK_SEED: u64 = 0x0F0F_FA11_BAC4_0001;

@@ -11,12 +11,12 @@
 //! none after.
 
 use bytes::Bytes;
-use proto_core::caps::Caps;
-use proto_core::channel::ChannelEntry;
-use proto_core::host::{Command, Reply};
-use proto_core::poll::PollBitmap;
-use proto_core::{ChannelId, Duration, Opcode, Status};
-use sim_device::stdio::{STDIN_EXEC, STDIN_RESET, STDIN_STOP};
+use omv_proto::caps::Caps;
+use omv_proto::channel::ChannelEntry;
+use omv_proto::host::{Command, Reply};
+use omv_proto::poll::PollBitmap;
+use omv_proto::{ChannelId, Duration, Opcode, Status};
+use omv_sim::stdio::{STDIN_EXEC, STDIN_RESET, STDIN_STOP};
 
 use super::workload::Op;
 use super::world::{expected_caps, Answer, OpError, Violation, World, WAIT_FACTOR};
@@ -199,11 +199,11 @@ impl World {
                 .config
                 .read_piece
                 .unwrap_or(u16::MAX)
-                .clamp(1, proto_core::MIN_PAYLOAD),
+                .clamp(1, omv_proto::MIN_PAYLOAD),
         );
         let call = |answer: usize| w.saturating_mul(answer.div_ceil(piece).max(1) as u32 + 1);
         // Smallest write piece: max_payload 50 minus the 8-byte header.
-        let pieces = |len: usize| len.div_ceil(usize::from(proto_core::MIN_PAYLOAD) - 8) as u32;
+        let pieces = |len: usize| len.div_ceil(usize::from(omv_proto::MIN_PAYLOAD) - 8) as u32;
         let connect = w.saturating_mul(u32::from(c.max_retry.max(1)) + 2);
         let list = call(16 * 32);
         let requests = match op {
@@ -367,7 +367,7 @@ impl World {
                     Ok(Ok(false))
                 } else {
                     Ok(Err(OpError::Request(
-                        proto_core::host::RequestError::Timeout(t),
+                        omv_proto::host::RequestError::Timeout(t),
                     )))
                 }
             }

@@ -13,7 +13,7 @@
 //! these rules: a fault kind is injected only when the capabilities in
 //! force on both sides (and the ones being negotiated) can detect it.
 
-use proto_core::Duration;
+use omv_proto::Duration;
 
 use super::dice::Dice;
 

@@ -1,8 +1,8 @@
 //! Deterministic simulation testing (DST) of the whole protocol stack.
 //!
 //! A seeded, single-threaded simulator joins a proto-core
-//! [`HostEndpoint`](proto_core::host::HostEndpoint) and a
-//! [`DeviceEndpoint`](proto_core::device::DeviceEndpoint) carrying the real
+//! [`HostEndpoint`](omv_proto::host::HostEndpoint) and a
+//! [`DeviceEndpoint`](omv_proto::device::DeviceEndpoint) carrying the real
 //! sim-device channel backends (stdin with an in-process script runner,
 //! stdout, user buffer channels) through a simulated serial link on a
 //! virtual clock. Every fault — drops, bit flips, duplicates, chunking,

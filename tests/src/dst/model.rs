@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use proto_core::Instant;
+use omv_proto::Instant;
 
 use super::cam::{runner_text, UserSpec};
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use proto_core::Duration;
+use omv_proto::Duration;
 
 use super::faults::{Dir, FaultCounts, FaultKind};
 

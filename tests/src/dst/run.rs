@@ -6,12 +6,12 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use proto_core::caps::CapFlags;
-use proto_core::device::DeviceConfig;
-use proto_core::host::HostConfig;
-use proto_core::memory::{MemoryEntry, MemoryKind, MemoryStats};
-use proto_core::sysinfo::SysInfo;
-use proto_core::{ChannelId, Duration};
+use omv_proto::caps::CapFlags;
+use omv_proto::device::DeviceConfig;
+use omv_proto::host::HostConfig;
+use omv_proto::memory::{MemoryEntry, MemoryKind, MemoryStats};
+use omv_proto::sysinfo::SysInfo;
+use omv_proto::{ChannelId, Duration};
 
 use super::cam::{CamSetup, UserSpec};
 use super::dice::Dice;
@@ -83,7 +83,7 @@ impl Scenario {
         let rtx_floor = (3 * packet_us + 2000).div_ceil(1000).max(20);
         let config = DeviceConfig {
             max_payload: if d.chance(0.7) {
-                proto_core::MAX_PAYLOAD
+                omv_proto::MAX_PAYLOAD
             } else {
                 d.range(50, 4082) as u16
             },

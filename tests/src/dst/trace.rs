@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use proto_core::Instant;
+use omv_proto::Instant;
 
 use super::dice::mix;
 

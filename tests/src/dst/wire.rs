@@ -8,9 +8,9 @@
 
 use std::collections::VecDeque;
 
-use proto_core::crc::crc16;
-use proto_core::header::{HEADER_SIZE, SYNC_BYTES};
-use proto_core::{Duration, Instant};
+use omv_proto::crc::crc16;
+use omv_proto::header::{HEADER_SIZE, SYNC_BYTES};
+use omv_proto::{Duration, Instant};
 
 use super::dice::Dice;
 use super::faults::{Dir, FaultCounts, FaultKind, FaultProfile, Guard};

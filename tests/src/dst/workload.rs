@@ -2,8 +2,8 @@
 //! the seed and shaped by the model (so that e.g. reads hit existing
 //! channels at mostly valid offsets).
 
-use proto_core::host::Command;
-use proto_core::{ChannelId, Duration, Opcode};
+use omv_proto::host::Command;
+use omv_proto::{ChannelId, Duration, Opcode};
 
 use super::cam::UserSpec;
 use super::dice::Dice;
@@ -353,13 +353,13 @@ impl Workload {
                     self.any_channel(m)
                 };
                 let mut request = match self.d.weighted(&[3, 4, 2, 1]) {
-                    0 => sim_device::stdio::STDIN_STOP,
-                    1 => sim_device::stdio::STDIN_RESET,
-                    2 => sim_device::stdio::STDIN_EXEC,
+                    0 => omv_sim::stdio::STDIN_STOP,
+                    1 => omv_sim::stdio::STDIN_RESET,
+                    2 => omv_sim::stdio::STDIN_EXEC,
                     _ => self.d.pick(&[0, 4, 99, u32::MAX]),
                 };
-                if request == sim_device::stdio::STDIN_EXEC && m.stdin.is_none() {
-                    request = sim_device::stdio::STDIN_STOP;
+                if request == omv_sim::stdio::STDIN_EXEC && m.stdin.is_none() {
+                    request = omv_sim::stdio::STDIN_STOP;
                 }
                 let args = if self.d.chance(0.1) {
                     let n = self.d.range_usize(1, 8);

@@ -13,11 +13,11 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use proto_core::caps::{CapFlags, Caps};
-use proto_core::device::{DeviceEvent, ResetCause};
-use proto_core::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
-use proto_core::stats::Stats;
-use proto_core::{Duration, Instant, Status};
+use omv_proto::caps::{CapFlags, Caps};
+use omv_proto::device::{DeviceEvent, ResetCause};
+use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
+use omv_proto::stats::Stats;
+use omv_proto::{Duration, Instant, Status};
 
 use super::cam::{CamSetup, DstCam};
 use super::dice::{fnv1a, Dice};
@@ -187,7 +187,7 @@ pub struct App {
     /// The channel list changed (CHANNEL_REGISTERED seen): refresh it.
     pub list_stale: bool,
     /// The host's view of the channel list.
-    pub host_view: Option<Vec<proto_core::channel::ChannelEntry>>,
+    pub host_view: Option<Vec<omv_proto::channel::ChannelEntry>>,
     /// Faults are off: the link must recover after at most one failure.
     pub quiet: bool,
     /// Link failures still tolerated in this quiet phase (one, before the
@@ -223,7 +223,7 @@ pub fn expected_caps(config: &HostConfig, cam: Caps) -> Caps {
         max_payload: config
             .max_payload
             .min(cam.max_payload)
-            .clamp(proto_core::MIN_PAYLOAD, proto_core::MAX_PAYLOAD),
+            .clamp(omv_proto::MIN_PAYLOAD, omv_proto::MAX_PAYLOAD),
     }
 }
 
@@ -576,9 +576,9 @@ impl World {
             }
             while let Some(e) = self.host.poll_event() {
                 self.stats.events += 1;
-                if e.channel == proto_core::ChannelId::SYSTEM
-                    && (e.event == proto_core::host::CamEvent::CHANNEL_REGISTERED
-                        || e.event == proto_core::host::CamEvent::CHANNEL_UNREGISTERED)
+                if e.channel == omv_proto::ChannelId::SYSTEM
+                    && (e.event == omv_proto::host::CamEvent::CHANNEL_REGISTERED
+                        || e.event == omv_proto::host::CamEvent::CHANNEL_UNREGISTERED)
                 {
                     self.saw_list_event = true;
                 }
@@ -648,7 +648,7 @@ impl World {
 
     fn min_piece(&self) -> usize {
         let rp = self.setup.config.read_piece.unwrap_or(u16::MAX);
-        usize::from(rp.clamp(1, proto_core::MIN_PAYLOAD))
+        usize::from(rp.clamp(1, omv_proto::MIN_PAYLOAD))
     }
 
     fn budget(&mut self, start: Instant, bound: Duration) {
@@ -873,7 +873,7 @@ impl World {
 
 /// `opcode/seq/flags/len` of a packet, for the log.
 fn summarize(p: &[u8]) -> String {
-    match proto_core::header::Header::decode(p) {
+    match omv_proto::header::Header::decode(p) {
         Ok(h) => format!(
             "{} ch{} seq{} {:?} len{}",
             h.opcode, h.channel.0, h.sequence, h.flags, h.length

@@ -1,6 +1,7 @@
 //! The `omv` binary: on the embedded cam, and every subcommand against a
 //! cam served on a pseudo-terminal (as `omv-sim --pty` does).
 
+#[path = "../../host-blocking/tests/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -106,7 +107,7 @@ fn errors_are_one_line() {
 #[cfg(unix)]
 #[test]
 fn every_subcommand_against_a_pty_cam() {
-    use host_blocking::sim::EmbeddedSim;
+    use omv_blocking::sim::EmbeddedSim;
     init_log();
     let log = ScriptLog::default();
     let sim = EmbeddedSim::start_pty(standard_sim(log.clone()), standard_setup).unwrap();
@@ -209,8 +210,8 @@ fn every_subcommand_against_a_pty_cam() {
 #[cfg(unix)]
 #[test]
 fn run_stops_the_script_on_ctrl_c() {
-    use host_blocking::sim::EmbeddedSim;
-    use host_blocking::{Camera, CameraConfig};
+    use omv_blocking::sim::EmbeddedSim;
+    use omv_blocking::{Camera, CameraConfig};
     use std::time::{Duration, Instant};
     init_log();
     let log = ScriptLog::default();
@@ -269,8 +270,8 @@ fn run_stops_the_script_on_ctrl_c() {
 #[cfg(unix)]
 #[test]
 fn profile_names_functions_from_a_firmware_elf() {
-    use host_blocking::sim::EmbeddedSim;
-    use host_blocking::{Camera, CameraConfig};
+    use omv_blocking::sim::EmbeddedSim;
+    use omv_blocking::{Camera, CameraConfig};
     init_log();
     let sim = EmbeddedSim::start_pty(standard_sim(ScriptLog::default()), standard_setup).unwrap();
     let port = sim.path().unwrap().display().to_string();
@@ -367,13 +368,13 @@ fn clean_exit(status: std::process::ExitStatus, stderr: &[u8]) {
 #[cfg(unix)]
 #[test]
 fn a_closed_stdout_ends_omv_cleanly() {
-    use host_blocking::sim::EmbeddedSim;
+    use omv_blocking::sim::EmbeddedSim;
     use std::io::{BufRead, Read};
     use std::process::Stdio;
     init_log();
     // `omv info | head -0`: the reader is gone before omv prints anything,
     // because the cam only starts answering after the pipe was closed.
-    let pty = sim_device::pty::Pty::open().unwrap();
+    let pty = omv_sim::pty::Pty::open().unwrap();
     let port = pty.path().display().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_omv"))
         .args(["--port", &port, "info"])
@@ -430,4 +431,19 @@ fn a_failing_stdout_is_a_one_line_error() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn omv_over_tcp() {
+    init_log();
+    let sim = omv_blocking::sim::EmbeddedSim::start_tcp(
+        standard_sim(ScriptLog::default()),
+        standard_setup,
+        "127.0.0.1:0",
+    )
+    .unwrap();
+    let addr = sim.tcp_addr().unwrap().to_string();
+    let o = omv(&["--tcp", &addr, "read", "bulk", "--size", "500"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, pattern(0, 500));
 }

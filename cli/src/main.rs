@@ -26,15 +26,15 @@ use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use host_blocking::events::EventKind;
-use host_blocking::image::save_png;
-use host_blocking::proto_core::ChannelId;
-use host_blocking::sim::EmbeddedSim;
-use host_blocking::symbols::SymbolTable;
-use host_blocking::{Camera, CameraConfig, Error};
-use sim_device::board::Board;
-use sim_device::cam::SimConfig;
-use sim_device::user::{BufferChannel, SnapshotChannel};
+use omv_blocking::events::EventKind;
+use omv_blocking::image::save_png;
+use omv_blocking::omv_proto::ChannelId;
+use omv_blocking::sim::EmbeddedSim;
+use omv_blocking::symbols::SymbolTable;
+use omv_blocking::{Camera, CameraConfig, Error};
+use omv_sim::board::Board;
+use omv_sim::cam::SimConfig;
+use omv_sim::user::{BufferChannel, SnapshotChannel};
 
 /// Command-line tool for OpenMV cams (protocol 1.0): scripts, frames, channels, profiler.
 #[derive(Parser, Debug)]
@@ -539,7 +539,7 @@ fn next_frame(
     cam: &mut Camera,
     patience: Duration,
     stop: &AtomicBool,
-) -> CliResult<Option<host_blocking::Frame>> {
+) -> CliResult<Option<omv_blocking::Frame>> {
     let deadline = Instant::now() + patience;
     loop {
         if interrupted(stop) {
@@ -935,7 +935,7 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
     }
 
     outln!("\n== A user channel");
-    use host_blocking::proto_core::ChannelFlags;
+    use omv_blocking::omv_proto::ChannelFlags;
     let list = cam.channels()?.to_vec();
     let user = list
         .iter()
