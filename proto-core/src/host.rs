@@ -294,6 +294,14 @@ pub struct HostEndpoint {
     stats: HostStats,
     rng: SimRng,
     channels_changed: bool,
+    /// Channel of the request in flight (for a NAK asking for a resend).
+    req_channel: ChannelId,
+    /// The last ACK sent (to send it again when the cam may have missed it).
+    last_ack: Option<Header>,
+    /// Data received of the last request that failed (for resuming a read).
+    partial: BytesMut,
+    /// Opcode of the last request sent (ACKs and NAKs excluded).
+    last_request: Option<Opcode>,
 }
 
 impl HostEndpoint {
@@ -314,6 +322,10 @@ impl HostEndpoint {
             stats: HostStats::default(),
             rng,
             channels_changed: false,
+            req_channel: ChannelId::SYSTEM,
+            last_ack: None,
+            partial: BytesMut::new(),
+            last_request: None,
             config,
         }
     }
@@ -394,6 +406,8 @@ impl HostEndpoint {
     pub fn request(&mut self, now: Instant, cmd: &Command) -> Result<(), RequestError> {
         self.check_idle()?;
         self.check_command(cmd)?;
+        self.req_channel = cmd.channel;
+        self.partial.clear();
         self.op = Op::Request {
             opcode: cmd.opcode,
             data: BytesMut::new(),
@@ -462,7 +476,8 @@ impl HostEndpoint {
                 let e = RequestError::Timeout(self.config.timeout);
                 self.completions.push_back(Completion::Connected(Err(e)));
             }
-            Op::Request { .. } => {
+            Op::Request { data, .. } => {
+                self.partial = data;
                 self.stats.timeouts += 1;
                 self.completions
                     .push_back(Completion::Request(Err(RequestError::Timeout(
@@ -476,7 +491,9 @@ impl HostEndpoint {
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.framer.push(data);
         loop {
-            let expected = if self.caps.flags.seq() {
+            // With CRC off the cam resends without RTX (the same packet
+            // again): the host checks sequences itself, to re-ACK a copy.
+            let expected = if self.caps.flags.seq() && !self.host_checks_sequence() {
                 Some(self.sequence)
             } else {
                 None
@@ -500,6 +517,11 @@ impl HostEndpoint {
     /// of the answer was lost, and the rest cannot be trusted: the 8-bit
     /// counter wraps, so a fragment 256 packets later would pass the check
     /// and be appended to the wrong data. The request fails instead.
+    fn host_checks_sequence(&self) -> bool {
+        let f = self.caps.flags;
+        f.seq() && f.ack() && !f.crc()
+    }
+
     fn sequence_gap(&mut self) {
         if self.caps.flags.ack() || !matches!(self.op, Op::Request { .. }) {
             return;
@@ -521,6 +543,22 @@ impl HostEndpoint {
             self.stats.duplicates += 1;
             if h.flags.contains(Flags::ACK_REQ) {
                 self.send_ack(&h);
+            }
+            return;
+        }
+        if self.host_checks_sequence()
+            && !h.flags.contains(Flags::EVENT)
+            && h.opcode != Opcode::PROTO_SYNC
+            && h.sequence != self.sequence
+        {
+            if h.sequence == self.sequence.wrapping_sub(1) && h.flags.contains(Flags::ACK_REQ) {
+                // A resend without RTX (CRC off) of the last packet: its ACK
+                // was lost. ACK again and discard.
+                self.stats.duplicates += 1;
+                self.send_ack(&h);
+            } else {
+                self.stats.sequence += 1;
+                self.sequence_gap();
             }
             return;
         }
@@ -651,6 +689,9 @@ impl HostEndpoint {
             },
             Op::Request { mut data, .. } => {
                 self.deadline = None;
+                if result.is_err() {
+                    self.partial = core::mem::take(&mut data);
+                }
                 let r = result.map(|p| {
                     if data.is_empty() {
                         if p.is_empty() && h.flags.contains(Flags::ACK) {
@@ -671,7 +712,10 @@ impl HostEndpoint {
     fn finish(&mut self, r: Result<Reply, RequestError>) {
         self.deadline = None;
         match core::mem::replace(&mut self.op, Op::Idle) {
-            Op::Request { .. } => self.completions.push_back(Completion::Request(r)),
+            Op::Request { data, .. } => {
+                self.partial = data;
+                self.completions.push_back(Completion::Request(r))
+            }
             Op::Idle => {}
             _ => self.fail_connect(r.err().unwrap_or(RequestError::NotConnected)),
         }
@@ -694,10 +738,7 @@ impl HostEndpoint {
             .set(CapFlags::ACK, c.ack)
             .set(CapFlags::EVENTS, c.events);
         let flags = CapFlags(wanted.0 & cam.flags.0);
-        let max = c
-            .max_payload
-            .min(cam.max_payload)
-            .clamp(crate::MIN_PAYLOAD, crate::MAX_PAYLOAD);
+        let max = c.max_payload.min(cam.max_payload).max(crate::MIN_PAYLOAD);
         Caps {
             flags,
             max_payload: max,
@@ -756,6 +797,7 @@ impl HostEndpoint {
     }
 
     fn send_request(&mut self, now: Instant, cmd: &Command) {
+        self.last_request = Some(cmd.opcode);
         let h = self.header(cmd.channel, Flags::NONE, cmd.opcode, self.sequence);
         self.transmit(&h, &cmd.payload);
         self.progress_at = now;
@@ -764,7 +806,73 @@ impl HostEndpoint {
 
     fn send_ack(&mut self, of: &Header) {
         let h = self.header(of.channel, Flags::ACK, of.opcode, of.sequence);
+        self.last_ack = Some(h);
         self.transmit(&h, &[]);
+    }
+
+    /// When the request in flight last made progress (sent, or a fragment
+    /// of its answer received).
+    pub fn progress_at(&self) -> Instant {
+        self.progress_at
+    }
+
+    /// Bytes of the answer received so far by the request in flight.
+    pub fn received_len(&self) -> usize {
+        match &self.op {
+            Op::Request { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+
+    /// The data that arrived for the last request that failed, before it
+    /// failed (so that a read can resume after it). Empty once taken.
+    pub fn take_partial(&mut self) -> Bytes {
+        core::mem::take(&mut self.partial).freeze()
+    }
+
+    /// Opcode of the last request sent: the handshake step a failed
+    /// connect was waiting on.
+    pub fn last_request(&self) -> Option<Opcode> {
+        self.last_request
+    }
+
+    /// Abandons the request in flight without a completion; the data
+    /// received so far goes to [`take_partial`](Self::take_partial). The
+    /// link must be resynced before the next request (its answer may
+    /// still arrive).
+    pub fn abandon_request(&mut self) {
+        if let Op::Request { data, .. } = core::mem::replace(&mut self.op, Op::Idle) {
+            self.partial = data;
+            self.deadline = None;
+        }
+    }
+
+    /// Asks the cam to resend the packet the request in flight waits for:
+    /// a 10-byte NAK with the request's opcode and the expected sequence
+    /// (the firmware resends at once, spending one of its resends). False
+    /// when no request is in flight or ACKs are off (nothing to resend).
+    pub fn nak_awaited(&mut self) -> bool {
+        let Op::Request { opcode, .. } = self.op else {
+            return false;
+        };
+        if !self.caps.flags.ack() {
+            return false;
+        }
+        let h = self.header(self.req_channel, Flags::NAK, opcode, self.sequence);
+        self.transmit(&h, &[]);
+        true
+    }
+
+    /// Sends the last ACK again (the cam may still wait for it when it was
+    /// lost; a cam that does not ignores it). False when none was sent.
+    pub fn resend_last_ack(&mut self) -> bool {
+        match self.last_ack {
+            Some(h) if self.connected => {
+                self.transmit(&h, &[]);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn header(&self, channel: ChannelId, flags: Flags, opcode: Opcode, sequence: u8) -> Header {

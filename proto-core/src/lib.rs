@@ -33,6 +33,7 @@ pub mod frame;
 pub mod framer;
 pub mod header;
 pub mod host;
+pub mod ioctl;
 pub mod memory;
 pub mod opcode;
 pub mod packet;
