@@ -34,7 +34,7 @@ pub struct SessionConfig {
     /// bytes must end within `deadline_base + n / 1 MiB × deadline_per_mib`.
     pub deadline_per_mib: Duration,
     /// Shortest fast-retransmit threshold: an awaited packet overdue by
-    /// `max(fast_min, 4 × smoothed round trip)` is asked for again (see
+    /// `max(fast_min, 4 × round trip)` is asked for again (see
     /// the crate documentation).
     pub fast_min: Duration,
     /// Test only: probability of dropping each received packet and each

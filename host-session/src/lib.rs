@@ -16,9 +16,10 @@
 //!   `exec` is exactly-once, a read across a soft reboot fails with
 //!   [`Error::Rebooted`];
 //! * fast retransmit: when the awaited packet is overdue by the threshold
-//!   [`Session::fast_threshold`] (`max(fast_min, 4 × smoothed round trip)`,
-//!   the round trip measured from each request to its answer's first
-//!   packet), the session sends the last ACK again (the cam may be waiting
+//!   [`Session::fast_threshold`] (`max(fast_min, 4 × round trip)`, the
+//!   round trip being the least of the last 8 measured from a request to
+//!   its answer's first packet, never from an answer that was asked for
+//!   again), the session sends the last ACK again (the cam may be waiting
 //!   for it: the lost-ACK case) and a NAK for the awaited packet (the
 //!   firmware then resends at once). The firmware resends a packet at
 //!   most 3 times before it resets, so the session asks at most twice per

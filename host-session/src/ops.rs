@@ -72,6 +72,15 @@ fn info() -> SendInfo {
     SendInfo::default()
 }
 
+/// A status answer of a task that starts over cheaply after a failure:
+/// give up early when it is overdue.
+fn restartable() -> SendInfo {
+    SendInfo {
+        resumable: true,
+        ..SendInfo::default()
+    }
+}
+
 fn data_info() -> SendInfo {
     SendInfo {
         data_answer: true,
@@ -1111,12 +1120,12 @@ struct ExecTask {
 impl ExecTask {
     fn reset(&mut self) -> Action {
         self.stage = ExecStage::Reset;
-        Action::Send(Command::ioctl(self.id, STDIN_RESET, &[]), info())
+        Action::Send(Command::ioctl(self.id, STDIN_RESET, &[]), restartable())
     }
     fn exec(&mut self, cx: &Cache) -> Action {
         self.stage = ExecStage::Exec;
         self.started = cx.state.scripts_started;
-        Action::Send(Command::ioctl(self.id, STDIN_EXEC, &[]), info())
+        Action::Send(Command::ioctl(self.id, STDIN_EXEC, &[]), restartable())
     }
 }
 impl Task for ExecTask {
@@ -1138,9 +1147,9 @@ impl Task for ExecTask {
                 Input::Start => self.reset(),
                 Input::Reply(_) => {
                     self.stage = ExecStage::Write;
+                    // A failed chunk restarts the whole exec (this task
+                    // takes the Resumed input), not the write.
                     let mut w = WriteTask::new(self.id, 0, self.script.clone());
-                    // A failed chunk restarts the whole exec, not the write.
-                    w.locked = Some(true);
                     let a = w.step(cx, Input::Start);
                     self.write = Some(w);
                     match a {

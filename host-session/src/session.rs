@@ -142,8 +142,11 @@ pub struct Session {
     /// abandoned request).
     needs_resync: bool,
     stats: SessionStats,
-    /// Smoothed round trip (request to first packet), microseconds.
-    srtt_us: u64,
+    /// The last round trips (request to first packet), microseconds; the
+    /// estimate is their minimum, so that a sample inflated by a loss and
+    /// the cam's 500 ms resend does not make the threshold useless.
+    rtt_us: [u64; 8],
+    rtt_at: usize,
     progress: Option<Progress>,
     /// The task waits for a resync before its first step.
     pending_start: bool,
@@ -197,7 +200,8 @@ impl Session {
             connected: false,
             needs_resync: false,
             stats: SessionStats::default(),
-            srtt_us: 0,
+            rtt_us: [0; 8],
+            rtt_at: 0,
             progress: None,
             pending_start: false,
             resync_fast: false,
@@ -281,16 +285,24 @@ impl Session {
         self.progress
     }
 
-    /// The smoothed round trip (request to the answer's first packet).
+    /// The round trip estimate: the least of the last 8 measured from a
+    /// request to its answer's first packet (zero before any).
     pub fn round_trip(&self) -> Duration {
-        Duration::from_micros(self.srtt_us)
+        let min = self.rtt_us.iter().copied().filter(|&v| v > 0).min();
+        Duration::from_micros(min.unwrap_or(0))
     }
 
     /// The fast-retransmit threshold now in force: `max(fast_min,
     /// 4 × round trip)`, at most half the per-packet timeout.
     pub fn fast_threshold(&self) -> Duration {
-        let t = Duration::from_micros(self.srtt_us.saturating_mul(4)).max(self.config.fast_min);
+        let t = (self.round_trip() * 4).max(self.config.fast_min);
         t.min(self.config.timeout / 2)
+    }
+
+    fn sample_rtt(&mut self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.rtt_us[self.rtt_at % self.rtt_us.len()] = us;
+        self.rtt_at = self.rtt_at.wrapping_add(1);
     }
 
     /// The port was closed (I/O error, or closed by the driver): every
@@ -602,12 +614,16 @@ impl Session {
         if let Phase::Request(f) = &mut self.phase {
             let p = self.host.progress_at();
             if p > f.seen {
-                if !f.got_first && self.host.received_len() > 0 {
+                let sample = (!f.got_first && self.host.received_len() > 0 && f.steps == 0)
+                    .then(|| p.saturating_duration_since(f.sent_at));
+                if self.host.received_len() > 0 {
                     f.got_first = true;
-                    sample_rtt(&mut self.srtt_us, p.saturating_duration_since(f.sent_at));
                 }
                 f.seen = p;
                 f.steps = 0;
+                if let Some(d) = sample {
+                    self.sample_rtt(d);
+                }
             }
             if let (Some(r), Some(pr)) = (&self.running, self.progress.as_mut()) {
                 pr.done = r.task.done() + self.host.received_len() as u64;
@@ -682,8 +698,9 @@ impl Session {
                 let Phase::Request(f) = core::mem::replace(&mut self.phase, Phase::Idle) else {
                     return;
                 };
-                if !f.got_first {
-                    sample_rtt(&mut self.srtt_us, now.saturating_duration_since(f.sent_at));
+                if !f.got_first && f.steps == 0 {
+                    // Karn: no sample from an answer that was asked for again.
+                    self.sample_rtt(now.saturating_duration_since(f.sent_at));
                 }
                 match r {
                     Ok(reply) => self.step(now, Input::Reply(reply)),
@@ -760,14 +777,23 @@ impl Session {
         let rounds = self.config.max_retry.max(1);
         // A silent SYNC ends a connect at once (max_retry attempts of the
         // full timeout); in a session the attempts were short, so rounds go on.
-        let again =
-            e.is_retryable() || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
-        if round < rounds && again {
+        // A cam that answers SYNC but loses a GET_CAPS/SET_CAPS answer is
+        // alive: in a session, start over while the operation's deadline
+        // allows; a connect starts over up to 2 × max_retry times (a cam
+        // that never answers one step fails with that step's timeout).
+        let alive = e.is_retryable()
+            && if connect {
+                round < rounds.saturating_mul(2)
+            } else {
+                self.running.as_ref().is_some_and(|r| now < r.deadline)
+            };
+        let again = alive || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
+        if (round < rounds || alive) && again {
             log::warn!("handshake failed ({e}), starting over");
             self.host.set_config(self.host_config_now(self.resync_fast));
             self.host.connect(now);
             self.phase = Phase::Resync {
-                round: round + 1,
+                round: round.saturating_add(1),
                 reopened,
                 then,
             };
@@ -893,15 +919,6 @@ impl Session {
         }
         self.pending_start = false;
     }
-}
-
-fn sample_rtt(srtt_us: &mut u64, d: Duration) {
-    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    *srtt_us = if *srtt_us == 0 {
-        us
-    } else {
-        (*srtt_us * 7 + us) / 8
-    };
 }
 
 /// Where a request stands, for errors and timers.

@@ -1,0 +1,292 @@
+//! The real session against the real simulated cam (omv-sim's SimCam) on
+//! virtual time: exact outcomes, no wall clock. Each test is one seeded
+//! schedule, so every assertion replays.
+
+use std::sync::{Arc, Mutex};
+
+use omv_proto::event::EventId;
+use omv_proto::{ChannelId, Duration, Instant};
+use omv_session::ops::{self, Operation};
+use omv_session::{Error, Session, SessionConfig};
+use omv_sim::cam::{SimCam, SimConfig};
+use omv_sim::fault::FaultConfig;
+
+/// The session and the cam, wired back to back with no latency.
+struct World {
+    s: Session,
+    cam: SimCam,
+    now: Instant,
+    buf: Vec<u8>,
+    reopens: u32,
+    /// Drop everything the cam sends.
+    mute: bool,
+}
+
+impl World {
+    fn new(cam: SimConfig, cfg: SessionConfig) -> World {
+        let mut s = Session::new(cfg);
+        s.port_opened();
+        let mut w = World {
+            s,
+            cam: cam.build().unwrap(),
+            now: Instant::ZERO,
+            buf: Vec::new(),
+            reopens: 0,
+            mute: false,
+        };
+        // Like a user: a connect that fails (SYNC unanswered max_retry
+        // times, about 2% of connects at 27% loss per exchange) is retried.
+        let mut tries = 0;
+        while let Err(e) = w.run(ops::Connect) {
+            tries += 1;
+            assert!(tries < 5, "connect failed {tries} times: {e}");
+            w.s.port_opened();
+        }
+        w
+    }
+
+    fn run<O: Operation>(&mut self, op: O) -> Result<O::Output, Error> {
+        self.run_with(op, |_| {})
+    }
+
+    /// Runs `op`; `hook` sees the world after every step.
+    fn run_with<O: Operation>(
+        &mut self,
+        op: O,
+        mut hook: impl FnMut(&mut World),
+    ) -> Result<O::Output, Error> {
+        let p = self.s.start(self.now, op)?;
+        let limit = self.now + Duration::from_secs(600);
+        loop {
+            self.buf.clear();
+            while self.s.poll_transmit(self.now, &mut self.buf).is_some() {}
+            if !self.buf.is_empty() {
+                let b = std::mem::take(&mut self.buf);
+                self.cam.handle_input(self.now, &b);
+                self.buf = b;
+            }
+            while self.s.poll_port_command().is_some() {
+                // The port is "reopened": the cam stays, its input is fresh.
+                self.reopens += 1;
+                self.s.port_command_done(self.now, true);
+            }
+            while self.s.poll_event().is_some() {}
+            let mut moved = !self.buf.is_empty();
+            while let Some(b) = self.cam.poll_transmit(self.now) {
+                if !self.mute {
+                    self.s.handle_input(self.now, &b);
+                }
+                moved = true;
+            }
+            hook(self);
+            if let Some(out) = self.s.take_output(&p) {
+                return out;
+            }
+            if moved {
+                continue;
+            }
+            let next = [self.s.poll_timeout(), self.cam.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("something must be pending");
+            assert!(next < limit, "the operation never ended");
+            if std::env::var("VT_TRACE").is_ok()
+                && next.saturating_duration_since(self.now) > Duration::from_millis(30)
+            {
+                eprintln!(
+                    "{:?} +{:?} {:?}",
+                    self.now,
+                    next.saturating_duration_since(self.now),
+                    self.s.progress()
+                );
+            }
+            self.now = self.now.max(next);
+            self.cam.handle_timeout(self.now);
+            self.s.handle_timeout(self.now);
+        }
+    }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn heavy(seed: u64) -> FaultConfig {
+    FaultConfig {
+        drop_rate: 0.2,
+        rx_drop_rate: 0.05,
+        corrupt_rate: 0.02,
+        seed,
+        ..FaultConfig::default()
+    }
+}
+
+fn bulk_cam(faults: FaultConfig) -> SimConfig {
+    SimConfig::new().channel("bulk", 1 << 20).faults(faults)
+}
+
+/// Connects over the faulty link (the handshake has to survive it too).
+fn world_with_faults(faults: FaultConfig, cfg: SessionConfig) -> World {
+    World::new(bulk_cam(faults), cfg)
+}
+
+fn bulk_id(w: &mut World) -> ChannelId {
+    w.run(ops::GetChannel::new("bulk".into()))
+        .unwrap()
+        .expect("bulk channel")
+        .id
+}
+
+#[test]
+fn heavy_faults_read_1mib_exactly_and_in_time() {
+    for seed in 1..=4 {
+        let mut w = world_with_faults(heavy(seed), SessionConfig::default());
+        let id = bulk_id(&mut w);
+        let t0 = w.now;
+        let data = w
+            .run(ops::ReadAt {
+                id,
+                offset: 0,
+                len: 1 << 20,
+            })
+            .unwrap_or_else(|e| {
+                panic!("seed {seed}: {e} {:?} {:?}", w.s.stats(), w.s.host_stats())
+            });
+        let took = w.now.saturating_duration_since(t0);
+        assert!(data == pattern(1 << 20), "seed {seed}: wrong bytes");
+        assert!(took < Duration::from_secs(30), "seed {seed}: {took:?}");
+        let st = w.s.stats();
+        assert!(st.fast_naks > 0, "seed {seed}: {st:?}");
+        eprintln!("seed {seed}: read 1 MiB in {took:?} (virtual), {st:?}");
+    }
+}
+
+#[test]
+fn heavy_faults_write_1mib_exactly_and_in_time() {
+    for seed in 1..=3 {
+        let mut w = world_with_faults(heavy(seed), SessionConfig::default());
+        let id = bulk_id(&mut w);
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + 3) as u8).collect();
+        let t0 = w.now;
+        w.run(ops::WriteAt {
+            id,
+            offset: 0,
+            data: data.clone().into(),
+        })
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let took = w.now.saturating_duration_since(t0);
+        assert!(took < Duration::from_secs(30), "seed {seed}: {took:?}");
+        let back = w
+            .run(ops::ReadAt {
+                id,
+                offset: 0,
+                len: 1 << 20,
+            })
+            .unwrap();
+        assert!(back == data, "seed {seed}: the write was not exact");
+        eprintln!(
+            "seed {seed}: wrote 1 MiB in {took:?} (virtual), {:?}",
+            w.s.stats()
+        );
+    }
+}
+
+#[test]
+fn exec_uploads_exactly_once_under_faults() {
+    let runs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = runs.clone();
+    let cam = SimConfig::new()
+        .in_process(move |script, _| log.lock().unwrap().push(script.to_vec()))
+        .faults(heavy(9));
+    let mut w = World::new(cam, SessionConfig::default());
+    let script = "x = 1\n".repeat(2000);
+    for i in 0..10 {
+        w.run(ops::Exec {
+            script: script.clone().into(),
+        })
+        .unwrap_or_else(|e| panic!("exec {i}: {e}"));
+    }
+    let runs = runs.lock().unwrap();
+    // Every run got the script exactly (never an appended double upload),
+    // and at least one run per exec.
+    assert!(runs.iter().all(|r| r == script.as_bytes()));
+    assert!(runs.len() >= 10, "{}", runs.len());
+}
+
+#[test]
+fn a_read_across_a_soft_reboot_fails_typed() {
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    let id = bulk_id(&mut w);
+    let mut fired = false;
+    let r = w.run_with(
+        ops::ReadAt {
+            id,
+            offset: 0,
+            len: 1 << 20,
+        },
+        |w| {
+            if !fired && w.s.progress().is_some_and(|p| p.done > 100_000) {
+                fired = true;
+                w.cam
+                    .send_event(ChannelId::SYSTEM, Some(EventId::SOFT_REBOOT.0));
+            }
+        },
+    );
+    assert!(fired);
+    assert!(
+        matches!(r, Err(Error::Rebooted { channel, .. }) if channel == id.0),
+        "{r:?}"
+    );
+    // The link was resynced at once and works.
+    assert_eq!(w.run(ops::Size { id }).unwrap(), 1 << 20);
+}
+
+#[test]
+fn one_operation_at_a_time() {
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    let _first = w.s.start(w.now, ops::GetDeviceStats).unwrap();
+    assert!(matches!(w.s.start(w.now, ops::Poll), Err(Error::Busy)));
+}
+
+#[test]
+fn deadline_ends_a_transfer_that_cannot_progress() {
+    let mut cfg = SessionConfig::default();
+    cfg.deadline_base = Duration::from_secs(2);
+    cfg.deadline_per_mib = Duration::ZERO;
+    let mut w = World::new(bulk_cam(FaultConfig::default()), cfg);
+    let id = bulk_id(&mut w);
+    w.mute = true;
+    let t0 = w.now;
+    let r = w.run(ops::ReadAt {
+        id,
+        offset: 0,
+        len: 1000,
+    });
+    let took = w.now.saturating_duration_since(t0);
+    assert!(r.is_err(), "{r:?}");
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn crc_off_resends_are_recognised_as_copies() {
+    let mut cfg = SessionConfig::default();
+    cfg.crc = false;
+    let f = FaultConfig {
+        drop_rate: 0.2,
+        rx_drop_rate: 0.05,
+        seed: 3,
+        ..FaultConfig::default()
+    };
+    let mut w = world_with_faults(f, cfg);
+    assert!(!w.s.caps().flags.crc());
+    let id = bulk_id(&mut w);
+    let data = w
+        .run(ops::ReadAt {
+            id,
+            offset: 0,
+            len: 256 * 1024,
+        })
+        .unwrap();
+    assert!(data == pattern(256 * 1024));
+}
