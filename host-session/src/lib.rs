@@ -4,7 +4,7 @@
 //!
 //! * connect and resync: SYNC, GET_CAPS, SET_CAPS, then the channel list,
 //!   version and system information cached; an in-session resync waits a
-//!   few round trips per SYNC attempt rather than the full timeout; when
+//!   few round trips per attempt rather than the full timeout; when
 //!   resyncs fail the driver is asked to reopen the port
 //!   ([`PortCommand::Reopen`]) before one more round;
 //! * a resync at once when the cam reports SOFT_REBOOT (it re-initialised
@@ -23,9 +23,11 @@
 //!   for it: the lost-ACK case) and a NAK for the awaited packet (the
 //!   firmware then resends at once). The firmware resends a packet at
 //!   most 3 times before it resets, so the session asks at most twice per
-//!   packet, and gives up on a resumable transfer at 3 thresholds (a
-//!   status answer, which the cam never resends, at 2) to resync and
-//!   resume, instead of waiting out the 1 s timeout.
+//!   packet, and gives up on a resumable transfer at 3 thresholds (on a
+//!   write's status answer, which the cam never resends, at 1) to resync
+//!   and resume, instead of waiting out the 1 s timeout. Such a resync
+//!   keeps the negotiated caps (SYNC then SET_CAPS) and waits 2 thresholds
+//!   per attempt.
 //!
 //! # The driver loop
 //!

@@ -72,7 +72,7 @@ struct InFlight {
     op: Opcode,
     channel: u8,
     offset: Option<u32>,
-    /// Give up after `thr × 3` (reads) or `thr × 2` (status answers)
+    /// Give up after `thr × 3` (reads) or `thr` (status answers)
     /// without progress instead of the full timeout: the task resumes.
     fast_fail: bool,
     /// The answer is retransmitted by the cam (data packets with ACKs on).
@@ -535,7 +535,7 @@ impl Session {
         if fast {
             // In-session resyncs: the handshake's packets are tiny and the
             // cam answers at once, so wait a few round trips, not 1 s.
-            c.timeout = (self.fast_threshold() * 4).min(self.config.timeout);
+            c.timeout = (self.fast_threshold() * 2).min(self.config.timeout);
         }
         c
     }
@@ -551,8 +551,7 @@ impl Session {
         let limit = match (f.resent_by_cam, f.fast_fail) {
             (true, true) => 3,
             (true, false) => 2,
-            (false, true) => 2,
-            (false, false) => 1,
+            (false, _) => 1,
         };
         if f.steps >= limit {
             return None;
@@ -571,7 +570,7 @@ impl Session {
         let (op, channel, offset) = (f.op, f.channel, f.offset);
         let last = match (resent, fast_fail) {
             (true, true) => 3,
-            (false, true) => 2,
+            (false, true) => 1,
             _ => u8::MAX,
         };
         if steps >= last {
@@ -833,12 +832,20 @@ impl Session {
     }
 
     fn begin_resync(&mut self, now: Instant, then: After) {
+        self.begin_resync_with(now, then, true);
+    }
+
+    /// `keep`: keep the negotiated caps (not for a renegotiation).
+    fn begin_resync_with(&mut self, now: Instant, then: After, keep: bool) {
         log::info!("resynchronizing");
         self.stats.resyncs += 1;
         let in_session = self.connected;
         self.resync_fast = in_session;
         self.host.set_config(self.host_config_now(in_session));
-        self.host.connect(now);
+        // In a session the negotiated caps stay: SYNC then SET_CAPS.
+        if !(in_session && keep && self.host.resync_keep_caps(now)) {
+            self.host.connect(now);
+        }
         self.phase = Phase::Resync {
             round: 1,
             reopened: false,
@@ -890,12 +897,15 @@ impl Session {
                     return;
                 }
                 Action::Resync => {
-                    self.begin_resync(
+                    // Connect, resync() and a renegotiation: the full
+                    // handshake, with the configuration's caps.
+                    self.begin_resync_with(
                         now,
                         After::Resume {
                             partial: Bytes::new(),
                             rebooted: false,
                         },
+                        false,
                     );
                     return;
                 }

@@ -302,6 +302,8 @@ pub struct HostEndpoint {
     partial: BytesMut,
     /// Opcode of the last request sent (ACKs and NAKs excluded).
     last_request: Option<Opcode>,
+    /// A resync that keeps the negotiated caps: SET_CAPS right after SYNC.
+    keep_caps: Option<Caps>,
 }
 
 impl HostEndpoint {
@@ -326,6 +328,7 @@ impl HostEndpoint {
             last_ack: None,
             partial: BytesMut::new(),
             last_request: None,
+            keep_caps: None,
             config,
         }
     }
@@ -386,6 +389,24 @@ impl HostEndpoint {
         self.connected = false;
         self.op = Op::Sync { attempt: 1 };
         self.send_sync(now);
+    }
+
+    /// Resyncs keeping the negotiated caps: SYNC, then SET_CAPS with the
+    /// caps the cam accepted before (GET_CAPS would tell nothing new), two
+    /// exchanges instead of three. False (nothing done) when not
+    /// connected; then use [`connect`](Self::connect). Ends with
+    /// [`Completion::Connected`].
+    pub fn resync_keep_caps(&mut self, now: Instant) -> bool {
+        if !self.connected {
+            return false;
+        }
+        let caps = self.caps;
+        self.reset_link();
+        self.connected = false;
+        self.keep_caps = Some(caps);
+        self.op = Op::Sync { attempt: 1 };
+        self.send_sync(now);
+        true
     }
 
     /// Re-runs GET_CAPS/SET_CAPS on a connected link (after changing the config).
@@ -653,6 +674,17 @@ impl HostEndpoint {
         match core::mem::replace(&mut self.op, Op::Idle) {
             Op::Idle => {}
             Op::Sync { attempt } => match result {
+                Ok(_) if self.keep_caps.is_some() => {
+                    self.sequence = 0;
+                    let caps = self.keep_caps.take().unwrap_or(Caps::DEFAULT);
+                    self.op = Op::SetCaps { caps };
+                    let cmd = Command {
+                        opcode: Opcode::PROTO_SET_CAPS,
+                        channel: ChannelId::SYSTEM,
+                        payload: Bytes::copy_from_slice(&caps.encode()),
+                    };
+                    self.send_request(now, &cmd);
+                }
                 Ok(_) => {
                     self.sequence = 0;
                     self.op = Op::GetCaps;
@@ -755,6 +787,7 @@ impl HostEndpoint {
     }
 
     fn reset_link(&mut self) {
+        self.keep_caps = None;
         self.op = Op::Idle;
         self.deadline = None;
         self.sequence = 0;
