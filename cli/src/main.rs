@@ -862,7 +862,13 @@ fn cmd_bench(
     if let Some(ch) = channel {
         what = "reads";
         let id = resolve(cam, ch)?;
-        let size = cam.retry(|c| c.channel_size_at(id))?;
+        // A script's stdout fills a moment after it starts.
+        let patience = Instant::now() + cam.config().timeout.max(Duration::from_secs(1)) * 5;
+        let mut size = cam.retry(|c| c.channel_size_at(id))?;
+        while size == 0 && Instant::now() < patience && !interrupted(&stop) {
+            cam.wait_events(Duration::from_millis(10))?;
+            size = cam.retry(|c| c.channel_size_at(id))?;
+        }
         if size == 0 {
             return Err(Failure::Message(format!("channel {ch} is empty")));
         }
