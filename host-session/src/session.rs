@@ -788,7 +788,7 @@ impl Session {
             };
         let again = alive || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
         if (round < rounds || alive) && again {
-            log::warn!("handshake failed ({e}), starting over");
+            log::debug!("handshake failed ({e}), starting over");
             self.host.set_config(self.host_config_now(self.resync_fast));
             self.host.connect(now);
             self.phase = Phase::Resync {
@@ -816,7 +816,8 @@ impl Session {
         };
         let partial = self.host.take_partial();
         if e.is_retryable() {
-            log::warn!("{e}");
+            // Recovered from (resync, resume) while the deadline allows.
+            log::debug!("{e}");
             let then = if r.retries && now < r.deadline {
                 After::Resume {
                     partial,

@@ -20,6 +20,8 @@ struct World {
     reopens: u32,
     /// Drop everything the cam sends.
     mute: bool,
+    /// A port reopen ends `mute` (a cam that only a port close unsticks).
+    reopen_unmutes: bool,
 }
 
 impl World {
@@ -33,6 +35,7 @@ impl World {
             buf: Vec::new(),
             reopens: 0,
             mute: false,
+            reopen_unmutes: false,
         };
         // Like a user: a connect that fails (SYNC unanswered max_retry
         // times, about 2% of connects at 27% loss per exchange) is retried.
@@ -68,6 +71,9 @@ impl World {
             while self.s.poll_port_command().is_some() {
                 // The port is "reopened": the cam stays, its input is fresh.
                 self.reopens += 1;
+                if self.reopen_unmutes {
+                    self.mute = false;
+                }
                 self.s.port_command_done(self.now, true);
             }
             while self.s.poll_event().is_some() {}
@@ -289,4 +295,31 @@ fn crc_off_resends_are_recognised_as_copies() {
         })
         .unwrap();
     assert!(data == pattern(256 * 1024));
+}
+
+#[test]
+fn failed_resyncs_reopen_the_port_and_the_read_resumes() {
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    let id = bulk_id(&mut w);
+    w.reopen_unmutes = true;
+    let mut muted = false;
+    let data = w
+        .run_with(
+            ops::ReadAt {
+                id,
+                offset: 0,
+                len: 1 << 20,
+            },
+            |w| {
+                if !muted && w.s.progress().is_some_and(|p| p.done > 300_000) {
+                    muted = true;
+                    w.mute = true;
+                }
+            },
+        )
+        .unwrap();
+    assert!(muted);
+    assert_eq!(w.reopens, 1);
+    assert_eq!(w.s.stats().reopens, 1);
+    assert!(data == pattern(1 << 20));
 }
