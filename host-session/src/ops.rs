@@ -385,6 +385,7 @@ impl ReadTask {
                 offset: Some(at),
                 resumable: !self.locked.unwrap_or(false),
                 data_answer: true,
+                max_answer: Some(rest),
             },
         )
     }
@@ -502,6 +503,7 @@ impl WriteTask {
                 offset: Some(at),
                 resumable: !self.locked.unwrap_or(false),
                 data_answer: false,
+                max_answer: None,
             },
         )
     }
@@ -1353,6 +1355,7 @@ impl Locked {
             offset: (stage == LockStage::Read).then_some(0),
             resumable: false,
             data_answer: stage != LockStage::Lock && stage != LockStage::Unlock,
+            max_answer: (stage == LockStage::Read).then_some(self.size),
         };
         Action::Send(c, i)
     }

@@ -83,6 +83,7 @@ struct InFlight {
     got_first: bool,
     /// Fast-retransmit steps taken since the last progress.
     steps: u8,
+    max_answer: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -610,6 +611,25 @@ impl Session {
         while let Some(c) = self.host.poll_completion() {
             self.completion(now, c);
         }
+        if let Phase::Request(f) = &self.phase {
+            let got = self.host.received_len();
+            if let Some(max) = f.max_answer.filter(|&m| got > m as usize) {
+                // A cam sending more than asked for (fragments that never
+                // end): stop now; the link is resynced before the next op.
+                let e = Error::Overflow {
+                    op: f.op,
+                    channel: f.channel,
+                    offset: f.offset.unwrap_or(0),
+                    asked: max,
+                    got,
+                };
+                self.abandon_request();
+                let _ = self.host.take_partial();
+                self.needs_resync = true;
+                self.step(now, Input::Failed(e));
+                return;
+            }
+        }
         if let Phase::Request(f) = &mut self.phase {
             let p = self.host.progress_at();
             if p > f.seen {
@@ -877,6 +897,7 @@ impl Session {
                                 seen: self.host.progress_at(),
                                 got_first: false,
                                 steps: 0,
+                                max_answer: info.max_answer,
                             });
                             return;
                         }
@@ -941,4 +962,7 @@ pub struct SendInfo {
     pub resumable: bool,
     /// The answer is data (retransmitted by the cam), not a status packet.
     pub data_answer: bool,
+    /// Most bytes the answer may carry (a read's length): more is
+    /// [`Error::Overflow`] as soon as it arrives, never more memory.
+    pub max_answer: Option<u32>,
 }

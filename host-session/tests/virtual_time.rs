@@ -323,3 +323,59 @@ fn failed_resyncs_reopen_the_port_and_the_read_resumes() {
     assert_eq!(w.s.stats().reopens, 1);
     assert!(data == pattern(1 << 20));
 }
+
+#[test]
+fn an_answer_longer_than_asked_is_an_error_not_memory() {
+    use omv_proto::packet::encode_packet;
+    use omv_proto::{Flags, Header, Opcode};
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    let id = bulk_id(&mut w);
+    // The cam answers a 100-byte read with 1000-byte fragments that never
+    // end: the session stops at the first one.
+    let p =
+        w.s.start(
+            w.now,
+            ops::ReadAt {
+                id,
+                offset: 0,
+                len: 100,
+            },
+        )
+        .unwrap();
+    let mut req = Vec::new();
+    while w.s.poll_transmit(w.now, &mut req).is_some() {}
+    let h = Header::decode(&req).unwrap();
+    assert_eq!(h.opcode, Opcode::CHANNEL_READ);
+    let mut fed = 0;
+    for i in 0..100u8 {
+        let mut pkt = Vec::new();
+        let fh = Header {
+            sequence: h.sequence.wrapping_add(i),
+            channel: id,
+            flags: Flags::FRAGMENT,
+            opcode: Opcode::CHANNEL_READ,
+            length: 0,
+        };
+        encode_packet(&fh, &[7u8; 1000], true, &mut pkt);
+        w.s.handle_input(w.now, &pkt);
+        fed += 1;
+        if w.s.is_idle() {
+            break;
+        }
+    }
+    assert_eq!(fed, 1, "the session kept taking fragments");
+    let r = w.s.take_output(&p).unwrap();
+    assert!(
+        matches!(
+            r,
+            Err(Error::Overflow {
+                asked: 100,
+                got: 1000,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // The next operation resyncs first and works.
+    assert_eq!(w.run(ops::Size { id }).unwrap(), 1 << 20);
+}
