@@ -379,3 +379,40 @@ fn an_answer_longer_than_asked_is_an_error_not_memory() {
     // The next operation resyncs first and works.
     assert_eq!(w.run(ops::Size { id }).unwrap(), 1 << 20);
 }
+
+#[test]
+fn a_resumed_stdin_upload_restarts_from_offset_0() {
+    use omv_proto::ioctl::STDIN_EXEC;
+    let runs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = runs.clone();
+    let cam = SimConfig::new()
+        .in_process(move |script, _| log.lock().unwrap().push(script.to_vec()))
+        .faults(heavy(21));
+    let mut w = World::new(cam, SessionConfig::default());
+    let script = "y = 2\n".repeat(3000);
+    let resumes = w.s.stats().resumes;
+    for _ in 0..5 {
+        w.run(ops::WriteAt {
+            id: ChannelId::STDIN,
+            offset: 0,
+            data: script.clone().into(),
+        })
+        .unwrap();
+        // A raw EXEC is not retried: try until the cam acknowledges it.
+        let mut tries = 0;
+        while let Err(e) = w.run(ops::Ioctl {
+            id: ChannelId::STDIN,
+            request: STDIN_EXEC,
+            args: Vec::new(),
+        }) {
+            tries += 1;
+            assert!(e.is_retryable() && tries < 20, "{e}");
+        }
+    }
+    let runs = runs.lock().unwrap();
+    assert!(runs.len() >= 5);
+    // stdin appends: a write resumed mid-way would have run a script with
+    // a doubled part.
+    assert!(runs.iter().all(|r| r == script.as_bytes()));
+    assert!(w.s.stats().resumes > resumes, "{:?}", w.s.stats());
+}
