@@ -416,3 +416,35 @@ fn a_resumed_stdin_upload_restarts_from_offset_0() {
     assert!(runs.iter().all(|r| r == script.as_bytes()));
     assert!(w.s.stats().resumes > resumes, "{:?}", w.s.stats());
 }
+
+#[test]
+fn any_max_payload_the_cam_announces_is_accepted() {
+    use omv_proto::device::DeviceConfig;
+    // An N6 or AE3 announces 8178 (an 8 KiB buffer).
+    let dev = DeviceConfig {
+        max_payload: 8178,
+        ..DeviceConfig::default()
+    };
+    let mut cfg = SessionConfig::default();
+    cfg.max_payload = 8178;
+    let mut w = World::new(SimConfig::new().channel("bulk", 1 << 20).device(dev), cfg);
+    assert_eq!(w.s.caps().max_payload, 8178);
+    let id = bulk_id(&mut w);
+    let data = w
+        .run(ops::ReadAt {
+            id,
+            offset: 0,
+            len: 1 << 20,
+        })
+        .unwrap();
+    assert!(data == pattern(1 << 20));
+    // Writes go in packets of max_payload - 8.
+    let sent = w.s.host_stats().sent;
+    w.run(ops::WriteAt {
+        id,
+        offset: 0,
+        data: vec![1u8; 8170 * 3].into(),
+    })
+    .unwrap();
+    assert_eq!(w.s.host_stats().sent - sent, 3);
+}
