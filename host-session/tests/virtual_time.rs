@@ -448,3 +448,91 @@ fn any_max_payload_the_cam_announces_is_accepted() {
     .unwrap();
     assert_eq!(w.s.host_stats().sent - sent, 3);
 }
+
+/// A mixed workload under heavy faults, checked against a model of the
+/// bulk channel: every read returns exactly the model's bytes, and the
+/// share of operations that end in a typed error is counted.
+fn soak(seeds: std::ops::Range<u64>, ops_per_seed: u32) -> (u64, u64) {
+    let (mut total, mut failed) = (0u64, 0u64);
+    for seed in seeds {
+        let mut w = world_with_faults(heavy(seed), SessionConfig::default());
+        let id = bulk_id(&mut w);
+        let mut model = pattern(1 << 20);
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for _ in 0..ops_per_seed {
+            total += 1;
+            let ok = match next(4) {
+                0 => {
+                    let len = 1 + next(64 * 1024) as u32;
+                    let off = next(u64::from((1 << 20) - len)) as u32;
+                    match w.run(ops::ReadAt {
+                        id,
+                        offset: off,
+                        len,
+                    }) {
+                        Ok(d) => {
+                            let want = &model[off as usize..(off + len) as usize];
+                            assert!(d == want, "seed {seed}: read {len} at {off} is wrong");
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                }
+                1 => {
+                    let len = 1 + next(16 * 1024) as usize;
+                    let off = next(((1 << 20) - len) as u64) as usize;
+                    let byte = next(256) as u8;
+                    let r = w.run(ops::WriteAt {
+                        id,
+                        offset: off as u32,
+                        data: vec![byte; len].into(),
+                    });
+                    // A failed write may have landed in part: the model
+                    // learns the truth from a clean read afterwards.
+                    if r.is_ok() {
+                        model[off..off + len].fill(byte);
+                    } else if let Ok(d) = w.run(ops::ReadAt {
+                        id,
+                        offset: 0,
+                        len: 1 << 20,
+                    }) {
+                        model = d;
+                    }
+                    r.is_ok()
+                }
+                2 => w.run(ops::Size { id }).is_ok(),
+                _ => w.run(ops::GetDeviceStats).is_ok(),
+            };
+            if !ok {
+                failed += 1;
+            }
+        }
+    }
+    (total, failed)
+}
+
+#[test]
+fn mixed_workload_under_heavy_faults_is_exact_and_completes() {
+    let (total, failed) = soak(100..110, 20);
+    // Size and GetDeviceStats are by-id primitives (report after one
+    // failure); the transfers retry within their deadlines.
+    eprintln!("{failed} of {total} operations ended in a typed error");
+    assert!(failed * 10 <= total, "{failed} of {total}");
+}
+
+/// `cargo test -p omv-session --test virtual_time -- --ignored soak_report --nocapture`
+#[test]
+#[ignore = "a measurement: prints the share of failed operations over 200 seeds"]
+fn soak_report() {
+    let (total, failed) = soak(0..200, 30);
+    eprintln!(
+        "{failed} of {total} operations ({:.2}%) ended in a typed error",
+        100.0 * failed as f64 / total as f64
+    );
+}
