@@ -74,7 +74,7 @@ pub struct DeviceConfig {
 impl Default for DeviceConfig {
     fn default() -> Self {
         DeviceConfig {
-            max_payload: crate::MAX_PAYLOAD,
+            max_payload: crate::FIRMWARE_DEFAULT_PAYLOAD,
             supported: CapFlags::KNOWN,
             rtx_timeout: Duration::from_millis(500),
             rtx_retries: 3,
