@@ -1,8 +1,8 @@
 //! The driver: runs one [`Session`](omv_session::Session) operation to
 //! completion over a blocking [`Transport`](crate::Transport).
 //!
-//! The loop writes what the session transmits (every pending packet in one
-//! write), carries out its port commands (close and reopen the port),
+//! The loop writes what the session transmits (one packet per write),
+//! carries out its port commands (close and reopen the port),
 //! hands events to the handler and the pending queue, then blocks in
 //! [`Transport::read`](crate::Transport::read) exactly until the session's next deadline
 //! ([`Session::poll_timeout`](omv_session::Session::poll_timeout)): it never
@@ -48,7 +48,8 @@ impl Camera {
         Error::from_session(e, &self.port_name)
     }
 
-    /// Writes every pending transmit (in one write).
+    /// Writes every pending transmit, one packet per write (a datagram
+    /// transport sends one packet per datagram).
     pub(crate) fn flush_transmits(&mut self) -> Result<()> {
         let now = self.now();
         self.tbuf.clear();

@@ -5,6 +5,7 @@
 use std::io;
 use std::time::Duration;
 
+use omv_proto::host::RequestError;
 use omv_proto::{DecodeError, Opcode, Status};
 
 use crate::image::ImageError;
@@ -67,6 +68,28 @@ pub enum Error {
         op: Opcode,
         /// The opcode of the response.
         got: Opcode,
+    },
+    /// The answer carried more bytes than the request can return (a read
+    /// answered with more than the length asked for, fragments that never
+    /// end): a desynchronised link or a misbehaving cam. Nothing of it is
+    /// returned.
+    #[error("{op}: the cam's answer carried {received} bytes or more, at most {limit} expected")]
+    ResponseTooLong {
+        /// The request.
+        op: Opcode,
+        /// The most data bytes the request can return.
+        limit: usize,
+        /// Data bytes received when the bound was passed.
+        received: usize,
+    },
+    /// Another failure of the protocol endpoint, as it reported it.
+    #[error("{op}: {source}")]
+    Request {
+        /// The request.
+        op: Opcode,
+        /// The endpoint's error.
+        #[source]
+        source: RequestError,
     },
     /// A packet of the answer was lost and, with ACKs off, will not be
     /// resent: the answer is incomplete.
@@ -134,7 +157,7 @@ pub enum Error {
 impl Error {
     /// True for the failures the stock host resyncs and retries on: a
     /// timeout, NAK CHECKSUM / SEQUENCE / TIMEOUT, and a response that does
-    /// not match its request.
+    /// not match its request (another opcode, or more bytes than asked for).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -142,6 +165,7 @@ impl Error {
                 | Error::Checksum { .. }
                 | Error::Sequence { .. }
                 | Error::UnexpectedResponse { .. }
+                | Error::ResponseTooLong { .. }
                 | Error::LostPacket { .. }
                 | Error::Nak {
                     status: Status::TIMEOUT,
@@ -194,6 +218,12 @@ impl Error {
             S::Malformed { what, source } => Error::Malformed { what, source },
             S::Unsupported(s) => Error::Unsupported(s),
             S::NoSuchChannel(s) => Error::NoSuchChannel(s),
+            S::Overflow { op, asked, got, .. } => Error::ResponseTooLong {
+                op,
+                limit: asked as usize,
+                received: got,
+            },
+            S::Endpoint { op, source } => Error::Request { op, source },
             other => Error::Session(other),
         }
     }

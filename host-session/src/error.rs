@@ -134,6 +134,15 @@ pub enum Error {
         /// The request in flight.
         op: Opcode,
     },
+    /// Another failure of the protocol endpoint, as it reported it.
+    #[error("{op}: {source}")]
+    Endpoint {
+        /// The request.
+        op: Opcode,
+        /// The endpoint's error.
+        #[source]
+        source: RequestError,
+    },
     /// The cam lacks a feature (SYS_MEMORY before 4.8, a built-in channel).
     #[error("not supported by this cam: {0}")]
     Unsupported(String),
@@ -221,6 +230,18 @@ impl Error {
             RequestError::InvalidCommand(why) => {
                 Error::InvalidArgument(alloc::format!("{op} on channel {channel}: {why}"))
             }
+            // The endpoint's bound on an answer (host::response_limit).
+            RequestError::ResponseTooLong {
+                limit, received, ..
+            } => Error::Overflow {
+                op,
+                channel,
+                offset: offset.unwrap_or(0),
+                asked: u32::try_from(limit).unwrap_or(u32::MAX),
+                got: received,
+            },
+            // RequestError is non-exhaustive: a future cause, reported as is.
+            other => Error::Endpoint { op, source: other },
         }
     }
 

@@ -360,7 +360,6 @@ pub(crate) struct ReadTask {
     got: Vec<u8>,
     /// Held a lock when it started: may not resume.
     locked: Option<bool>,
-    started: bool,
 }
 
 impl ReadTask {
@@ -371,14 +370,12 @@ impl ReadTask {
             len,
             got: Vec::new(),
             locked: None,
-            started: false,
         }
     }
 
     fn send(&mut self) -> Action {
         let at = self.offset + self.got.len() as u32;
         let rest = self.len - self.got.len() as u32;
-        self.started = true;
         Action::Send(
             Command::read(self.id, at, rest),
             SendInfo {
@@ -432,7 +429,9 @@ impl Task for ReadTask {
                 Err(e) => fail(e),
             },
             Input::Resumed { partial, rebooted } => {
-                if rebooted && (self.started || !partial.is_empty()) {
+                // Bytes from before a soft reboot cannot be joined with
+                // bytes from after it; with none received yet, ask again.
+                if rebooted && (!self.got.is_empty() || !partial.is_empty()) {
                     return fail(Error::Rebooted {
                         op: Opcode::CHANNEL_READ,
                         channel: self.id.0,
@@ -1004,6 +1003,14 @@ impl Task for SizedRead {
         self.read.as_ref().map_or(0, |r| r.done())
     }
     fn step(&mut self, cx: &mut Cache, input: Input) -> Action {
+        if let (Some(r), Input::Resumed { partial, rebooted }) = (&self.read, &input) {
+            // A soft reboot before any byte arrived: the size may have
+            // changed too; measure again.
+            if *rebooted && r.got.is_empty() && partial.is_empty() && self.size.is_none() {
+                self.read = None;
+                return Action::Send(Command::new(Opcode::CHANNEL_SIZE, self.id), data_info());
+            }
+        }
         if let Some(r) = self.read.as_mut() {
             let a = r.step(cx, input);
             return self.wrapped(a);

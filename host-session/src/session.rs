@@ -454,21 +454,16 @@ impl Session {
         }
     }
 
-    /// Next bytes to write to the port, appended to `buf` (every pending
-    /// packet, so that one write carries them all). Returns the number of
-    /// bytes appended, `None` when there is nothing to send. Reuse `buf`:
-    /// this path does not allocate once `buf` has grown.
+    /// The next packet to write to the port, appended to `buf`; returns
+    /// its length, `None` when there is nothing to send. One packet per
+    /// call, so that a datagram transport (UDP) sends one per datagram;
+    /// reuse `buf` (clear it after each write): this path does not
+    /// allocate once `buf` has grown.
     #[must_use]
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
-        let start = buf.len();
-        while let Some(p) = self.host.poll_transmit() {
-            buf.extend_from_slice(&p);
-            if buf.len() - start >= 64 * 1024 {
-                break;
-            }
-        }
-        let n = buf.len() - start;
-        (n > 0).then_some(n)
+        let p = self.host.poll_transmit()?;
+        buf.extend_from_slice(&p);
+        Some(p.len())
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
@@ -835,6 +830,11 @@ impl Session {
             return;
         };
         let partial = self.host.take_partial();
+        if matches!(e, Error::Overflow { .. }) {
+            // The endpoint's own bound (host::response_limit): the rest of
+            // that answer may still come; resync before the next request.
+            self.needs_resync = true;
+        }
         if e.is_retryable() {
             // Recovered from (resync, resume) while the deadline allows.
             log::debug!("{e}");
