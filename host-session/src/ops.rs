@@ -1358,11 +1358,9 @@ impl Locked {
             LockStage::Read => Command::read(self.id, 0, self.size),
             LockStage::Unlock => Command::new(Opcode::CHANNEL_UNLOCK, self.id),
         };
-        // The task starts over from the lock after any failure (cheap):
-        // give up early on an overdue answer.
         let i = SendInfo {
             offset: (stage == LockStage::Read).then_some(0),
-            resumable: true,
+            resumable: false,
             data_answer: stage != LockStage::Lock && stage != LockStage::Unlock,
             max_answer: (stage == LockStage::Read).then_some(self.size),
         };
