@@ -153,6 +153,8 @@ pub struct Session {
     pending_start: bool,
     /// The resync in flight uses short attempts.
     resync_fast: bool,
+    /// Rounds of the resync in flight in which SYNC got no answer.
+    resync_silent: u8,
 }
 
 /// What the session knows about the cam, shared with the tasks.
@@ -206,6 +208,7 @@ impl Session {
             progress: None,
             pending_start: false,
             resync_fast: false,
+            resync_silent: 0,
         }
     }
 
@@ -435,7 +438,7 @@ impl Session {
             return;
         };
         if ok {
-            self.host = HostEndpoint::new(self.host_config_now(false));
+            self.host = HostEndpoint::new(self.host_config_now(false, 0));
             self.resync_fast = false;
             self.host.connect(now);
             self.stats.resyncs += 1;
@@ -526,12 +529,19 @@ impl Session {
 
     // ------------------------------------------------------------------
 
-    fn host_config_now(&self, fast: bool) -> omv_proto::host::HostConfig {
+    /// The endpoint's settings after `silent` resync rounds in which SYNC
+    /// got no answer at all.
+    fn host_config_now(&self, fast: bool, silent: u8) -> omv_proto::host::HostConfig {
         let mut c = self.config.host_config();
         if fast {
             // In-session resyncs: the handshake's packets are tiny and the
-            // cam answers at once, so wait a few round trips, not 1 s.
-            c.timeout = (self.fast_threshold() * 2).min(self.config.timeout);
+            // cam answers at once, so wait a few round trips, not 1 s;
+            // doubled after each round that got no answer at all, for a
+            // loaded host or cam that answers late.
+            let doubling = 1u32 << silent.min(5);
+            c.timeout = (self.fast_threshold() * 2)
+                .saturating_mul(doubling)
+                .min(self.config.timeout);
         }
         c
     }
@@ -804,7 +814,11 @@ impl Session {
         let again = alive || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
         if (round < rounds || alive) && again {
             log::debug!("handshake failed ({e}), starting over");
-            self.host.set_config(self.host_config_now(self.resync_fast));
+            if matches!(e, Error::ResyncFailed { .. }) {
+                self.resync_silent = self.resync_silent.saturating_add(1);
+            }
+            self.host
+                .set_config(self.host_config_now(self.resync_fast, self.resync_silent));
             self.host.connect(now);
             self.phase = Phase::Resync {
                 round: round.saturating_add(1),
@@ -862,7 +876,8 @@ impl Session {
         self.stats.resyncs += 1;
         let in_session = self.connected;
         self.resync_fast = in_session;
-        self.host.set_config(self.host_config_now(in_session));
+        self.resync_silent = 0;
+        self.host.set_config(self.host_config_now(in_session, 0));
         // In a session the negotiated caps stay: SYNC then SET_CAPS.
         if !(in_session && keep && self.host.resync_keep_caps(now)) {
             self.host.connect(now);
