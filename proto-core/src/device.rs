@@ -586,7 +586,11 @@ impl DeviceEndpoint {
         // A new request: the host has everything we sent (it only moves on
         // after the last packet of a response), so an outstanding ACK is
         // implied and any unfinished answer is abandoned.
-        self.inflight = None;
+        if let Some(inf) = self.inflight.take() {
+            if inf.header.flags.contains(Flags::EVENT) {
+                self.event_acks = self.event_acks.wrapping_add(1);
+            }
+        }
         self.abort_message();
         self.dispatch(now, h, &p.payload);
     }
