@@ -1170,29 +1170,6 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::uncaught_exception;
-
-    #[test]
-    fn uncaught_exceptions_are_told_from_printed_ones() {
-        let tb = "Traceback (most recent call last):\r\n  File \"<stdin>\", line 2, in <module>\r\n    raise ValueError('x')\r\nValueError: x\r\n";
-        assert_eq!(uncaught_exception(tb).as_deref(), Some("ValueError: x"));
-        let with_reboot = format!("hi\n{tb}MPY: soft reboot\r\n");
-        assert_eq!(
-            uncaught_exception(&with_reboot).as_deref(),
-            Some("ValueError: x")
-        );
-        // Printed by a script that went on.
-        assert_eq!(uncaught_exception(&format!("{tb}done: ok\n")), None);
-        assert_eq!(uncaught_exception("all good\n"), None);
-        assert_eq!(
-            uncaught_exception("Traceback (most recent call last):\n"),
-            None
-        );
-    }
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -1213,5 +1190,28 @@ fn main() -> ExitCode {
             errln!("omv: {msg}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uncaught_exception;
+
+    #[test]
+    fn uncaught_exceptions_are_told_from_printed_ones() {
+        let tb = "Traceback (most recent call last):\r\n  File \"<stdin>\", line 2, in <module>\r\n    raise ValueError('x')\r\nValueError: x\r\n";
+        assert_eq!(uncaught_exception(tb).as_deref(), Some("ValueError: x"));
+        let with_reboot = format!("hi\n{tb}MPY: soft reboot\r\n");
+        assert_eq!(
+            uncaught_exception(&with_reboot).as_deref(),
+            Some("ValueError: x")
+        );
+        // Printed by a script that went on.
+        assert_eq!(uncaught_exception(&format!("{tb}done: ok\n")), None);
+        assert_eq!(uncaught_exception("all good\n"), None);
+        assert_eq!(
+            uncaught_exception("Traceback (most recent call last):\n"),
+            None
+        );
     }
 }
