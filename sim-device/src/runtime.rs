@@ -43,8 +43,13 @@ pub const SCRIPT_READ_PIECE: u16 = 512;
 pub const MAX_BRIDGE_FRAME: usize = 8 << 20;
 /// Frames queued towards the script before calls fail.
 const WRITE_QUEUE: usize = 1024;
-/// How often a pending call is checked for its answer.
+/// How often a pending call is checked for its answer: often at first (a
+/// backend typically answers within a fraction of a millisecond), then
+/// every millisecond, so a slow backend does not spin the cam loop.
+const CALL_POLL_FAST: Duration = Duration::from_micros(100);
 const CALL_POLL: Duration = Duration::from_millis(1);
+/// How long a call is checked at [`CALL_POLL_FAST`].
+const CALL_FAST_PERIOD: Duration = Duration::from_millis(3);
 
 /// The embedded runtime modules: (path under the runtime dir, text).
 pub const MODULES: &[(&str, &str)] = &[
@@ -824,7 +829,8 @@ enum CallKey {
 struct Call {
     id: u32,
     key: CallKey,
-    deadline: Option<Instant>,
+    /// When the call was first seen by `poll_event` (with a fresh `now`).
+    started: Option<Instant>,
 }
 
 /// A channel `protocol.register` made: each host request calls the
@@ -898,7 +904,9 @@ impl ScriptChannel {
                     self.call = None;
                     return Err(ChannelError::Failed);
                 }
-                if c.deadline.is_some_and(|d| self.last_now >= d) {
+                if c.started
+                    .is_some_and(|t| self.last_now.saturating_duration_since(t) >= self.timeout)
+                {
                     log::warn!(
                         "script: channel {} did not answer {key:?} within {:?}: NAK TIMEOUT",
                         self.channel,
@@ -924,7 +932,7 @@ impl ScriptChannel {
         self.call = Some(Call {
             id,
             key,
-            deadline: None,
+            started: None,
         });
         Err(ChannelError::Pending)
     }
@@ -1077,16 +1085,23 @@ impl ChannelBackend for ScriptChannel {
     fn poll_event(&mut self, now: Instant) -> Option<ChannelEventOut> {
         self.last_now = self.last_now.max(now);
         if let Some(c) = &mut self.call {
-            c.deadline.get_or_insert(now + self.timeout);
+            c.started.get_or_insert(now);
         }
         None
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         let c = self.call.as_ref()?;
-        Some(match c.deadline {
+        Some(match c.started {
             None => self.last_now,
-            Some(d) => d.min(self.last_now + CALL_POLL),
+            Some(t) => {
+                let step = if self.last_now.saturating_duration_since(t) < CALL_FAST_PERIOD {
+                    CALL_POLL_FAST
+                } else {
+                    CALL_POLL
+                };
+                (t + self.timeout).min(self.last_now + step)
+            }
         })
     }
 }
