@@ -105,10 +105,15 @@ enum Cmd {
     },
     /// System information, versions, channels, memory and statistics.
     Info,
-    /// Run a script, printing its output until it ends (or Ctrl-C), then stop it.
+    /// Run a script, printing its output until it ends (or Ctrl-C), then stop
+    /// it; exits 1 if it ends with an uncaught exception.
     Run {
         /// The script file ("-" reads standard input).
         script: PathBuf,
+        /// Start the script and return at once, leaving it running (e.g. a
+        /// script that registers channels for later commands).
+        #[arg(long)]
+        detach: bool,
     },
     /// Stop the running script.
     Stop,
@@ -1097,7 +1102,15 @@ fn run(cli: Cli) -> CliResult {
     match &cli.cmd {
         Cmd::Demo { dir } => cmd_demo(cam, dir.as_deref()),
         Cmd::Info => cmd_info(cam),
-        Cmd::Run { script } => cmd_run(cam, script),
+        Cmd::Run {
+            script,
+            detach: true,
+        } => {
+            cam.exec(&read_script(script)?)?;
+            outln!("started {}", script.display());
+            Ok(())
+        }
+        Cmd::Run { script, .. } => cmd_run(cam, script),
         Cmd::Stop => {
             cam.stop()?;
             outln!("stopped");

@@ -102,7 +102,13 @@ pub struct StreamChannel {
     /// Script-fed mode: frames come from the script's snapshots.
     frames: Option<Arc<FrameBuffer>>,
     frames_seen: u64,
+    /// The script's frame rate is counted over windows of [`FPS_WINDOW`].
+    window_start: Option<Instant>,
+    window_frames: u64,
 }
+
+/// Window over which a script-fed stream counts the script's frame rate.
+const FPS_WINDOW: Duration = Duration::from_millis(500);
 
 /// How often a script-fed stream looks for a new frame while streaming.
 pub const FRAME_BUFFER_POLL: Duration = Duration::from_millis(5);
@@ -158,6 +164,8 @@ impl StreamChannel {
             last_now: Instant::ZERO,
             frames: None,
             frames_seen: 0,
+            window_start: None,
+            window_frames: 0,
             cfg: StreamConfig { fps, ..cfg },
         }
     }
@@ -242,8 +250,18 @@ impl StreamChannel {
             let Some((seq, frame)) = fb.take_newer(self.frames_seen) else {
                 return false;
             };
+            // The script's frame rate: frames published since the last one
+            // taken (the host may take only some of them).
+            let published = seq.wrapping_sub(self.frames_seen).max(1);
             self.frames_seen = seq;
-            self.update_fps(now);
+            self.window_frames = self.window_frames.saturating_add(published);
+            let start = *self.window_start.get_or_insert(now);
+            let dt = now.saturating_duration_since(start);
+            if dt >= FPS_WINDOW {
+                self.fps_estimate = (self.window_frames as f32 / dt.as_secs_f32()).min(1000.0);
+                self.window_start = Some(now);
+                self.window_frames = 0;
+            }
             self.store(frame);
             self.produced = self.produced.wrapping_add(1);
             self.notify_pending = true;
