@@ -41,6 +41,8 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 pub const SCRIPT_READ_PIECE: u16 = 512;
 /// Largest bridge frame accepted from a script (a FHD RGB565 image fits).
 pub const MAX_BRIDGE_FRAME: usize = 8 << 20;
+/// Script requests waiting for the cam loop before more are refused.
+const MAX_REQUESTS: usize = 256;
 /// Frames queued towards the script before calls fail.
 const WRITE_QUEUE: usize = 1024;
 /// How often a pending call is checked for its answer: often at first (a
@@ -660,8 +662,19 @@ fn u32_at(b: &[u8], i: usize) -> Option<u32> {
 }
 
 fn handle(sh: &Shared, generation: u64, kind: u8, id: u32, body: Vec<u8>) {
-    let queue = |request| {
-        lock(&sh.requests).push_back(PendingRequest {
+    let queue = |request: ScriptRequest| {
+        let mut q = lock(&sh.requests);
+        if q.len() >= MAX_REQUESTS {
+            drop(q);
+            log::warn!("script bridge: {MAX_REQUESTS} requests wait for the cam; refusing more");
+            let refused: &[u8] = match request {
+                ScriptRequest::Register { .. } => &[0xff; 4],
+                _ => &[1],
+            };
+            sh.send(generation, K_REPLY, id, refused);
+            return;
+        }
+        q.push_back(PendingRequest {
             generation,
             id,
             request,

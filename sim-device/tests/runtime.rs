@@ -349,6 +349,8 @@ fn cbor_channel_read_and_written_back() {
         assert!(has(&doc, name), "{doc:02x?}");
     }
     assert!(has(&doc, b"\x38\x1dfslider\x02\x05"), "{doc:02x?}");
+    // The slider's range was set with a (min, max, value) tuple: max 20.
+    assert!(has(&doc, b"\x38\x1f\x14"), "{doc:02x?}");
     // [{0: "gain", 2: 9}]
     let write = [0x81, 0xA2, 0x00, 0x64, b'g', b'a', b'i', b'n', 0x02, 0x09];
     h.ok(Command::write(fields, 0, &write));

@@ -90,106 +90,105 @@ def __getattr__(name):
     raise _omvsim.not_simulated("protocol." + name)
 
 
-# CBORChannel: a frozen Python package on the cam.
-_FIELD_TYPES = ("label", "toggle", "slider", "select", "depth")
-
+# CBORChannel: a frozen Python package on the cam. Fields are kept as the
+# CBOR maps the host reads (integer keys, SenML style); the buffer is
+# re-encoded whenever a field is added or set.
 _K_NAME, _K_UNIT, _K_VALUE, _K_DATA = 0, 1, 2, 8
 _K_WIDTH, _K_HEIGHT, _K_MIN, _K_MAX = -20, -21, -23, -24
 _K_WIDGET, _K_SMIN, _K_SMAX, _K_SSTEP, _K_OPTIONS = -30, -31, -32, -33, -34
 
 
+def _or(v, default):
+    return default if v is None else v
+
+
 class CBORChannel:
-    """A backend holding named fields, read as a CBOR array of SenML-style
-    maps and written back as an array of {name, value} maps."""
+    """A backend of named widget fields (label, toggle, slider, select,
+    depth), read by the host as a CBOR array of maps and written back as an
+    array of {name, value} maps. Set a slider to (min, max, value) to move
+    its range too."""
 
     def __init__(self, on_read=None, on_write=None):
-        self._fields = {}
-        self._order = []
+        self._records = []
+        self._by_name = {}
         self._on_read = on_read
         self._on_write = on_write
-        self._dirty = True
         self._buf = b""
+        self._dirty = False
 
-    def add(self, name, type="label", value=None, unit=None, min=None, max=None,
+    def add(self, name, type, value=None, unit=None, min=None, max=None,
             step=None, options=None, width=None, height=None):
-        if type not in _FIELD_TYPES:
-            raise ValueError("unknown field type %r" % (type,))
-        if name not in self._fields:
-            self._order.append(name)
-        self._fields[name] = {
-            "type": type, "value": value, "unit": unit, "min": min, "max": max,
-            "step": step, "options": options, "width": width, "height": height,
-        }
-        self._dirty = True
+        rec = {_K_NAME: name, _K_WIDGET: type}
+        if type in ("label", "slider") and unit:
+            rec[_K_UNIT] = unit
+        if type == "label":
+            rec[_K_VALUE] = _or(value, 0)
+        elif type == "toggle":
+            rec[_K_VALUE] = _or(value, False)
+        elif type == "slider":
+            rec[_K_VALUE] = _or(value, _or(min, 0))
+            rec[_K_SMIN] = _or(min, 0)
+            rec[_K_SMAX] = _or(max, 100)
+            rec[_K_SSTEP] = _or(step, 1)
+        elif type == "select":
+            rec[_K_VALUE] = _or(value, "")
+            rec[_K_OPTIONS] = _or(options, [])
+        elif type == "depth":
+            rec[_K_DATA] = b""
+            rec[_K_WIDTH] = width
+            rec[_K_HEIGHT] = height
+            rec[_K_MIN] = _or(min, 0)
+            rec[_K_MAX] = _or(max, 1000)
+        else:
+            raise ValueError("unknown widget type %r" % (type,))
+        self._by_name[name] = len(self._records)
+        self._records.append(rec)
+        self._encode()
 
     def __getitem__(self, name):
-        return self._fields[name]["value"]
+        rec = self._records[self._by_name[name]]
+        return rec[_K_DATA] if _K_DATA in rec else rec.get(_K_VALUE)
 
     def __setitem__(self, name, value):
-        if name not in self._fields:
-            raise KeyError(name)
-        self._fields[name]["value"] = value
-        self._dirty = True
-
-    def __contains__(self, name):
-        return name in self._fields
+        rec = self._records[self._by_name[name]]
+        if _K_DATA in rec:
+            rec[_K_DATA] = value
+        elif isinstance(value, tuple) and rec[_K_WIDGET] == "slider":
+            rec[_K_SMIN], rec[_K_SMAX], rec[_K_VALUE] = value[0], value[1], value[2]
+        elif isinstance(value, tuple):
+            rec[_K_VALUE] = list(value)
+        else:
+            rec[_K_VALUE] = value
+        self._encode()
 
     def _encode(self):
         import cbor2
 
-        records = []
-        for name in self._order:
-            f = self._fields[name]
-            rec = {_K_NAME: name, _K_WIDGET: f["type"]}
-            v = f["value"]
-            if isinstance(v, (bytes, bytearray, memoryview)):
-                rec[_K_DATA] = bytes(v)
-            elif v is not None:
-                rec[_K_VALUE] = v
-            for key, k in (("unit", _K_UNIT), ("width", _K_WIDTH), ("height", _K_HEIGHT)):
-                if f[key] is not None:
-                    rec[k] = f[key]
-            if f["type"] == "slider":
-                for key, k in (("min", _K_SMIN), ("max", _K_SMAX), ("step", _K_SSTEP)):
-                    if f[key] is not None:
-                        rec[k] = f[key]
-            else:
-                for key, k in (("min", _K_MIN), ("max", _K_MAX)):
-                    if f[key] is not None:
-                        rec[k] = f[key]
-            if f["options"] is not None:
-                rec[_K_OPTIONS] = list(f["options"])
-            records.append(rec)
-        return cbor2.dumps(records)
+        self._buf = cbor2.dumps(self._records)
+        self._dirty = True
 
     def poll(self):
-        return self._dirty or self._on_read is not None
+        if self._on_read is not None:
+            return bool(self._records)
+        return self._dirty
 
     def size(self):
         if self._on_read is not None:
             self._on_read(self)
-        self._buf = self._encode()
         self._dirty = False
         return len(self._buf)
 
     def read(self, offset, size):
-        return self._buf[offset:offset + size]
+        return bytes(self._buf[offset:offset + size])
 
     def write(self, offset, data):
         import cbor2
 
-        records = cbor2.loads(bytes(data))
-        if not isinstance(records, list):
-            records = [records]
-        for rec in records:
-            if not isinstance(rec, dict) or _K_NAME not in rec:
+        for rec in cbor2.loads(bytes(data)):
+            name, value = rec.get(_K_NAME), rec.get(_K_VALUE)
+            if name is None or value is None or name not in self._by_name:
                 continue
-            name = rec[_K_NAME]
-            if name not in self._fields:
-                continue
-            value = rec.get(_K_VALUE, rec.get(_K_DATA))
-            self._fields[name]["value"] = value
-            self._dirty = True
+            self._records[self._by_name[name]][_K_VALUE] = value
             if self._on_write is not None:
                 self._on_write(self, name, value)
         return len(data)

@@ -16,9 +16,10 @@ def on_write(ch, name, value):
 
 
 fields = CBORChannel(on_read=on_read, on_write=on_write)
-fields.add("ticks", "label", value=0, unit="ms")
-fields.add("gain", "slider", value=5, min=0, max=10, step=1)
-fields.add("led", "toggle", value=False)
+fields.add("ticks", type="label", value=0, unit="ms")
+fields.add("gain", type="slider", value=5, min=0, max=10, step=1)
+fields["gain"] = (0, 20, 5)  # a slider takes (min, max, value)
+fields.add("led", type="toggle", value=False)
 protocol.register(name="fields", backend=fields)
 print("fields ready")
 while True:
