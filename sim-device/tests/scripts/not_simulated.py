@@ -2,6 +2,7 @@
 import csi
 import machine
 import omv
+import time
 
 print("board", omv.board_type(), omv.version_string(), len(machine.unique_id()))
 led = machine.LED("LED_BLUE")
@@ -15,3 +16,6 @@ for what in (lambda: csi.CSI().auto_exposure(True), lambda: machine.I2C(1),
         print("no error")
     except NotImplementedError as e:
         print("error:", e)
+print("checked")
+while True:
+    time.sleep_ms(50)
