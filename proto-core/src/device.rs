@@ -54,7 +54,9 @@ pub struct DeviceConfig {
     pub rtx_timeout: Duration,
     /// Resends before giving up and resetting the protocol state.
     pub rtx_retries: u8,
-    /// Shortest time between two successful locks of a channel.
+    /// Shortest time between two successful locks. The firmware keeps one
+    /// timestamp for all channels (PROTOCOL.md section 3), and a SYNC does
+    /// not clear it.
     pub lock_interval: Duration,
     /// Largest read piece per packet (the firmware uses 512 for callback
     /// channels); `None` means `max_payload`.
@@ -74,7 +76,7 @@ pub struct DeviceConfig {
 impl Default for DeviceConfig {
     fn default() -> Self {
         DeviceConfig {
-            max_payload: crate::MAX_PAYLOAD,
+            max_payload: crate::FIRMWARE_DEFAULT_PAYLOAD,
             supported: CapFlags::KNOWN,
             rtx_timeout: Duration::from_millis(500),
             rtx_retries: 3,
@@ -137,7 +139,6 @@ struct Slot {
     flags: ChannelFlags,
     ops: Ops,
     backend: Box<dyn ChannelBackend>,
-    last_lock: Option<Instant>,
 }
 
 /// A packet sent with ACK_REQ, waiting for its ACK.
@@ -205,6 +206,8 @@ pub struct DeviceEndpoint {
     startup: Caps,
     /// Event packets the host acknowledged.
     event_acks: u64,
+    /// When the last successful CHANNEL_LOCK of any channel happened.
+    last_lock: Option<Instant>,
 }
 
 impl core::fmt::Debug for DeviceEndpoint {
@@ -237,6 +240,7 @@ impl DeviceEndpoint {
             dropped_events: 0,
             startup: Caps::DEFAULT,
             event_acks: 0,
+            last_lock: None,
             config,
         }
     }
@@ -344,7 +348,6 @@ impl DeviceEndpoint {
             flags,
             ops,
             backend,
-            last_lock: None,
         });
         Ok(id)
     }
@@ -367,7 +370,6 @@ impl DeviceEndpoint {
             flags,
             ops,
             backend,
-            last_lock: None,
         });
         self.send_event(
             ChannelId::SYSTEM,
@@ -702,19 +704,23 @@ impl DeviceEndpoint {
     /// Runs a channel request answered by a status or a small buffer; a
     /// pending answer keeps the request (see [`ChannelError::Pending`]).
     fn channel_op(&mut self, now: Instant, h: Header, op: ChannelOp) {
+        // One lock timestamp for every channel, as the firmware keeps: a lock
+        // within lock_interval of the last success on any channel is BUSY.
+        // (A channel that cannot lock NAKs INVALID first, as PROTOCOL.md
+        // says of missing methods; the firmware answers BUSY there too.)
         let interval = self.config.lock_interval;
+        let last = self.last_lock;
+        let mut locked = false;
         let r = self.with_slot(&h, |s| match &op {
             ChannelOp::Lock => {
                 if !s.ops.contains(Ops::LOCK) {
                     return Err(ChannelError::Unsupported);
                 }
-                if let Some(last) = s.last_lock {
-                    if now.saturating_duration_since(last) < interval {
-                        return Err(ChannelError::Busy);
-                    }
+                if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+                    return Err(ChannelError::Busy);
                 }
                 s.backend.lock()?;
-                s.last_lock = Some(now);
+                locked = true;
                 Ok(None)
             }
             ChannelOp::Unlock => s.backend.unlock().map(|()| None),
@@ -739,6 +745,9 @@ impl DeviceEndpoint {
             }
             ChannelOp::Ioctl { request, args } => s.backend.ioctl(*request, args).map(|()| None),
         });
+        if locked {
+            self.last_lock = Some(now);
+        }
         match r {
             Ok(Some(data)) => self.respond(&h, data),
             Ok(None) => self.ack(&h),
@@ -1035,7 +1044,6 @@ impl DeviceEndpoint {
         self.events.clear();
         for s in self.slots.iter_mut().flatten() {
             s.backend.reset();
-            s.last_lock = None;
         }
     }
 }
@@ -1048,16 +1056,15 @@ fn device_framer(caps: Caps) -> FramerConfig {
     }
 }
 
-/// Sets RTX on an encoded packet and recomputes its header CRC.
+/// Marks an encoded packet as a resend: with CRC on, sets RTX and
+/// recomputes the header CRC. With CRC off the firmware sends the packet
+/// again unchanged, without RTX (it only sets the flag when it recomputes
+/// the CRC; PROTOCOL.md section 4), and so does this endpoint.
 fn set_rtx(wire: &mut [u8], crc: bool) {
-    if wire.len() < HEADER_SIZE {
+    if wire.len() < HEADER_SIZE || !crc {
         return;
     }
     wire[4] |= Flags::RTX.0;
-    let c = if crc {
-        crate::crc::crc16(&wire[..8])
-    } else {
-        0
-    };
+    let c = crate::crc::crc16(&wire[..8]);
     wire[8..10].copy_from_slice(&c.to_le_bytes());
 }
