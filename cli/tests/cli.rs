@@ -283,6 +283,9 @@ fn profile_names_functions_from_a_firmware_elf() {
         recs.is_some()
     }));
     drop(cam);
+    // read_profile locked the profile channel: the cam refuses another lock
+    // (of any channel, even after a SYNC) within lock_interval (10 ms).
+    std::thread::sleep(std::time::Duration::from_millis(30));
     let addrs: Vec<u32> = recs.unwrap().iter().map(|r| r.record.address).collect();
     let dir = temp_dir("profile-elf");
     let elf = dir.join("firmware.elf");
