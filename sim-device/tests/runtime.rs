@@ -472,3 +472,20 @@ fn init_limits_and_not_simulated_calls() {
     assert!(out.contains("init ok"), "{out}");
     assert!(out.contains("active True"), "{out}");
 }
+
+#[test]
+fn a_script_that_dies_mid_call_gets_failed() {
+    if !python() {
+        return;
+    }
+    let mut h = start(SimConfig::new());
+    h.exec(&script("dies_mid_call.py"));
+    h.wait_stdout("fragile ready", 30);
+    let fragile = h.id("fragile");
+    let t = StdInstant::now();
+    assert_eq!(
+        h.nak(Command::new(Opcode::CHANNEL_SIZE, fragile)),
+        Status::FAILED
+    );
+    assert!(t.elapsed() < StdDuration::from_secs(1), "{:?}", t.elapsed());
+}
