@@ -39,8 +39,9 @@ use crate::source::{Frame, FrameSource};
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest read piece of a script channel (as the firmware's callback reads).
 pub const SCRIPT_READ_PIECE: u16 = 512;
-/// Largest bridge frame accepted from a script (a FHD RGB565 image fits).
-pub const MAX_BRIDGE_FRAME: usize = 8 << 20;
+/// Largest bridge frame accepted from a script: the largest RGB565 frame
+/// size of `csi` (2592x1944, 10 MB) fits.
+pub const MAX_BRIDGE_FRAME: usize = 16 << 20;
 /// Script requests waiting for the cam loop before more are refused.
 const MAX_REQUESTS: usize = 256;
 /// Frames queued towards the script before calls fail.
