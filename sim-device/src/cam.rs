@@ -729,7 +729,7 @@ impl SimCam {
     /// Raises system events and acts on the endpoint's application events.
     fn after(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        self.serve_script(now);
+        self.serve_script();
         for ev in self.system.drain() {
             self.dev.send_event(ChannelId::SYSTEM, Some(ev.0), false);
             if ev == omv_proto::event::EventId::SOFT_REBOOT {
@@ -760,7 +760,7 @@ impl SimCam {
     }
 
     /// Serves what the running script asked for (channels, events, init).
-    fn serve_script(&mut self, now: Instant) {
+    fn serve_script(&mut self) {
         let Some(bridge) = &self.bridge else { return };
         let active = self.dev.stats().received > 0;
         bridge.set_status(active, self.dev.caps().flags.events());
@@ -856,7 +856,6 @@ impl SimCam {
                 }
             }
         }
-        let _ = now;
     }
 
     fn fail_ack_waiters(&mut self) {

@@ -551,11 +551,6 @@ impl Bridge {
         self.shared.events.store(events, Ordering::SeqCst);
     }
 
-    /// The connection generation of `req` (which script sent it).
-    pub fn generation_of(req: &PendingRequest) -> u64 {
-        req.generation
-    }
-
     /// A backend for a channel `protocol.register` made.
     pub fn channel(
         &self,
