@@ -11,11 +11,18 @@
 //! injectors that sit on a stream rather than on an endpoint's output.
 //!
 //! ```
-//! use omv_proto::fault::{plan, PacketFaults};
+//! use omv_proto::fault::{plan, FaultKind, PacketFaults};
 //! use omv_proto::rng::SimRng;
-//! let faults = PacketFaults { drop: 1.0, ..PacketFaults::default() };
-//! let p = plan(&faults, true, |_| true, &mut SimRng::new(7), &[0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac]);
-//! assert!(p.apply(&[0xaa]).is_empty());
+//! let sync = [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac];
+//! let faults = PacketFaults::drops(1.0);
+//! let p = plan(&faults, true, |_| true, &mut SimRng::new(7), &sync);
+//! assert!(p.fate.has(FaultKind::Drop));
+//! assert!(p.apply(&sync).is_empty());
+//! let faults = PacketFaults::NONE.with_flip(1.0);
+//! let p = plan(&faults, true, |_| true, &mut SimRng::new(7), &sync);
+//! let d = p.apply(&sync);
+//! assert_eq!(d.len(), 1);
+//! assert!(!d[0].intact && d[0].bytes != sync);
 //! ```
 
 use alloc::vec;
