@@ -252,21 +252,6 @@ impl PacketFaults {
     pub fn is_none(&self) -> bool {
         *self == PacketFaults::NONE
     }
-
-    /// The first probability outside `[0, 1]` (or NaN), by field name.
-    pub fn bad_probability(&self) -> Option<(&'static str, f64)> {
-        [
-            ("drop", self.drop),
-            ("flip", self.flip),
-            ("duplicate", self.duplicate),
-            ("truncate", self.truncate),
-            ("garbage", self.garbage),
-            ("delay", self.delay),
-            ("split", self.split),
-        ]
-        .into_iter()
-        .find(|(_, p)| !(0.0..=1.0).contains(p))
-    }
 }
 
 /// What happens to one delivered copy of a packet.

@@ -421,6 +421,7 @@ pub struct FaultyTransport<T> {
     out: Reframer,
     clock: MonotonicClock,
     rx: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 impl<T: Transport> FaultyTransport<T> {
@@ -432,6 +433,7 @@ impl<T: Transport> FaultyTransport<T> {
             out: Reframer::new(MAX_PAYLOAD),
             clock: MonotonicClock::new(),
             rx: Vec::new(),
+            scratch: Vec::new(),
         })
     }
 
@@ -457,7 +459,7 @@ impl<T: Transport> FaultyTransport<T> {
 impl<T: Transport> Transport for FaultyTransport<T> {
     fn recv(&mut self, buf: &mut [u8], timeout: StdDuration) -> io::Result<Recv> {
         let deadline = StdInstant::now() + timeout;
-        let mut tmp = vec![0u8; buf.len().max(1)];
+        self.scratch.resize(buf.len().max(1), 0);
         loop {
             self.flush_due()?;
             if !self.rx.is_empty() {
@@ -475,8 +477,8 @@ impl<T: Transport> Transport for FaultyTransport<T> {
                 }
                 None => left,
             };
-            match self.inner.recv(&mut tmp, wait)? {
-                Recv::Data(n) => self.faults.filter_rx(&tmp[..n], &mut self.rx),
+            match self.inner.recv(&mut self.scratch, wait)? {
+                Recv::Data(n) => self.faults.filter_rx(&self.scratch[..n], &mut self.rx),
                 Recv::Closed => return Ok(Recv::Closed),
                 Recv::Timeout => {}
             }
