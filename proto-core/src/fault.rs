@@ -714,6 +714,28 @@ mod tests {
     }
 
     #[test]
+    fn faults_count_each_copy() {
+        let p = pkt(Opcode::CHANNEL_READ, &[1; 50]);
+        let f = PacketFaults::NONE.with_duplicate(1.0).with_truncate(1.0);
+        let plan = plan(&f, true, |_| true, &mut SimRng::new(6), &p);
+        assert_eq!(plan.copies.len(), 2);
+        assert_eq!(
+            plan.faults(),
+            [
+                FaultKind::Duplicate,
+                FaultKind::Truncate,
+                FaultKind::Truncate
+            ]
+        );
+        let d = plan.apply(&p);
+        assert!(d.iter().all(|d| d.bytes.len() < p.len() && d.intact));
+        let lat = PacketFaults::NONE.with_latency(Duration::from_millis(3));
+        let plan = super::plan(&lat, true, |_| true, &mut SimRng::new(6), &p);
+        assert_eq!(plan.copies[0].extra, Duration::from_millis(3));
+        assert!(plan.faults().is_empty(), "a fixed latency is not a fault");
+    }
+
+    #[test]
     fn chunking_covers_the_packet() {
         let p = pkt(Opcode::CHANNEL_READ, &[1; 300]);
         let f = PacketFaults {
