@@ -17,7 +17,7 @@ use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
 use omv_proto::header::Header;
 use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint};
 use omv_proto::packet::encode_packet;
-use omv_proto::{ChannelId, Instant, Opcode, MAX_PAYLOAD};
+use omv_proto::{ChannelId, Instant, Opcode, FIRMWARE_DEFAULT_PAYLOAD as MAX_PAYLOAD};
 
 fn max_size_stream(packets: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..MAX_PAYLOAD as usize).map(|i| (i * 31) as u8).collect();

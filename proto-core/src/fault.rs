@@ -157,7 +157,8 @@ pub struct PacketFaults {
     /// Cut it short (keep 1 to len-1 bytes).
     pub truncate: f64,
     /// Insert a garbage burst before it (1 to 80 bytes, and 5% of the
-    /// bursts 4200 to 6000, longer than any packet).
+    /// bursts 4200 to 6000, longer than a packet of the firmware's default
+    /// buffer).
     pub garbage: f64,
     /// Hold it back by a random 1 µs to `delay_max`.
     pub delay: f64,
@@ -470,7 +471,8 @@ pub fn plan<R: Entropy + ?Sized>(
     }
 }
 
-/// Shortest garbage burst that is longer than a max-size packet.
+/// Shortest garbage burst that is longer than a packet of the firmware's
+/// default 4096-byte buffer.
 pub const LONG_GARBAGE_MIN: usize = 4200;
 
 /// A burst of random bytes, sprinkled with sync words, that cannot form a
