@@ -19,7 +19,10 @@
 use omv_proto::caps::Caps;
 use omv_proto::device::{DeviceConfig, DeviceEndpoint, DeviceEvent};
 use omv_proto::header::{HEADER_SIZE, TRAILER_SIZE};
-use omv_proto::{ChannelId, Duration, Flags, Instant, Opcode, MAX_PAYLOAD};
+// The largest payload of a default cam (4082), what these harnesses were written for.
+use omv_proto::{
+    ChannelId, Duration, Flags, Instant, Opcode, FIRMWARE_DEFAULT_PAYLOAD as MAX_PAYLOAD,
+};
 
 use crate::backends::{pattern, shared, AppendChan, BufChan, Shared, ViewChan};
 use crate::reader::Reader;

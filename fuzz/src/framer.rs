@@ -24,7 +24,8 @@
 
 use omv_proto::framer::{Frame, Framer, FramerConfig, FramerStats, Role};
 use omv_proto::header::{HEADER_SIZE, TRAILER_SIZE};
-use omv_proto::{MAX_PAYLOAD, MIN_PAYLOAD};
+// The largest payload of a default cam (4082), what these harnesses were written for.
+use omv_proto::{FIRMWARE_DEFAULT_PAYLOAD as MAX_PAYLOAD, MIN_PAYLOAD};
 
 use crate::reader::Reader;
 

@@ -29,7 +29,10 @@ use omv_proto::shape::Shape;
 use omv_proto::stats::Stats;
 use omv_proto::sysinfo::SysInfo;
 use omv_proto::version::Version;
-use omv_proto::{ChannelId, Duration, Opcode, Status, MAX_PAYLOAD, MIN_PAYLOAD};
+// The largest payload of a default cam (4082), what these harnesses were written for.
+use omv_proto::{
+    ChannelId, Duration, Opcode, Status, FIRMWARE_DEFAULT_PAYLOAD as MAX_PAYLOAD, MIN_PAYLOAD,
+};
 
 use crate::backends::{pattern, snapshot};
 use crate::device::{BUF_LEN, VIEW_LEN};

@@ -4,7 +4,8 @@ use omv_proto::crc::{crc16, crc32};
 use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
 use omv_proto::header::{Header, HEADER_SIZE, SYNC_BYTES, TRAILER_SIZE};
 use omv_proto::packet::encode_packet;
-use omv_proto::{ChannelId, Flags, Opcode, Packet, MAX_PAYLOAD};
+// The largest payload of a default cam (4082), what these harnesses were written for.
+use omv_proto::{ChannelId, Flags, Opcode, Packet, FIRMWARE_DEFAULT_PAYLOAD as MAX_PAYLOAD};
 
 /// The wire form of a packet with CRCs on.
 pub fn packet(seq: u8, channel: u8, flags: Flags, opcode: Opcode, payload: &[u8]) -> Vec<u8> {

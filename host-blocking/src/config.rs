@@ -41,8 +41,8 @@ pub struct CameraConfig {
     pub timeout: Duration,
     /// SYNC attempts before a resync fails.
     pub max_retry: u8,
-    /// Largest payload wanted; the cam clips it to its own maximum (and the
-    /// protocol to 4082).
+    /// Largest payload wanted; the cam clips it to its own maximum (498,
+    /// 4082 or 8178 by board; any value up to 65535 is accepted).
     pub max_payload: u16,
     /// Test only: probability of dropping each received packet and each
     /// ACK, in `[0, 1]`.

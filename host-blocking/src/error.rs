@@ -69,6 +69,28 @@ pub enum Error {
         /// The opcode of the response.
         got: Opcode,
     },
+    /// The answer carried more bytes than the request can return (a read
+    /// answered with more than the length asked for, fragments that never
+    /// end): a desynchronised link or a misbehaving cam. Nothing of it is
+    /// returned.
+    #[error("{op}: the cam's answer carried {received} bytes or more, at most {limit} expected")]
+    ResponseTooLong {
+        /// The request.
+        op: Opcode,
+        /// The most data bytes the request can return.
+        limit: usize,
+        /// Data bytes received when the bound was passed.
+        received: usize,
+    },
+    /// Another failure of the protocol endpoint, as it reported it.
+    #[error("{op}: {source}")]
+    Request {
+        /// The request.
+        op: Opcode,
+        /// The endpoint's error.
+        #[source]
+        source: RequestError,
+    },
     /// A packet of the answer was lost and, with ACKs off, will not be
     /// resent: the answer is incomplete.
     #[error("{op}: a packet of the cam's answer was lost")]
@@ -130,7 +152,7 @@ pub enum Error {
 impl Error {
     /// True for the failures the stock host resyncs and retries on: a
     /// timeout, NAK CHECKSUM / SEQUENCE / TIMEOUT, and a response that does
-    /// not match its request.
+    /// not match its request (another opcode, or more bytes than asked for).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -138,6 +160,7 @@ impl Error {
                 | Error::Checksum { .. }
                 | Error::Sequence { .. }
                 | Error::UnexpectedResponse { .. }
+                | Error::ResponseTooLong { .. }
                 | Error::LostPacket { .. }
                 | Error::Nak {
                     status: Status::TIMEOUT,
@@ -193,6 +216,15 @@ impl Error {
             RequestError::InvalidCommand(why) => {
                 Error::InvalidArgument(format!("{op} on channel {channel}: {why}"))
             }
+            RequestError::ResponseTooLong {
+                limit, received, ..
+            } => Error::ResponseTooLong {
+                op,
+                limit,
+                received,
+            },
+            // RequestError is non-exhaustive: a future cause, reported as is.
+            other => Error::Request { op, source: other },
         }
     }
 }

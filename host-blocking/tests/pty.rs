@@ -73,8 +73,11 @@ fn every_method_family_over_a_pty() {
     assert_eq!(got.unwrap().pixfmt, PixFormat::JPEG);
     cam.streaming(false, false, None).unwrap();
 
-    // Lock guard, BUSY as false.
+    // Lock guard, BUSY as false. read_frame locked the stream, and the cam
+    // keeps one lock timestamp for all channels (PROTOCOL.md section 3):
+    // wait out lock_interval first.
     let locky = cam.get_channel_id("locky").unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(15));
     {
         let mut g = cam.lock_channel(locky).unwrap().unwrap();
         assert!(!g.channel_lock(locky).unwrap());

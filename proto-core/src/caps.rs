@@ -3,7 +3,7 @@
 use core::fmt;
 
 use crate::error::{le16, le32, need, DecodeError};
-use crate::{MAX_PAYLOAD, MIN_PAYLOAD};
+use crate::MIN_PAYLOAD;
 
 /// The capability bit field. Unknown bits are preserved.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -131,10 +131,12 @@ impl Caps {
         Caps::decode(payload)
     }
 
-    /// True when `max_payload` lies in `[MIN_PAYLOAD, MAX_PAYLOAD]` (the cam
-    /// NAKs SET_CAPS otherwise).
+    /// True when `max_payload` lies in `[MIN_PAYLOAD, MAX_PAYLOAD]`, what
+    /// the protocol allows (every u16 from 50 up). A cam also NAKs SET_CAPS
+    /// above its own largest payload.
     pub const fn max_payload_valid(&self) -> bool {
-        self.max_payload >= MIN_PAYLOAD && self.max_payload <= MAX_PAYLOAD
+        // MAX_PAYLOAD is u16::MAX: only the lower bound can fail.
+        self.max_payload >= MIN_PAYLOAD
     }
 }
 
@@ -193,11 +195,14 @@ mod tests {
             ..d
         }
         .max_payload_valid());
-        assert!(!Caps {
-            max_payload: 4083,
-            ..d
+        // Any announced value up to the u16 limit: the N6 and AE3 offer 8178.
+        for max in [4083, 8178, crate::MAX_PAYLOAD] {
+            assert!(Caps {
+                max_payload: max,
+                ..d
+            }
+            .max_payload_valid());
         }
-        .max_payload_valid());
         assert_eq!(
             CapFlags::NONE
                 .set(CapFlags::ACK, true)

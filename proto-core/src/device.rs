@@ -54,7 +54,9 @@ pub struct DeviceConfig {
     pub rtx_timeout: Duration,
     /// Resends before giving up and resetting the protocol state.
     pub rtx_retries: u8,
-    /// Shortest time between two successful locks of a channel.
+    /// Shortest time between two successful locks. The firmware keeps one
+    /// timestamp for all channels (PROTOCOL.md section 3), and a SYNC does
+    /// not clear it.
     pub lock_interval: Duration,
     /// Largest read piece per packet (the firmware uses 512 for callback
     /// channels); `None` means `max_payload`.
@@ -74,7 +76,7 @@ pub struct DeviceConfig {
 impl Default for DeviceConfig {
     fn default() -> Self {
         DeviceConfig {
-            max_payload: crate::MAX_PAYLOAD,
+            max_payload: crate::FIRMWARE_DEFAULT_PAYLOAD,
             supported: CapFlags::KNOWN,
             rtx_timeout: Duration::from_millis(500),
             rtx_retries: 3,
@@ -137,7 +139,6 @@ struct Slot {
     flags: ChannelFlags,
     ops: Ops,
     backend: Box<dyn ChannelBackend>,
-    last_lock: Option<Instant>,
 }
 
 /// A packet sent with ACK_REQ, waiting for its ACK.
@@ -187,6 +188,8 @@ pub struct DeviceEndpoint {
     app_events: VecDeque<DeviceEvent>,
     stats: Stats,
     dropped_events: u64,
+    /// When the last successful CHANNEL_LOCK of any channel happened.
+    last_lock: Option<Instant>,
 }
 
 impl core::fmt::Debug for DeviceEndpoint {
@@ -217,6 +220,7 @@ impl DeviceEndpoint {
             app_events: VecDeque::new(),
             stats: Stats::default(),
             dropped_events: 0,
+            last_lock: None,
             config,
         }
     }
@@ -300,7 +304,6 @@ impl DeviceEndpoint {
             flags,
             ops,
             backend,
-            last_lock: None,
         });
         Ok(id)
     }
@@ -323,7 +326,6 @@ impl DeviceEndpoint {
             flags,
             ops,
             backend,
-            last_lock: None,
         });
         self.send_event(
             ChannelId::SYSTEM,
@@ -672,20 +674,24 @@ impl DeviceEndpoint {
     }
 
     fn channel_lock(&mut self, now: Instant, h: Header) {
+        // One timestamp for every channel, as the firmware keeps: a lock
+        // within lock_interval of the last success on any channel is BUSY.
+        // (A channel that cannot lock NAKs INVALID first, as PROTOCOL.md
+        // says of missing methods; the firmware answers BUSY there too.)
         let interval = self.config.lock_interval;
+        let last = self.last_lock;
         let r = self.with_slot(&h, |s| {
             if !s.ops.contains(Ops::LOCK) {
                 return Err(ChannelError::Unsupported);
             }
-            if let Some(last) = s.last_lock {
-                if now.saturating_duration_since(last) < interval {
-                    return Err(ChannelError::Busy);
-                }
+            if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+                return Err(ChannelError::Busy);
             }
-            s.backend.lock()?;
-            s.last_lock = Some(now);
-            Ok(())
+            s.backend.lock()
         });
+        if r.is_ok() {
+            self.last_lock = Some(now);
+        }
         self.status_reply(&h, r);
     }
 
@@ -954,7 +960,6 @@ impl DeviceEndpoint {
         self.events.clear();
         for s in self.slots.iter_mut().flatten() {
             s.backend.reset();
-            s.last_lock = None;
         }
         self.app_events.push_back(DeviceEvent::ProtocolReset(cause));
     }
@@ -968,16 +973,15 @@ fn device_framer(caps: Caps) -> FramerConfig {
     }
 }
 
-/// Sets RTX on an encoded packet and recomputes its header CRC.
+/// Marks an encoded packet as a resend: with CRC on, sets RTX and
+/// recomputes the header CRC. With CRC off the firmware sends the packet
+/// again unchanged, without RTX (it only sets the flag when it recomputes
+/// the CRC; PROTOCOL.md section 4), and so does this endpoint.
 fn set_rtx(wire: &mut [u8], crc: bool) {
-    if wire.len() < HEADER_SIZE {
+    if wire.len() < HEADER_SIZE || !crc {
         return;
     }
     wire[4] |= Flags::RTX.0;
-    let c = if crc {
-        crate::crc::crc16(&wire[..8])
-    } else {
-        0
-    };
+    let c = crate::crc::crc16(&wire[..8]);
     wire[8..10].copy_from_slice(&c.to_le_bytes());
 }

@@ -159,6 +159,7 @@ impl Reply {
 
 /// Why a request or a connect failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// The cam answered with a NAK.
     #[error("cam answered NAK {0}")]
@@ -189,6 +190,21 @@ pub enum RequestError {
     LostPacket {
         /// The sequence number the host was waiting for.
         expected: u8,
+    },
+    /// The answer carried more bytes than the request can legitimately
+    /// return (see [`response_limit`]): a CHANNEL_READ of N bytes answered
+    /// with more than N, or fragments that never end. The request fails as
+    /// soon as the bound is passed; the bytes are neither kept nor returned.
+    #[error(
+        "the answer to {opcode} carried {received} bytes or more; it can carry at most {limit}"
+    )]
+    ResponseTooLong {
+        /// Request opcode.
+        opcode: Opcode,
+        /// The most data bytes the request can legitimately return.
+        limit: usize,
+        /// Data bytes received when the bound was passed.
+        received: usize,
     },
     /// Not connected (connect first).
     #[error("not connected")]
@@ -269,10 +285,63 @@ pub struct HostStats {
 #[derive(Clone, Debug)]
 enum Op {
     Idle,
-    Sync { attempt: u8 },
+    Sync {
+        attempt: u8,
+    },
     GetCaps,
-    SetCaps { caps: Caps },
-    Request { opcode: Opcode, data: BytesMut },
+    SetCaps {
+        caps: Caps,
+    },
+    Request {
+        opcode: Opcode,
+        data: BytesMut,
+        /// The most data bytes the answer may carry ([`response_limit`]).
+        limit: usize,
+    },
+}
+
+/// The most data bytes a well-behaved cam's answer to `cmd` can carry, with
+/// `max_payload` negotiated; the host fails a request whose answer carries
+/// more with [`RequestError::ResponseTooLong`], so a misbehaving cam can
+/// never make it buffer more than this.
+///
+/// * CHANNEL_READ: the length asked for (a cam may send less, never more);
+///   0 when the request is too short to carry a length (the cam NAKs it);
+/// * fixed-size answers: GET_CAPS 16, STATS 32, VERSION 16, SYS_INFO 76,
+///   CHANNEL_POLL 4, CHANNEL_SIZE 4, CHANNEL_SHAPE 16 (4 × u32);
+/// * SYS_MEMORY: 4 + 24 × 255 (the count is a u8); CHANNEL_LIST: 32 entries
+///   of 16 bytes (one per channel id);
+/// * status-only requests (SYNC, SET_CAPS, SYS_RESET, SYS_BOOT, LOCK, UNLOCK,
+///   WRITE, IOCTL): 0, an ACK or a NAK;
+/// * any other opcode (unknown to the protocol): one packet, `max_payload`.
+pub fn response_limit(cmd: &Command, max_payload: u16) -> usize {
+    use crate::channel::ENTRY_SIZE;
+    match cmd.opcode {
+        Opcode::CHANNEL_READ => crate::request::ReadRequest::decode(&cmd.payload)
+            .map(|r| usize::try_from(r.length).unwrap_or(usize::MAX))
+            .unwrap_or(0),
+        Opcode::PROTO_GET_CAPS => Caps::LEN,
+        Opcode::PROTO_STATS => crate::stats::Stats::LEN,
+        Opcode::PROTO_VERSION => crate::version::Version::LEN,
+        Opcode::SYS_INFO => crate::sysinfo::SysInfo::LEN,
+        Opcode::SYS_MEMORY => {
+            crate::memory::MemoryStats::HEADER_LEN
+                + crate::memory::MemoryEntry::LEN * crate::memory::MemoryStats::MAX_ENTRIES
+        }
+        Opcode::CHANNEL_LIST => ChannelId::COUNT * ENTRY_SIZE,
+        Opcode::CHANNEL_POLL => crate::poll::PollBitmap::LEN,
+        Opcode::CHANNEL_SIZE => 4,
+        Opcode::CHANNEL_SHAPE => 4 * crate::shape::Shape::MAX_DIMS,
+        Opcode::PROTO_SYNC
+        | Opcode::PROTO_SET_CAPS
+        | Opcode::SYS_RESET
+        | Opcode::SYS_BOOT
+        | Opcode::CHANNEL_LOCK
+        | Opcode::CHANNEL_UNLOCK
+        | Opcode::CHANNEL_WRITE
+        | Opcode::CHANNEL_IOCTL => 0,
+        _ => usize::from(max_payload),
+    }
 }
 
 /// The host endpoint. See the module documentation.
@@ -294,6 +363,11 @@ pub struct HostEndpoint {
     stats: HostStats,
     rng: SimRng,
     channels_changed: bool,
+    /// CRC off: the header of the last packet that asked for an ACK, and
+    /// its payload in `last_acked_payload`, to recognise the cam's resends,
+    /// which carry no RTX flag then (PROTOCOL.md section 4).
+    last_acked: Option<Header>,
+    last_acked_payload: Vec<u8>,
 }
 
 impl HostEndpoint {
@@ -314,6 +388,8 @@ impl HostEndpoint {
             stats: HostStats::default(),
             rng,
             channels_changed: false,
+            last_acked: None,
+            last_acked_payload: Vec::new(),
             config,
         }
     }
@@ -397,6 +473,7 @@ impl HostEndpoint {
         self.op = Op::Request {
             opcode: cmd.opcode,
             data: BytesMut::new(),
+            limit: response_limit(cmd, self.caps.max_payload),
         };
         self.send_request(now, cmd);
         Ok(())
@@ -517,12 +594,33 @@ impl HostEndpoint {
         self.stats.received += 1;
         let h = p.header;
         // A retransmitted copy of a packet already received: re-ACK, discard.
-        if h.flags.contains(Flags::RTX) && h.sequence != self.sequence {
+        if (h.flags.contains(Flags::RTX) && h.sequence != self.sequence)
+            || self.is_plain_copy(&h, &p.payload)
+        {
             self.stats.duplicates += 1;
             if h.flags.contains(Flags::ACK_REQ) {
                 self.send_ack(&h);
             }
             return;
+        }
+        // The framer lets through, with CRC off, a packet numbered one
+        // before the counter (a possible resend without RTX); one that is
+        // not a copy of the last packet fails the sequence check after all.
+        if self.caps.flags.seq()
+            && h.sequence != self.sequence
+            && !h.flags.intersects(Flags::EVENT | Flags::RTX)
+            && h.opcode != Opcode::PROTO_SYNC
+        {
+            self.stats.sequence += 1;
+            return;
+        }
+        if !self.caps.flags.crc()
+            && h.flags.contains(Flags::ACK_REQ)
+            && !h.flags.contains(Flags::EVENT)
+        {
+            self.last_acked = Some(h);
+            self.last_acked_payload.clear();
+            self.last_acked_payload.extend_from_slice(&p.payload);
         }
         if h.flags.contains(Flags::ACK_REQ) {
             if self.rng.chance(self.config.drop_rate) {
@@ -546,6 +644,28 @@ impl HostEndpoint {
         }
         self.sequence = self.sequence.wrapping_add(1);
         self.handle_response(now, h, p.payload);
+    }
+
+    /// With CRC off the firmware resends a packet unchanged (no RTX flag,
+    /// PROTOCOL.md section 4): a packet asking for an ACK that repeats the
+    /// last one, header and payload, is a copy whose ACK was lost. (The cam
+    /// numbers every packet, so two different consecutive packets never
+    /// share a sequence number.)
+    fn is_plain_copy(&self, h: &Header, payload: &[u8]) -> bool {
+        if self.caps.flags.crc()
+            || !h.flags.contains(Flags::ACK_REQ)
+            || h.flags.contains(Flags::EVENT)
+        {
+            return false;
+        }
+        self.last_acked.as_ref().is_some_and(|last| {
+            last.sequence == h.sequence
+                && last.channel == h.channel
+                && last.opcode == h.opcode
+                && last.length == h.length
+                && Flags(last.flags.0 & !Flags::RTX.0) == Flags(h.flags.0 & !Flags::RTX.0)
+                && self.last_acked_payload == payload
+        })
     }
 
     fn handle_event(&mut self, now: Instant, h: &Header, payload: &[u8]) {
@@ -595,6 +715,18 @@ impl HostEndpoint {
                 got: h.opcode,
             }));
             return;
+        }
+        if let Op::Request { data, limit, .. } = &self.op {
+            let received = data.len() + payload.len();
+            if !h.flags.contains(Flags::NAK) && received > *limit {
+                let limit = *limit;
+                self.finish(Err(RequestError::ResponseTooLong {
+                    opcode: expected,
+                    limit,
+                    received,
+                }));
+                return;
+            }
         }
         if h.flags.contains(Flags::FRAGMENT) && !h.flags.contains(Flags::NAK) {
             if let Op::Request { data, .. } = &mut self.op {
@@ -714,6 +846,7 @@ impl HostEndpoint {
     }
 
     fn reset_link(&mut self) {
+        self.last_acked = None;
         self.op = Op::Idle;
         self.deadline = None;
         self.sequence = 0;
@@ -748,6 +881,7 @@ impl HostEndpoint {
 
     fn send_sync(&mut self, now: Instant) {
         self.sequence = 0;
+        self.last_acked = None;
         self.framer.clear();
         let h = self.header(ChannelId::SYSTEM, Flags::NONE, Opcode::PROTO_SYNC, 0);
         self.transmit(&h, &[]);

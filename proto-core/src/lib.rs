@@ -59,7 +59,22 @@ pub use time::{Duration, Instant};
 /// Smallest `max_payload` a peer may negotiate (the firmware's value; the
 /// Python package uses 52, which is also accepted).
 pub const MIN_PAYLOAD: u16 = 50;
-/// Largest `max_payload` (a 4096-byte packet buffer).
-pub const MAX_PAYLOAD: u16 = 4082;
+/// Largest `max_payload` the protocol allows: the header's length field is
+/// a u16. A host accepts any value a cam announces up to this (PROTOCOL.md
+/// section 1); a cam offers its packet buffer minus [`PACKET_OVERHEAD`]
+/// (see [`payload_for_buffer`]).
+pub const MAX_PAYLOAD: u16 = u16::MAX;
+/// Bytes a packet with a payload adds to it: the 10-byte header and the
+/// 4-byte payload CRC.
+pub const PACKET_OVERHEAD: u16 = 14;
+/// The firmware's default largest payload: a 4096-byte packet buffer, as
+/// on most boards (512 bytes on the M4/M7/H7, 8192 on the N6 and AE3).
+pub const FIRMWARE_DEFAULT_PAYLOAD: u16 = payload_for_buffer(4096);
+
+/// The largest payload a cam with a packet buffer of `buffer` bytes offers
+/// (`buffer - 14`; 0 for a buffer too small for a header and a CRC).
+pub const fn payload_for_buffer(buffer: u16) -> u16 {
+    buffer.saturating_sub(PACKET_OVERHEAD)
+}
 /// Default `max_payload` of the stock Python host before negotiation.
 pub const HOST_DEFAULT_PAYLOAD: u16 = 52;

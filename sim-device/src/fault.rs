@@ -32,7 +32,7 @@ use std::time::Duration as StdDuration;
 use omv_proto::crc::crc16;
 use omv_proto::header::{Header, HEADER_SIZE, SYNC_BYTES, TRAILER_SIZE};
 use omv_proto::rng::SimRng;
-use omv_proto::{Duration, Instant, Opcode, MAX_PAYLOAD};
+use omv_proto::{Duration, Instant, Opcode};
 
 /// Longest latency accepted (a minute: anything longer is a mistake).
 pub const MAX_LATENCY: StdDuration = StdDuration::from_secs(60);
@@ -362,12 +362,12 @@ fn find_sync(buf: &[u8]) -> Option<usize> {
 }
 
 /// The wire length of a packet starting at `buf` (at least 10 bytes) when
-/// its header looks real: a good header CRC, or a zero one (CRC off), and a
-/// length within MAX_PAYLOAD.
+/// its header looks real: a good header CRC, or a zero one (CRC off). Any
+/// length is plausible: the protocol allows payloads up to 65535 bytes.
 fn plausible_packet_len(buf: &[u8]) -> Option<usize> {
     let h = Header::decode(buf).ok()?;
     let hcrc = u16::from_le_bytes([buf[8], buf[9]]);
-    if h.length > MAX_PAYLOAD || (hcrc != 0 && hcrc != crc16(&buf[..8])) {
+    if hcrc != 0 && hcrc != crc16(&buf[..8]) {
         return None;
     }
     Some(if h.length == 0 {

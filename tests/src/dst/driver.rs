@@ -647,6 +647,7 @@ impl World {
             Err(e) => {
                 if lockable {
                     self.model.users.get_mut(&ch.0).expect("user").lock.locked = None;
+                    self.model.maybe_lock = Some(self.now);
                 }
                 return Ok(Err(e));
             }
@@ -659,6 +660,7 @@ impl World {
         let interval = self.setup.config.lock_interval;
         let b = &self.model.users[&ch.0];
         let (lm, empty) = (b.lock, b.is_empty());
+        let (last, maybe) = (self.model.last_lock, self.model.maybe_lock);
         if self.cam_resets != resets {
             // The cam reset while the request was out: its answer reflects
             // the state before or after the reset, and the lock may or may
@@ -667,7 +669,8 @@ impl World {
             return match a {
                 Answer::Reply(Reply::Ack) => {
                     b.lock.locked = None;
-                    b.lock.last = Some((send, recv));
+                    self.model.last_lock = Some((send, recv));
+                    self.model.maybe_lock = None;
                     Ok(Ok(false))
                 }
                 Answer::Nak(Status::BUSY) => Ok(Ok(true)),
@@ -676,24 +679,27 @@ impl World {
         }
         match a {
             Answer::Reply(Reply::Ack) => {
-                let interval_ok = lm
-                    .last
-                    .map_or(true, |(s, _)| recv.saturating_duration_since(s) >= interval);
+                let interval_ok =
+                    last.map_or(true, |(s, _)| recv.saturating_duration_since(s) >= interval);
                 if lm.locked == Some(true) || empty || !interval_ok {
                     return Err(self.violation(format!(
-                        "{what}: ACK but the model says locked={:?} empty={empty} last lock {:?} (interval {interval:?})",
-                        lm.locked, lm.last
+                        "{what}: ACK but the model says locked={:?} empty={empty} last lock {last:?} (interval {interval:?})",
+                        lm.locked
                     )));
                 }
                 let b = self.model.users.get_mut(&ch.0).expect("user");
                 b.lock.locked = Some(true);
-                b.lock.last = Some((send, recv));
+                self.model.last_lock = Some((send, recv));
+                self.model.maybe_lock = None;
                 Ok(Ok(false))
             }
             Answer::Nak(Status::BUSY) => {
-                let too_soon = lm
-                    .last
-                    .is_some_and(|(_, r)| send.saturating_duration_since(r) < interval);
+                // Any channel's lock counts: the cam keeps one timestamp.
+                let too_soon = last
+                    .map(|(_, r)| r)
+                    .into_iter()
+                    .chain(maybe)
+                    .any(|r| send.saturating_duration_since(r) < interval);
                 self.stats.note(if lm.locked == Some(false) && !empty {
                     "lock_busy_interval"
                 } else {
@@ -701,8 +707,7 @@ impl World {
                 });
                 if lm.locked == Some(false) && !empty && !too_soon {
                     return Err(self.violation(format!(
-                        "{what}: BUSY but the channel is unlocked, not empty, and the last lock {:?} was over {interval:?} before",
-                        lm.last
+                        "{what}: BUSY but the channel is unlocked, not empty, and the last lock {last:?} (maybe {maybe:?}) was over {interval:?} before"
                     )));
                 }
                 if !too_soon && !empty {

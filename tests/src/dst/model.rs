@@ -52,9 +52,6 @@ impl Cell {
 pub struct LockModel {
     /// Locked? `None` after a lock/unlock whose answer was lost.
     pub locked: Option<bool>,
-    /// Host-side (send, answer) times of the last successful lock; the cam
-    /// refuses another lock for `lock_interval` after it.
-    pub last: Option<(Instant, Instant)>,
 }
 
 /// A user buffer channel.
@@ -77,7 +74,6 @@ impl BufModel {
             cells,
             lock: LockModel {
                 locked: Some(false),
-                last: None,
             },
         }
     }
@@ -247,6 +243,12 @@ pub struct Model {
     pub exec_credits: Vec<Vec<u8>>,
     /// Runs already checked.
     pub runs_seen: usize,
+    /// Host-side (send, answer) times of the last successful lock of any
+    /// channel: the cam keeps one timestamp and refuses every lock for
+    /// `lock_interval` after it (PROTOCOL.md section 3).
+    pub last_lock: Option<(Instant, Instant)>,
+    /// The latest time a lock whose answer was lost may have succeeded.
+    pub maybe_lock: Option<Instant>,
 }
 
 impl Model {
@@ -261,6 +263,8 @@ impl Model {
             stdin: Some(Vec::new()),
             exec_credits: Vec::new(),
             runs_seen: 0,
+            last_lock: None,
+            maybe_lock: None,
         }
     }
 
@@ -269,14 +273,16 @@ impl Model {
         for b in self.users.values_mut() {
             b.lock = LockModel {
                 locked: Some(false),
-                last: None,
             };
         }
+        // The lock timestamp survives a protocol reset (the firmware's does).
     }
 
     /// The cam rebooted.
     pub fn on_reboot(&mut self, keep_user: bool) {
         self.on_protocol_reset();
+        self.last_lock = None;
+        self.maybe_lock = None;
         if !keep_user {
             for b in self.users.values_mut() {
                 *b = BufModel::new(b.spec.clone());

@@ -83,7 +83,7 @@ impl Scenario {
         let rtx_floor = (3 * packet_us + 2000).div_ceil(1000).max(20);
         let config = DeviceConfig {
             max_payload: if d.chance(0.7) {
-                omv_proto::MAX_PAYLOAD
+                omv_proto::FIRMWARE_DEFAULT_PAYLOAD
             } else {
                 d.range(50, 4082) as u16
             },
