@@ -180,3 +180,24 @@ def test_exception_classes_and_arguments():
             assert sim._channel_lock(3) is False  # no frame: BUSY
     finally:
         sim.close_simulation()
+
+
+def test_tcp_by_name_calls_do_not_wait():
+    """A by-name call first takes in pending events with a zero-timeout
+    read; over TCP that read must not wait (a 1 us SO_RCVTIMEO sleeps a
+    scheduler tick: 200 calls took 1.7 s)."""
+    cam = omv.Camera.simulated(channels={"bulk": 4096})
+    try:
+        with cam:
+            t = time.monotonic()
+            for _ in range(200):
+                assert cam.has_channel("bulk")
+            took = time.monotonic() - t
+            assert took < 0.5, f"200 has_channel() calls took {took:.2f} s"
+            t = time.monotonic()
+            for _ in range(200):
+                assert cam.channel_read("bulk", 64) == pattern(64)
+            took = time.monotonic() - t
+            assert took < 1.0, f"200 small reads took {took:.2f} s"
+    finally:
+        cam.close_simulation()
