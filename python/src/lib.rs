@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use omv_blocking::omv_proto::{ChannelId, Opcode, Status};
 use omv_blocking::sim::EmbeddedSim;
-use omv_blocking::transport::UdpTransport;
 use omv_blocking::{Camera, CameraConfig, Error};
 use omv_sim::board::Board;
 use omv_sim::cam::SimConfig;
@@ -24,6 +23,9 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
+
+mod socket;
+use socket::SocketPort;
 
 /// The `omv.exceptions` module, imported once.
 static EXCEPTIONS: GILOnceCell<Py<PyModule>> = GILOnceCell::new();
@@ -74,103 +76,10 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
 enum Target {
     /// `Camera::new`: the camera reopens its serial port itself.
     Serial,
-    /// A TCP address: a new [`TcpPort`] (and camera) at every connect.
+    /// A TCP address: a new [`SocketPort`] (and camera) at every connect.
     Tcp(String),
     /// A UDP address: a new transport (and camera) at every connect.
     Udp(String),
-}
-
-/// A TCP connection whose zero-timeout reads do not wait.
-///
-/// `omv_blocking::transport::TcpTransport` polls with a 1 µs `SO_RCVTIMEO`,
-/// which Linux rounds up to a scheduler tick (4 ms): every by-name call,
-/// which first takes in pending events with a zero-timeout read, then
-/// costs about 8 ms. Here a zero timeout is a non-blocking read.
-struct TcpPort {
-    stream: std::net::TcpStream,
-    name: String,
-    /// `None`: non-blocking; `Some(t)`: blocking with read timeout `t`.
-    mode: Option<Option<Duration>>,
-}
-
-impl TcpPort {
-    fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpPort> {
-        use std::net::ToSocketAddrs;
-        let mut last = None;
-        for a in addr.to_socket_addrs()? {
-            match std::net::TcpStream::connect_timeout(&a, timeout) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(TcpPort {
-                        stream,
-                        name: addr.to_string(),
-                        mode: None,
-                    });
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the address resolved to nothing",
-            )
-        }))
-    }
-
-    fn set_mode(&mut self, wait: Option<Duration>) -> std::io::Result<()> {
-        if self.mode == Some(wait) {
-            return Ok(());
-        }
-        match wait {
-            None => self.stream.set_nonblocking(true)?,
-            Some(t) => {
-                self.stream.set_nonblocking(false)?;
-                self.stream.set_read_timeout(Some(t))?;
-            }
-        }
-        self.mode = Some(wait);
-        Ok(())
-    }
-}
-
-impl omv_blocking::Transport for TcpPort {
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        use std::io::Write;
-        // Writes block (a non-blocking socket could accept part of a packet).
-        let wait = self.mode.flatten().unwrap_or(Duration::from_secs(1));
-        self.set_mode(Some(wait))?;
-        self.stream.write_all(buf)
-    }
-
-    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
-        use std::io::{ErrorKind, Read};
-        self.set_mode(if timeout.is_zero() {
-            None
-        } else {
-            Some(timeout)
-        })?;
-        match self.stream.read(buf) {
-            Ok(0) if !buf.is_empty() => Err(std::io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "the cam closed the connection",
-            )),
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 /// One cam connection: an `omv_blocking::Camera` and how to reach it.
@@ -318,11 +227,11 @@ impl Engine {
             match &self.target {
                 Target::Serial => {}
                 Target::Tcp(addr) => {
-                    let t = TcpPort::connect(addr, cam.config().timeout).map_err(io(addr))?;
+                    let t = SocketPort::tcp(addr, cam.config().timeout).map_err(io(addr))?;
                     *cam = Camera::with_transport(t, cam.config().clone());
                 }
                 Target::Udp(addr) => {
-                    let t = UdpTransport::connect(addr).map_err(io(addr))?;
+                    let t = SocketPort::udp(addr).map_err(io(addr))?;
                     *cam = Camera::with_transport(t, cam.config().clone());
                 }
             }

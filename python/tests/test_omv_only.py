@@ -44,6 +44,10 @@ def test_udp():
             data = bytes(range(256)) * 20
             assert cam.channel_write("bulk", data)
             assert cam.channel_read("bulk", len(data)) == data
+            t = time.monotonic()
+            for _ in range(200):
+                assert cam.has_channel("bulk")
+            assert time.monotonic() - t < 0.5, "zero-timeout reads wait over UDP"
         # A new UDP transport at every connect.
         cam.connect()
         assert cam.channel_size("bulk") == 64 * 1024
