@@ -1,14 +1,14 @@
 //! `omv._omv`: the native half of the `omv` Python package.
 //!
-//! [`Engine`] wraps one `omv_blocking::Camera` (the blocking driver) and
+//! `Engine` wraps one `omv_blocking::Camera` (the blocking driver) and
 //! exposes its methods with Python values; the `omv.Camera` class (Python,
 //! `omv/camera.py`) builds the stock `openmv.Camera` API on it. Every call
 //! that can wait on the port releases the GIL, and the camera sits behind a
 //! mutex taken only while the GIL is released, so calls from several Python
-//! threads are serialised without a deadlock. [`SimulatedCam`] serves
+//! threads are serialised without a deadlock. `SimulatedCam` serves
 //! omv-sim's simulated cam on a loopback TCP port, on a thread.
 //!
-//! Errors become the exceptions of `omv.exceptions` (see [`to_pyerr`]).
+//! Errors become the exceptions of `omv.exceptions` (see `to_pyerr`).
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

@@ -61,6 +61,7 @@ def test_exec_output_events_and_stop(session):
 
 def test_frames_jpeg_and_raw(session):
     cam = session.camera(session.sim())
+    assert cam.read_frame() is None, "a frame before streaming was turned on"
     cam.streaming(True)
     f = read_frame(cam, PIXFORMAT_JPEG, 10)
     assert (f["width"], f["height"]) == (320, 240)
