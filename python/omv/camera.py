@@ -15,7 +15,7 @@ import struct
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 
 from . import _omv
-from .exceptions import ResyncException
+from .exceptions import InvalidArgumentException, ResyncException
 
 __all__ = ["Camera"]
 
@@ -70,6 +70,14 @@ class Camera:
         udp: Optional[str] = None,
         seed: int = 0,
     ) -> None:
+        for name, value, low, high in (
+            ("baudrate", baudrate, 1, 2**32 - 1),
+            ("max_retry", max_retry, 1, 255),
+            ("max_payload", max_payload, 1, 2**32 - 1),
+            ("seed", seed, 0, 2**64 - 1),
+        ):
+            if not isinstance(value, int) or not low <= value <= high:
+                raise InvalidArgumentException(f"{name} must be an integer in {low}..={high}, got {value!r}")
         self.port = port if port is not None else (tcp if tcp is not None else udp)
         self.baudrate = baudrate
         self.timeout = timeout

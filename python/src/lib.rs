@@ -72,6 +72,11 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     }
 }
 
+/// An `omv.InvalidArgumentException` (an `OMVException` and a `ValueError`).
+fn invalid(message: impl Into<String>) -> PyErr {
+    Python::with_gil(|py| to_pyerr(py, Error::InvalidArgument(message.into())))
+}
+
 /// How [`Engine::connect`] reaches the cam.
 enum Target {
     /// `Camera::new`: the camera reopens its serial port itself.
@@ -108,13 +113,12 @@ fn config(
         .ok()
         .filter(|t| !t.is_zero())
         .ok_or_else(|| {
-            PyValueError::new_err(format!(
+            invalid(format!(
                 "timeout must be a positive number of seconds, got {timeout}"
             ))
         })?;
-    let max_retry = u8::try_from(max_retry).map_err(|_| {
-        PyValueError::new_err(format!("max_retry must be 1..=255, got {max_retry}"))
-    })?;
+    let max_retry = u8::try_from(max_retry)
+        .map_err(|_| invalid(format!("max_retry must be 1..=255, got {max_retry}")))?;
     // The cam clips max_payload to its own maximum anyway.
     let max_payload = u16::try_from(max_payload).unwrap_or(u16::MAX);
     let cfg = CameraConfig::new(port)
@@ -129,7 +133,7 @@ fn config(
         .drop_rate(drop_rate)
         .seed(seed);
     cfg.validate()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| Python::with_gil(|py| to_pyerr(py, e)))?;
     Ok(cfg)
 }
 
@@ -151,10 +155,10 @@ impl Engine {
     }
 }
 
-fn channel(id: u32) -> PyResult<ChannelId> {
+fn channel(id: i64) -> PyResult<ChannelId> {
     u8::try_from(id)
         .map(ChannelId)
-        .map_err(|_| PyValueError::new_err(format!("channel id must be 0..=255, got {id}")))
+        .map_err(|_| invalid(format!("channel id must be 0..=255, got {id}")))
 }
 
 #[pymethods]
@@ -183,11 +187,7 @@ impl Engine {
         let name = match (&port, &tcp, &udp) {
             (Some(p), None, None) => p.clone(),
             (None, Some(a), None) | (None, None, Some(a)) => a.clone(),
-            _ => {
-                return Err(PyValueError::new_err(
-                    "give exactly one of port, tcp= and udp=",
-                ))
-            }
+            _ => return Err(invalid("give exactly one of port, tcp= and udp=")),
         };
         let cfg = config(
             &name,
@@ -289,7 +289,7 @@ impl Engine {
     /// Waits up to `timeout` seconds for an event; how many arrived.
     fn wait_events(&self, py: Python<'_>, timeout: f64) -> PyResult<u64> {
         let t = Duration::try_from_secs_f64(timeout)
-            .map_err(|_| PyValueError::new_err(format!("bad timeout {timeout}")))?;
+            .map_err(|_| invalid(format!("bad timeout {timeout}")))?;
         self.with(py, |c| c.wait_events(t))
     }
 
@@ -412,7 +412,7 @@ impl Engine {
         self.with(py, |c| Ok(c.get_channel_id(name)?.map(|id| id.0)))
     }
 
-    fn channel_name(&self, py: Python<'_>, id: u32) -> PyResult<Option<String>> {
+    fn channel_name(&self, py: Python<'_>, id: i64) -> PyResult<Option<String>> {
         let id = channel(id)?;
         self.with(py, |c| c.get_channel_name(id))
     }
@@ -549,23 +549,23 @@ impl Engine {
     // ------------------------------------------------------------------
 
     /// CHANNEL_LOCK: False when the cam answers BUSY.
-    fn channel_lock(&self, py: Python<'_>, id: u32) -> PyResult<bool> {
+    fn channel_lock(&self, py: Python<'_>, id: i64) -> PyResult<bool> {
         let id = channel(id)?;
         self.with(py, |c| c.channel_lock(id))
     }
 
     /// CHANNEL_UNLOCK: False when the cam answers BUSY.
-    fn channel_unlock(&self, py: Python<'_>, id: u32) -> PyResult<bool> {
+    fn channel_unlock(&self, py: Python<'_>, id: i64) -> PyResult<bool> {
         let id = channel(id)?;
         self.with(py, |c| c.channel_unlock(id))
     }
 
-    fn channel_shape(&self, py: Python<'_>, id: u32) -> PyResult<Vec<u32>> {
+    fn channel_shape(&self, py: Python<'_>, id: i64) -> PyResult<Vec<u32>> {
         let id = channel(id)?;
         self.with(py, |c| Ok(c.channel_shape(id)?.dims().to_vec()))
     }
 
-    fn channel_size_at(&self, py: Python<'_>, id: u32) -> PyResult<u32> {
+    fn channel_size_at(&self, py: Python<'_>, id: i64) -> PyResult<u32> {
         let id = channel(id)?;
         self.with(py, |c| c.channel_size_at(id))
     }
@@ -573,7 +573,7 @@ impl Engine {
     fn channel_read_at<'py>(
         &self,
         py: Python<'py>,
-        id: u32,
+        id: i64,
         offset: u32,
         length: u32,
     ) -> PyResult<Bound<'py, PyBytes>> {
@@ -582,7 +582,7 @@ impl Engine {
         Ok(PyBytes::new(py, &d))
     }
 
-    fn channel_write_at(&self, py: Python<'_>, id: u32, offset: u32, data: &[u8]) -> PyResult<()> {
+    fn channel_write_at(&self, py: Python<'_>, id: i64, offset: u32, data: &[u8]) -> PyResult<()> {
         let id = channel(id)?;
         self.with(py, |c| c.channel_write_at(id, offset, data))
     }
@@ -592,7 +592,7 @@ impl Engine {
     fn channel_ioctl<'py>(
         &self,
         py: Python<'py>,
-        id: u32,
+        id: i64,
         cmd: u32,
         args: &[u8],
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
@@ -620,13 +620,13 @@ impl Engine {
     fn request(
         &self,
         py: Python<'_>,
-        opcode: u32,
-        channel_id: u32,
+        opcode: i64,
+        channel_id: i64,
         data: &[u8],
     ) -> PyResult<PyObject> {
         let op = u8::try_from(opcode)
             .map(Opcode)
-            .map_err(|_| PyValueError::new_err(format!("opcode must be 0..=255, got {opcode}")))?;
+            .map_err(|_| invalid(format!("opcode must be 0..=255, got {opcode}")))?;
         let id = channel(channel_id)?;
         let r = self.with(py, |c| match c.request(op, id, data) {
             Ok(r) => Ok(Some(r.map(|reply| reply.into_bytes()))),

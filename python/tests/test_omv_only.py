@@ -160,13 +160,14 @@ def test_exception_classes_and_arguments():
     assert issubclass(omv.ResyncedTimeoutException, omv.TimeoutException)
     assert issubclass(omv.ResyncedTimeoutException, omv.ResyncException)
     assert issubclass(omv.PortException, OSError)
-    for bad in ({"timeout": 0}, {"timeout": -1.0}, {"max_retry": 0}, {"max_retry": 300},
-                {"drop_rate": 1.5}, {"max_payload": 10}):
-        with pytest.raises(ValueError):
+    for bad in ({"timeout": 0}, {"timeout": -1.0}, {"timeout": float("nan")},
+                {"max_retry": 0}, {"max_retry": 300}, {"max_retry": -1}, {"baudrate": -5},
+                {"drop_rate": 1.5}, {"max_payload": 10}, {"max_payload": -1}, {"seed": -1}):
+        with pytest.raises(omv.InvalidArgumentException):
             omv.Camera("/dev/null", **bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(omv.InvalidArgumentException):
         omv.Camera("/dev/null", tcp="127.0.0.1:1")
-    with pytest.raises(ValueError):
+    with pytest.raises(omv.InvalidArgumentException):
         omv.Camera()
     cam = omv.Camera("/nonexistent/port")
     with pytest.raises(omv.PortException):
@@ -179,8 +180,11 @@ def test_exception_classes_and_arguments():
         with sim:
             with pytest.raises(omv.InvalidArgumentException):
                 sim.streaming(True, raw=True)
-            with pytest.raises(ValueError):
-                sim._channel_size(256)
+            for bad in (256, -1):
+                with pytest.raises(omv.InvalidArgumentException):
+                    sim._channel_size(bad)
+            with pytest.raises(omv.InvalidArgumentException):
+                sim._send_cmd_wait_resp(300)
             assert sim._channel_lock(3) is False  # no frame: BUSY
     finally:
         sim.close_simulation()
