@@ -27,6 +27,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _CHANNEL_REGISTERED = 0x00
 _CHANNEL_UNREGISTERED = 0x01
 _SOFT_REBOOT = 0x02
+_EVENT_BACKLOG = 4096
 _SYSTEM_EVENTS = {
     _CHANNEL_REGISTERED: "CHANNEL_REGISTERED",
     _CHANNEL_UNREGISTERED: "CHANNEL_UNREGISTERED",
@@ -96,7 +97,9 @@ class Camera:
         self.sysinfo: Dict[str, Any] = {}
         #: Versions cached by :meth:`connect` (the :meth:`version` dict).
         self.verinfo: Dict[str, Tuple[int, int, int]] = {}
-        self._events: Deque[Tuple[int, int]] = collections.deque()
+        # Events not yet handed to the hook (left over when a hook raised);
+        # bounded: the oldest are dropped past _EVENT_BACKLOG.
+        self._events: Deque[Tuple[int, int]] = collections.deque(maxlen=_EVENT_BACKLOG)
         self._channels_seen: Dict[int, Dict[str, Any]] = {}
         self._sim: Optional[_omv.SimulatedCam] = None
         self._engine = _omv.Engine(
