@@ -209,3 +209,14 @@ def test_tcp_by_name_calls_do_not_wait():
             assert took < 1.0, f"200 small reads took {took:.2f} s"
     finally:
         cam.close_simulation()
+
+
+def test_example_tour_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tour = Path(__file__).resolve().parents[1] / "examples" / "tour.py"
+    r = subprocess.run([sys.executable, str(tour)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "hello 2" in r.stdout and "read 262144 bytes" in r.stdout
