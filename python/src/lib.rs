@@ -342,11 +342,15 @@ impl Engine {
     /// A frame that cannot be decoded is logged and gives None, like the
     /// stock package.
     fn read_frame<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let got = self.with(py, |c| Ok(c.read_frame_raw()?.map(|raw| raw.decode())))?;
+        let got = self.with(py, |c| match c.read_frame() {
+            Ok(f) => Ok(Ok(f)),
+            Err(Error::Image(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        })?;
         let frame = match got {
-            None => return Ok(None),
-            Some(Ok(f)) => f,
-            Some(Err(e)) => {
+            Ok(None) => return Ok(None),
+            Ok(Some(f)) => f,
+            Err(e) => {
                 log::error!("frame decode error: {e}");
                 return Ok(None);
             }
