@@ -93,6 +93,7 @@ class SimulatedCam:
         rx_drop_rate: float = 0.0,
         corrupt_rate: float = 0.0,
         latency: float = 0.0,
+        free_running_frames: bool = True,
     ) -> None: ...
     @property
     def address(self) -> str: ...

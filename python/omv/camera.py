@@ -126,6 +126,7 @@ class Camera:
         sim_rx_drop_rate: float = 0.0,
         sim_corrupt_rate: float = 0.0,
         sim_latency: float = 0.0,
+        free_running_frames: bool = True,
         **camera_kwargs: Any,
     ) -> "Camera":
         """A camera (not yet connected) on a simulated cam that runs in this
@@ -136,7 +137,9 @@ class Camera:
         ``i`` is ``i % 251``); ``board`` is a board name (``h7plus``,
         ``rt1062``, ``ae3``, ``n6``...); ``python`` is the interpreter that
         runs scripts (default ``sys.executable``); the ``sim_*`` rates
-        inject faults into what the simulated cam sends and receives. The
+        inject faults into what the simulated cam sends and receives;
+        ``free_running_frames`` streams frames without a script (False: only
+        a script's snapshots are streamed, as on a real cam). The
         other keyword arguments go to the constructor (``timeout``,
         ``max_payload``...)."""
         import sys
@@ -153,6 +156,7 @@ class Camera:
             rx_drop_rate=sim_rx_drop_rate,
             corrupt_rate=sim_corrupt_rate,
             latency=sim_latency,
+            free_running_frames=free_running_frames,
         )
         cam = cls(tcp=sim.address, **camera_kwargs)
         cam._sim = sim

@@ -660,11 +660,13 @@ impl SimulatedCam {
     /// channels (byte i = i % 251), `python` the interpreter that runs
     /// scripts; the fault rates apply to what the cam sends
     /// (`drop_rate`, `corrupt_rate`) and receives (`rx_drop_rate`), with
-    /// `seed`; `latency` in seconds is added to every packet it sends.
+    /// `seed`; `latency` in seconds is added to every packet it sends;
+    /// `free_running_frames` streams frames without a script taking
+    /// snapshots.
     #[new]
     #[pyo3(signature = (*, channels=Vec::new(), board=None, profiler=false, resolution=None,
                         fps=None, python=None, seed=1, drop_rate=0.0, rx_drop_rate=0.0,
-                        corrupt_rate=0.0, latency=0.0))]
+                        corrupt_rate=0.0, latency=0.0, free_running_frames=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -679,8 +681,11 @@ impl SimulatedCam {
         rx_drop_rate: f64,
         corrupt_rate: f64,
         latency: f64,
+        free_running_frames: bool,
     ) -> PyResult<SimulatedCam> {
-        let mut cfg = SimConfig::new().profiler(profiler);
+        let mut cfg = SimConfig::new()
+            .profiler(profiler)
+            .free_running_frames(free_running_frames);
         if let Some(b) = board {
             let b: Board = b
                 .parse()

@@ -37,7 +37,7 @@ def test_by_id_primitives(session):
 
 
 def test_lock_and_ioctl_on_the_stream(session):
-    cam = session.camera(session.sim())
+    cam = session.camera(session.sim("--free-running-frames"))
     stream = cam.get_channel(name="stream")
     # A plain-ACK ioctl answers True, like the stock package.
     assert cam._channel_ioctl(stream, STREAM_CTRL, "I", 1) is True

