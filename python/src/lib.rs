@@ -24,8 +24,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
 
-mod socket;
-use socket::SocketPort;
+use omv_blocking::transport::{TcpTransport, UdpTransport};
 
 /// The `omv.exceptions` module, imported once.
 static EXCEPTIONS: GILOnceCell<Py<PyModule>> = GILOnceCell::new();
@@ -81,7 +80,7 @@ fn invalid(message: impl Into<String>) -> PyErr {
 enum Target {
     /// `Camera::new`: the camera reopens its serial port itself.
     Serial,
-    /// A TCP address: a new [`SocketPort`] (and camera) at every connect.
+    /// A TCP address: a new [`TcpTransport`] (and camera) at every connect.
     Tcp(String),
     /// A UDP address: a new transport (and camera) at every connect.
     Udp(String),
@@ -227,11 +226,11 @@ impl Engine {
             match &self.target {
                 Target::Serial => {}
                 Target::Tcp(addr) => {
-                    let t = SocketPort::tcp(addr, cam.config().timeout).map_err(io(addr))?;
+                    let t = TcpTransport::connect(addr, cam.config().timeout).map_err(io(addr))?;
                     *cam = Camera::with_transport(t, cam.config().clone());
                 }
                 Target::Udp(addr) => {
-                    let t = SocketPort::udp(addr).map_err(io(addr))?;
+                    let t = UdpTransport::connect(addr).map_err(io(addr))?;
                     *cam = Camera::with_transport(t, cam.config().clone());
                 }
             }
