@@ -816,7 +816,18 @@ fn cmd_profile(
     if exclusive {
         cam.profiler_mode(true)?;
     }
-    let Some(mut records) = cam.read_profile(symbols.as_ref())? else {
+    // A lock within the firmware's lock interval of any other channel's
+    // lock (a frame read a moment ago, say) is BUSY, which reads as "no
+    // data": wait the interval out and ask again, a few times.
+    let mut records = cam.read_profile(symbols.as_ref())?;
+    for _ in 0..3 {
+        if records.is_some() {
+            break;
+        }
+        std::thread::sleep(omv_blocking::omv_proto::LOCK_INTERVAL * 2);
+        records = cam.read_profile(symbols.as_ref())?;
+    }
+    let Some(mut records) = records else {
         outln!("no profile data yet");
         return Ok(());
     };
@@ -929,7 +940,16 @@ fn cmd_bench(
                 cam.wait_events(Duration::from_millis(10))?;
                 continue;
             }
-            let d = cam.channel_read_at(id, 0, size)?;
+            let d = match cam.channel_read_at(id, 0, size) {
+                Ok(d) => d,
+                // A script ending soft-reboots the cam; a read across it
+                // fails rather than mix two contents. Read again, whole.
+                Err(Error::Session(omv_blocking::omv_session::Error::Rebooted { .. })) => {
+                    log::info!("bench: the cam soft-rebooted during a read; reading again");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             bytes += d.len() as u64;
             items += 1;
             update(bytes, items, what);

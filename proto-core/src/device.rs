@@ -80,7 +80,7 @@ impl Default for DeviceConfig {
             supported: CapFlags::KNOWN,
             rtx_timeout: Duration::from_millis(500),
             rtx_retries: 3,
-            lock_interval: Duration::from_millis(10),
+            lock_interval: crate::LOCK_INTERVAL,
             read_piece: None,
             event_queue: 64,
             version: Version {

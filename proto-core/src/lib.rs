@@ -81,3 +81,7 @@ pub const fn payload_for_buffer(buffer: u16) -> u16 {
 }
 /// Default `max_payload` of the stock Python host before negotiation.
 pub const HOST_DEFAULT_PAYLOAD: u16 = 52;
+
+/// The firmware's shortest time between two successful CHANNEL_LOCKs (of
+/// any channel: it keeps one timestamp); a lock sooner is NAK BUSY.
+pub const LOCK_INTERVAL: Duration = Duration::from_millis(10);
