@@ -406,6 +406,17 @@ impl SimConfig {
         self
     }
 
+    /// The firmware's abandoned long read (PROTOCOL.md sections 6 and 7):
+    /// a read the host gave up on goes on piece by piece, through SYNCs
+    /// and retransmit give-ups, with other requests waiting, until the port
+    /// closes ([`SimCam::port_closed`]). Sets
+    /// [`DeviceConfig::firmware_send_loop`]; off by default, because a host
+    /// must close and reopen the port to get out of it.
+    pub fn abandoned_reads(mut self, on: bool) -> Self {
+        self.device.firmware_send_loop = on;
+        self
+    }
+
     /// Builds the cam.
     pub fn build(self) -> Result<SimCam, SimError> {
         SimCam::new(self)
@@ -625,6 +636,26 @@ impl SimCam {
         self.faults.stats()
     }
 
+    /// The host closed the port (its serial port's descriptor, the TCP
+    /// connection): the cam's transport is inactive until bytes arrive
+    /// again. What was being sent is dropped (with
+    /// [`SimConfig::abandoned_reads`], the only way to end an abandoned
+    /// read), and so are queued events and buffered input.
+    pub fn port_closed(&mut self) {
+        log::debug!("cam: port closed");
+        self.dev.set_transport_active(false);
+        self.faults.clear();
+    }
+
+    /// The port was closed and opened again (for links with no moment of
+    /// their own for the close, such as the in-memory ones): as
+    /// [`port_closed`](Self::port_closed), then the transport is active
+    /// again, so events flow before the new host sends anything.
+    pub fn port_reopened(&mut self) {
+        self.port_closed();
+        self.dev.set_transport_active(true);
+    }
+
     /// Bytes received from the host.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         let mut buf = std::mem::take(&mut self.rx_scratch);
@@ -741,6 +772,9 @@ fn boot(
         dc.memory = Some(memory_of(profile));
     }
     let mut dev = DeviceEndpoint::new(dc);
+    // No host has opened the port yet: events go nowhere, as on a cam
+    // whose transport is inactive. The host's first bytes change that.
+    dev.set_transport_active(false);
     let reg = |dev: &mut DeviceEndpoint, id, name: &str, b: Box<dyn ChannelBackend>| {
         dev.register_at(id, name, b)
             .map(|_| ())
@@ -808,6 +842,9 @@ fn boot(
 impl SansIoCam for SimCam {
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
         SimCam::handle_input(self, now, data)
+    }
+    fn transport_closed(&mut self) {
+        SimCam::port_closed(self)
     }
     fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         SimCam::poll_transmit(self, now)

@@ -33,11 +33,17 @@ pub trait SansIoCam {
     fn handle_timeout(&mut self, now: Instant);
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// The host closed the port (a TCP client left, a pty's host closed
+    /// its descriptor). The default does nothing.
+    fn transport_closed(&mut self) {}
 }
 
 impl SansIoCam for DeviceEndpoint {
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
         DeviceEndpoint::handle_input(self, now, data)
+    }
+    fn transport_closed(&mut self) {
+        self.set_transport_active(false)
     }
     fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         DeviceEndpoint::poll_transmit(self, now)
@@ -62,6 +68,9 @@ impl<C: SansIoCam + ?Sized> SansIoCam for &mut C {
     }
     fn poll_timeout(&self) -> Option<Instant> {
         (**self).poll_timeout()
+    }
+    fn transport_closed(&mut self) {
+        (**self).transport_closed()
     }
 }
 

@@ -496,11 +496,17 @@ fn sys_reset_reboots_the_cam() {
         .unwrap();
     l.settle();
     assert_eq!(l.cam.stats().reboots, 1);
+    // The protocol state is dropped: the cam boots with its start-up
+    // configuration (everything on, the board's largest payload).
     assert_eq!(
         l.cam.endpoint().caps(),
-        omv_proto::caps::Caps::DEFAULT,
+        omv_proto::caps::Caps {
+            flags: omv_proto::caps::CapFlags::KNOWN,
+            max_payload: l.cam.endpoint().config().max_payload,
+        },
         "protocol state dropped"
     );
+    assert_eq!(l.cam.endpoint().sequence(), 0);
     l.connect().expect("reconnect after reset");
     let names: Vec<(u8, String)> = list(&mut l).into_iter().map(|e| (e.id.0, e.name)).collect();
     assert!(names.contains(&(api.0, "status".to_string())), "{names:?}");

@@ -425,6 +425,10 @@ impl World {
                             self.disruptions += 1;
                             "retransmit_gave_up"
                         }
+                        _ => {
+                            self.disruptions += 1;
+                            "restart"
+                        }
                     };
                     *self.stats.cam_resets.entry(name).or_default() += 1;
                     self.trace.mix(&[0xE0, cause as u64]);
