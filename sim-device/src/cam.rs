@@ -218,7 +218,9 @@ pub struct SimConfig {
     pub engine: ScriptEngine,
     /// Faults to inject (including the seed).
     pub faults: FaultConfig,
-    /// Protocol settings (sysinfo and version are taken from the board).
+    /// Protocol settings (sysinfo, version and `max_payload` are taken
+    /// from the board; a smaller start-up payload is
+    /// [`DeviceConfig::startup_caps`]).
     pub device: DeviceConfig,
 }
 
@@ -400,7 +402,8 @@ impl SimConfig {
         self
     }
 
-    /// Sets the protocol settings (sysinfo and version still come from the board).
+    /// Sets the protocol settings (sysinfo, version and `max_payload` still
+    /// come from the board).
     pub fn device(mut self, device: DeviceConfig) -> Self {
         self.device = device;
         self
@@ -411,7 +414,8 @@ impl SimConfig {
     /// and retransmit give-ups, with other requests waiting, until the port
     /// closes ([`SimCam::port_closed`]). Sets
     /// [`DeviceConfig::firmware_send_loop`]; off by default, because a host
-    /// must close and reopen the port to get out of it.
+    /// must close and reopen the port to get out of it. (Call it after
+    /// [`device`](Self::device), which replaces the whole configuration.)
     pub fn abandoned_reads(mut self, on: bool) -> Self {
         self.device.firmware_send_loop = on;
         self
@@ -768,6 +772,8 @@ fn boot(
     let mut dc = config.device.clone();
     dc.sysinfo = profile.sysinfo;
     dc.version = profile.version;
+    // The board's packet buffer: announced, and the most SET_CAPS accepts.
+    dc.max_payload = profile.max_payload;
     if dc.memory.is_none() {
         dc.memory = Some(memory_of(profile));
     }

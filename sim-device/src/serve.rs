@@ -92,6 +92,12 @@ pub trait Transport {
     /// Writes all of `data`. A transport whose peer is not reading may
     /// discard data after a while rather than block forever.
     fn send(&mut self, data: &[u8]) -> io::Result<()>;
+    /// True (once) when the host closed the port but the transport goes on
+    /// for the next one (a pty's host closed its descriptor); [`serve`]
+    /// then calls [`SansIoCam::transport_closed`]. The default: never.
+    fn take_closed(&mut self) -> bool {
+        false
+    }
 }
 
 /// Real monotonic time as protocol [`Instant`]s (microseconds since the
@@ -212,7 +218,11 @@ pub fn serve<C: SansIoCam + ?Sized, T: Transport + ?Sized>(
         let now = clock.now();
         let wait = wait_for(cam.poll_timeout(), now, options.max_wait, spun);
         spun = wait.is_zero();
-        match transport.recv(&mut buf, wait).map_err(ServeError::Read)? {
+        let got = transport.recv(&mut buf, wait).map_err(ServeError::Read)?;
+        if transport.take_closed() {
+            cam.transport_closed();
+        }
+        match got {
             Recv::Data(n) => {
                 spun = false;
                 let now = clock.now();

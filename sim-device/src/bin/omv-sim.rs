@@ -35,7 +35,7 @@ struct Cli {
     /// Serve on TCP at ADDR (port 0 picks one); the bound address is printed on the first stdout line.
     #[arg(long, value_name = "ADDR")]
     tcp: Option<String>,
-    /// Board profile: h7plus, rt1062, n6 or ae3.
+    /// Board profile: h7plus, rt1062, n6, ae3 or h7 (its max payload: 4082, 4082, 8178, 8178, 498).
     #[arg(long, default_value = "h7plus", value_parser = parse_board)]
     board: Board,
     /// Register the profile channel (id 4).
@@ -71,6 +71,11 @@ struct Cli {
     /// Stream frame rate (0.1 to 1000).
     #[arg(long, value_name = "N", value_parser = fps)]
     fps: Option<f32>,
+    /// The firmware's abandoned long read: a read the host gave up on goes
+    /// on piece by piece (512-byte pieces), through SYNCs, until the port is
+    /// closed (pty: the host closes it; TCP: the connection ends).
+    #[arg(long)]
+    abandoned_reads: bool,
     /// Python interpreter that runs scripts (default: python3 on PATH).
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
@@ -192,6 +197,11 @@ fn main() -> ExitCode {
         .board(cli.board)
         .profiler(cli.profiler)
         .faults(faults);
+    if cli.abandoned_reads {
+        // The firmware reads callback channels 512 bytes at a time.
+        config.device.read_piece = Some(512);
+        config = config.abandoned_reads(true);
+    }
     for c in cli.channels {
         config = config.channel_spec(c);
     }
