@@ -670,6 +670,7 @@ impl World {
                 Answer::Reply(Reply::Ack) => {
                     b.lock.locked = None;
                     self.model.last_lock = Some((send, recv));
+                    self.model.last_lock_channel = Some(ch.0);
                     self.model.maybe_lock = None;
                     Ok(Ok(false))
                 }
@@ -690,6 +691,7 @@ impl World {
                 let b = self.model.users.get_mut(&ch.0).expect("user");
                 b.lock.locked = Some(true);
                 self.model.last_lock = Some((send, recv));
+                self.model.last_lock_channel = Some(ch.0);
                 self.model.maybe_lock = None;
                 Ok(Ok(false))
             }
@@ -705,6 +707,10 @@ impl World {
                 } else {
                     "lock_busy_locked_or_empty"
                 });
+                if self.model.last_lock_channel.is_some_and(|c| c != ch.0) && too_soon {
+                    // The cam keeps one lock timestamp for all channels.
+                    self.stats.note("lock_busy_after_another_channel");
+                }
                 if lm.locked == Some(false) && !empty && !too_soon {
                     return Err(self.violation(format!(
                         "{what}: BUSY but the channel is unlocked, not empty, and the last lock {last:?} (maybe {maybe:?}) was over {interval:?} before"

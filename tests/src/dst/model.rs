@@ -247,6 +247,8 @@ pub struct Model {
     /// channel: the cam keeps one timestamp and refuses every lock for
     /// `lock_interval` after it (PROTOCOL.md section 3).
     pub last_lock: Option<(Instant, Instant)>,
+    /// The channel of `last_lock`.
+    pub last_lock_channel: Option<u8>,
     /// The latest time a lock whose answer was lost may have succeeded.
     pub maybe_lock: Option<Instant>,
 }
@@ -264,6 +266,7 @@ impl Model {
             exec_credits: Vec::new(),
             runs_seen: 0,
             last_lock: None,
+            last_lock_channel: None,
             maybe_lock: None,
         }
     }
@@ -282,6 +285,7 @@ impl Model {
     pub fn on_reboot(&mut self, keep_user: bool) {
         self.on_protocol_reset();
         self.last_lock = None;
+        self.last_lock_channel = None;
         self.maybe_lock = None;
         if !keep_user {
             for b in self.users.values_mut() {

@@ -387,7 +387,17 @@ impl World {
                 )
             });
         }
+        let dups = self.host.stats().duplicates;
         self.host.handle_input(self.now, &c.bytes);
+        if self.host.stats().duplicates > dups {
+            // With CRC off the cam resends without RTX (PROTOCOL.md
+            // section 4): the host recognised such a copy by its content.
+            self.stats.note(if self.host.caps().flags.crc() {
+                "host_dropped_rtx_copy"
+            } else {
+                "host_dropped_crc_off_copy"
+            });
+        }
     }
 
     fn deliver_to_cam(&mut self, c: Chunk) -> Result<(), Violation> {
