@@ -369,7 +369,8 @@ impl DeviceEndpoint {
     /// it re-initialises its protocol (the soft reset after a script ends,
     /// `protocol.init`): the reset a PROTO_SYNC performs, without its ACK.
     /// Sequence 0, the start-up caps, the input buffer emptied, every lock
-    /// released, any answer being sent and every queued event dropped.
+    /// released and the lock timestamp forgotten, any answer being sent and
+    /// every queued event dropped.
     /// Reports [`DeviceEvent::ProtocolReset`] with [`ResetCause::Restart`].
     pub fn restore_startup_config(&mut self) {
         self.reset_protocol(ResetCause::Restart);
@@ -1232,6 +1233,11 @@ impl DeviceEndpoint {
         self.inflight = None;
         self.message = None;
         self.events.clear();
+        // A protocol re-initialisation (the firmware's init after a soft
+        // reset) also forgets the lock timestamp; a SYNC or give-up keeps it.
+        if cause == ResetCause::Restart {
+            self.last_lock = None;
+        }
         // The firmware empties its input buffer.
         self.deferred.clear();
         self.deferred_bytes = 0;

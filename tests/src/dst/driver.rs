@@ -648,6 +648,7 @@ impl World {
                 if lockable {
                     self.model.users.get_mut(&ch.0).expect("user").lock.locked = None;
                     self.model.maybe_lock = Some(self.now);
+                    self.model.maybe_lock_pending = true;
                 }
                 return Ok(Err(e));
             }
@@ -661,6 +662,12 @@ impl World {
         let b = &self.model.users[&ch.0];
         let (lm, empty) = (b.lock, b.is_empty());
         let (last, maybe) = (self.model.last_lock, self.model.maybe_lock);
+        // Any lock sent earlier has been processed by the time this answer
+        // came (the cam handles requests in order).
+        let pending = std::mem::take(&mut self.model.maybe_lock_pending);
+        if pending {
+            self.model.maybe_lock = Some(recv);
+        }
         if self.cam_resets != resets {
             // The cam reset while the request was out: its answer reflects
             // the state before or after the reset, and the lock may or may
@@ -669,9 +676,9 @@ impl World {
             return match a {
                 Answer::Reply(Reply::Ack) => {
                     b.lock.locked = None;
-                    self.model.last_lock = Some((send, recv));
-                    self.model.last_lock_channel = Some(ch.0);
-                    self.model.maybe_lock = None;
+                    // Locked before or after the reset: a re-initialisation
+                    // forgets the timestamp, a SYNC keeps it. It may count.
+                    self.model.maybe_lock = Some(recv);
                     Ok(Ok(false))
                 }
                 Answer::Nak(Status::BUSY) => Ok(Ok(true)),
@@ -697,11 +704,12 @@ impl World {
             }
             Answer::Nak(Status::BUSY) => {
                 // Any channel's lock counts: the cam keeps one timestamp.
-                let too_soon = last
-                    .map(|(_, r)| r)
-                    .into_iter()
-                    .chain(maybe)
-                    .any(|r| send.saturating_duration_since(r) < interval);
+                let too_soon = pending
+                    || last
+                        .map(|(_, r)| r)
+                        .into_iter()
+                        .chain(maybe)
+                        .any(|r| send.saturating_duration_since(r) < interval);
                 self.stats.note(if lm.locked == Some(false) && !empty {
                     "lock_busy_interval"
                 } else {

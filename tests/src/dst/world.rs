@@ -514,7 +514,7 @@ impl World {
                 self.cam_resets += 1;
                 self.cam_reset_since_caps = true;
                 self.cam.protocol_reset();
-                self.model.on_protocol_reset();
+                self.model.on_protocol_reinit();
                 self.new_incarnation();
                 self.disruptions += 1;
                 self.trace.mix(&[0xE4]);
