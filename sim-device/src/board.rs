@@ -361,7 +361,7 @@ mod tests {
         let e = "h8".parse::<Board>().unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("\"h8\""), "{msg}");
-        assert!(msg.contains("h7plus, rt1062, n6, ae3"), "{msg}");
+        assert!(msg.contains("h7plus, rt1062, n6, ae3, h7"), "{msg}");
         assert!("".parse::<Board>().is_err());
         assert!("openmv".parse::<Board>().is_err());
     }
