@@ -1,4 +1,6 @@
-//! Framing decode throughput and an in-memory request/response round trip.
+//! Framing decode and encode throughput (table and SIMD CRC-32 side by
+//! side, with CRC-only baselines) and an in-memory request/response round
+//! trip.
 //!
 //! `cargo bench -p omv-benches`
 
@@ -6,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
+use omv_proto::crc::{self, Crc32Impl};
 use omv_proto::device::{DeviceConfig, DeviceEndpoint};
 use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
 use omv_proto::header::Header;
@@ -28,49 +31,86 @@ fn max_size_stream(packets: usize) -> Vec<u8> {
     out
 }
 
+/// The CRC-32 implementations this build and CPU have, by bench name.
+fn crc_impls() -> Vec<(&'static str, Crc32Impl)> {
+    let mut v = vec![("table", Crc32Impl::Table)];
+    if crc::crc32_simd(b"").is_some() {
+        v.push(("simd", Crc32Impl::Simd));
+    }
+    v
+}
+
 fn framing(c: &mut Criterion) {
     let stream = max_size_stream(256);
+    let packet = 10 + MAX_PAYLOAD as usize + 4;
+    let payload: Vec<u8> = (0..MAX_PAYLOAD as usize).map(|i| (i * 31) as u8).collect();
     let mut g = c.benchmark_group("framer");
     g.throughput(Throughput::Bytes(stream.len() as u64));
-    // One framer for all iterations, as a driver keeps one: each iteration
-    // ends on a packet boundary with the buffer empty, so its allocation is
-    // reused instead of page-faulting a fresh megabyte every time.
-    for (name, chunk) in [
-        ("decode_4082_whole", stream.len()),
-        ("decode_4082_chunks_16k", 16 * 1024),
-    ] {
-        let mut f = Framer::new(FramerConfig {
-            role: Role::Host,
-            crc: true,
-            max_payload: MAX_PAYLOAD,
-        });
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let mut n = 0usize;
-                for piece in stream.chunks(chunk) {
-                    f.push(black_box(piece));
-                    while let Some(Frame::Packet(p)) = f.next(None) {
-                        n += p.payload.len();
+    // Each case with the table CRC-32 and, where the CPU has carry-less
+    // multiply, the SIMD one, side by side in one run.
+    for (imp_name, imp) in crc_impls() {
+        assert!(crc::set_crc32_impl(imp));
+        // One framer for all iterations, as a driver keeps one: each
+        // iteration ends on a packet boundary with the buffer empty, so its
+        // allocation is reused instead of page-faulting a fresh megabyte
+        // every time.
+        for (name, chunk) in [
+            ("decode_4082_whole", stream.len()),
+            ("decode_4082_chunks_16k", 16 * 1024),
+        ] {
+            let mut f = Framer::new(FramerConfig {
+                role: Role::Host,
+                crc: true,
+                max_payload: MAX_PAYLOAD,
+            });
+            g.bench_function(format!("{name}/{imp_name}"), |b| {
+                b.iter(|| {
+                    let mut n = 0usize;
+                    for piece in stream.chunks(chunk) {
+                        f.push(black_box(piece));
+                        while let Some(Frame::Packet(p)) = f.next(None) {
+                            n += p.payload.len();
+                        }
                     }
+                    assert_eq!(f.buffered(), 0);
+                    black_box(n)
+                })
+            });
+        }
+        // 256 packets appended to one reused buffer, as a sender that keeps
+        // its transmit buffer would.
+        let mut out = Vec::with_capacity(stream.len());
+        g.bench_function(format!("encode_4082/{imp_name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                for i in 0..256 {
+                    let h = Header {
+                        sequence: i as u8,
+                        channel: ChannelId(3),
+                        opcode: Opcode::CHANNEL_READ,
+                        ..Header::default()
+                    };
+                    encode_packet(&h, black_box(&payload), true, &mut out);
                 }
-                assert_eq!(f.buffered(), 0);
-                black_box(n)
+                assert_eq!(out.len(), stream.len());
+                black_box(out.len())
+            })
+        });
+        // The floor: CRC-32 over every payload and CRC-16 over every
+        // header, which any checking decoder must compute.
+        g.bench_function(format!("crc_only_4082/{imp_name}"), |b| {
+            b.iter(|| {
+                let mut x = 0u32;
+                for p in stream.chunks(packet) {
+                    x ^= u32::from(crc::crc16(&p[..8]));
+                    x ^= crc::crc32(&p[10..packet - 4]);
+                }
+                black_box(x)
             })
         });
     }
-    // The floor: CRC-32 over every payload and CRC-16 over every header,
-    // which any checking decoder must compute.
-    let packet = 10 + MAX_PAYLOAD as usize + 4;
-    g.bench_function("crc_only_4082", |b| {
-        b.iter(|| {
-            let mut x = 0u32;
-            for p in stream.chunks(packet) {
-                x ^= u32::from(omv_proto::crc::crc16(&p[..8]));
-                x ^= omv_proto::crc::crc32(&p[10..packet - 4]);
-            }
-            black_box(x)
-        })
-    });
+    // What [`crc::crc32`] picks by itself from now on.
+    crc::set_crc32_impl(Crc32Impl::Simd);
     g.finish();
 }
 

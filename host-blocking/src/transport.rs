@@ -1,5 +1,6 @@
 //! Byte ports: the [`Transport`] trait and its implementations for a serial
-//! port ([`SerialTransport`]), TCP ([`TcpTransport`]), a reader/writer pair
+//! port ([`SerialTransport`]), TCP ([`TcpTransport`]), UDP
+//! ([`UdpTransport`], one packet per datagram), a reader/writer pair
 //! whose reads block ([`ThreadedTransport`], e.g. pipes or an in-memory
 //! link) and any `Read + Write` whose reads honour their own timeout
 //! ([`IoTransport`]).
@@ -9,7 +10,7 @@
 //! available and return `Ok(0)` when the timeout passes with none.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -164,6 +165,81 @@ impl Transport for TcpTransport {
         }
         let wanted = buf.len();
         read_with_timeout(self.stream.read(buf), wanted)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// UDP to a cam (e.g. `omv-sim --udp`, or a cam script serving the protocol
+/// over the network): one packet per datagram.
+///
+/// Each [`write_all`](Transport::write_all) is sent as one datagram, and the
+/// drivers write one packet per call, so a packet never spans datagrams.
+/// Each [`read`](Transport::read) returns one datagram from the cam's
+/// address (the socket is connected: datagrams from anyone else are
+/// filtered out by the system). Datagrams can be lost; the protocol
+/// recovers as from a lost packet on a serial line. Use a `max_payload`
+/// that fits one datagram (the firmware's network example uses 1400).
+pub struct UdpTransport {
+    socket: UdpSocket,
+    name: String,
+    read_timeout: Option<Duration>,
+}
+
+impl UdpTransport {
+    /// Binds an ephemeral local port of the address family of `addr`
+    /// (`host:port`, its first resolved address) and connects it there.
+    pub fn connect(addr: &str) -> io::Result<UdpTransport> {
+        let peer = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "the address resolved to nothing")
+        })?;
+        let local: SocketAddr = if peer.is_ipv4() {
+            ([0u8; 4], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let socket = UdpSocket::bind(local)?;
+        socket.connect(peer)?;
+        Ok(UdpTransport {
+            socket,
+            name: addr.to_string(),
+            read_timeout: None,
+        })
+    }
+}
+
+impl Transport for UdpTransport {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        let n = self.socket.send(buf)?;
+        if n != buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("sent {n} of a {}-byte datagram", buf.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        // SO_RCVTIMEO cannot be zero (that means "block forever"): poll with 1 µs.
+        let t = timeout.max(Duration::from_micros(1));
+        if self.read_timeout != Some(t) {
+            self.socket.set_read_timeout(Some(t))?;
+            self.read_timeout = Some(t);
+        }
+        match self.socket.recv(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            // An ICMP "port unreachable" for an earlier datagram: nothing
+            // listens at the address.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("nothing listens on UDP {}", self.name),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     fn name(&self) -> &str {

@@ -1,7 +1,14 @@
-//! The two CRCs of the protocol, computed with the `crc` crate's
-//! slice-by-16 tables.
+//! The two CRCs of the protocol.
 //!
-//! Both are MSB-first (not reflected), with no final xor.
+//! Both are MSB-first (not reflected), with no final xor. The header CRC-16
+//! (8 bytes) always uses the `crc` crate's slice-by-16 tables. The payload
+//! CRC-32 uses carry-less multiply (the `crc-fast` crate: PCLMULQDQ on x86,
+//! PMULL on aarch64) when the `simd-crc` feature is on (it is part of `std`)
+//! and the CPU has the instructions, detected once at run time; everywhere
+//! else, including every `no_std` build, it uses the same tables.
+//! [`crc32_table`] and [`crc32_simd`] name one implementation each, and
+//! [`set_crc32_impl`] chooses what [`crc32`] (and so the framer) uses, for
+//! benchmarks and comparisons.
 //!
 //! ```
 //! assert_eq!(omv_proto::crc::crc16(b"123456789"), 0xE541);
@@ -42,9 +49,148 @@ pub fn crc16(data: &[u8]) -> u16 {
     CRC16.checksum(data)
 }
 
-/// CRC-32 of a payload.
+/// CRC-32 of a payload, with the implementation [`crc32_impl`] names.
+#[inline]
 pub fn crc32(data: &[u8]) -> u32 {
+    #[cfg(simd)]
+    if simd::active() {
+        return simd::checksum(data);
+    }
+    crc32_table(data)
+}
+
+/// CRC-32 of a payload with the slice-by-16 tables, whatever the CPU.
+pub fn crc32_table(data: &[u8]) -> u32 {
     CRC32.checksum(data)
+}
+
+/// CRC-32 of a payload with carry-less multiply, or `None` where this build
+/// or this CPU has none.
+pub fn crc32_simd(data: &[u8]) -> Option<u32> {
+    #[cfg(simd)]
+    if simd::detected() {
+        return Some(simd::checksum(data));
+    }
+    let _ = data;
+    None
+}
+
+/// An implementation of the payload CRC-32.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crc32Impl {
+    /// The `crc` crate's slice-by-16 tables.
+    Table,
+    /// Carry-less multiply (`crc-fast`).
+    Simd,
+}
+
+/// The implementation [`crc32`] uses now: [`Crc32Impl::Simd`] when this
+/// build and CPU have it, unless [`set_crc32_impl`] chose the table.
+pub fn crc32_impl() -> Crc32Impl {
+    #[cfg(simd)]
+    if simd::active() {
+        return Crc32Impl::Simd;
+    }
+    Crc32Impl::Table
+}
+
+/// Chooses what [`crc32`] uses from now on, process-wide (for benchmarks
+/// and comparisons; both give the same values). Returns false, changing
+/// nothing, when `imp` is not available in this build or on this CPU.
+pub fn set_crc32_impl(imp: Crc32Impl) -> bool {
+    match imp {
+        Crc32Impl::Table => {
+            #[cfg(simd)]
+            simd::set_active(false);
+            true
+        }
+        Crc32Impl::Simd => {
+            #[cfg(simd)]
+            if simd::detected() {
+                simd::set_active(true);
+                return true;
+            }
+            false
+        }
+    }
+}
+
+/// The carry-less-multiply CRC-32, on the architectures `crc-fast`
+/// accelerates; `cfg(simd)` is set by `build.rs`.
+#[cfg(simd)]
+mod simd {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::OnceLock;
+
+    use crc_fast::{checksum_with_params, CrcParams};
+
+    use super::PAYLOAD_CRC;
+
+    const UNKNOWN: u8 = 0;
+    const OFF: u8 = 1;
+    const ON: u8 = 2;
+    const ABSENT: u8 = 3;
+
+    /// UNKNOWN until the first call detects the CPU; then ON or ABSENT, or
+    /// OFF when the table was chosen.
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    fn params() -> CrcParams {
+        static PARAMS: OnceLock<CrcParams> = OnceLock::new();
+        *PARAMS.get_or_init(|| {
+            CrcParams::new(
+                "OMV-PAYLOAD-CRC32",
+                32,
+                u64::from(PAYLOAD_CRC.poly),
+                u64::from(PAYLOAD_CRC.init),
+                false,
+                u64::from(PAYLOAD_CRC.xorout),
+                u64::from(PAYLOAD_CRC.check),
+            )
+        })
+    }
+
+    fn cpu_has_clmul() -> bool {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        return std::arch::is_x86_feature_detected!("pclmulqdq")
+            && std::arch::is_x86_feature_detected!("sse4.1");
+        #[cfg(target_arch = "aarch64")]
+        return std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("neon");
+    }
+
+    fn state() -> u8 {
+        match STATE.load(Ordering::Relaxed) {
+            UNKNOWN => {
+                let s = if cpu_has_clmul() { ON } else { ABSENT };
+                // Another thread may have chosen meanwhile: keep its choice.
+                match STATE.compare_exchange(UNKNOWN, s, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => s,
+                    Err(now) => now,
+                }
+            }
+            s => s,
+        }
+    }
+
+    pub(super) fn detected() -> bool {
+        state() != ABSENT
+    }
+
+    pub(super) fn active() -> bool {
+        state() == ON
+    }
+
+    pub(super) fn set_active(on: bool) {
+        if detected() {
+            STATE.store(if on { ON } else { OFF }, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn checksum(data: &[u8]) -> u32 {
+        checksum_with_params(params(), data) as u32
+    }
 }
 
 #[cfg(test)]
@@ -57,5 +203,9 @@ mod tests {
         assert_eq!(crc32(b"123456789"), PAYLOAD_CRC.check);
         assert_eq!(crc16(b""), 0xFFFF);
         assert_eq!(crc32(b""), 0xFFFF_FFFF);
+        assert_eq!(crc32_table(b"123456789"), PAYLOAD_CRC.check);
+        if let Some(c) = crc32_simd(b"123456789") {
+            assert_eq!(c, PAYLOAD_CRC.check);
+        }
     }
 }

@@ -222,6 +222,9 @@ pub struct SimConfig {
     /// from the board; a smaller start-up payload is
     /// [`DeviceConfig::startup_caps`]).
     pub device: DeviceConfig,
+    /// The largest payload announced and accepted, instead of the board's
+    /// packet buffer ([`BoardProfile::max_payload`]); e.g. 1400 over UDP.
+    pub max_payload: Option<u16>,
 }
 
 impl Default for SimConfig {
@@ -236,6 +239,7 @@ impl Default for SimConfig {
             engine: ScriptEngine::Python(None),
             faults: FaultConfig::default(),
             device: DeviceConfig::default(),
+            max_payload: None,
         }
     }
 }
@@ -406,6 +410,13 @@ impl SimConfig {
     /// come from the board).
     pub fn device(mut self, device: DeviceConfig) -> Self {
         self.device = device;
+        self
+    }
+
+    /// Announces and accepts payloads up to `n` bytes instead of the
+    /// board's packet buffer (see [`max_payload`](Self::max_payload)).
+    pub fn max_payload(mut self, n: u16) -> Self {
+        self.max_payload = Some(n);
         self
     }
 
@@ -772,8 +783,9 @@ fn boot(
     let mut dc = config.device.clone();
     dc.sysinfo = profile.sysinfo;
     dc.version = profile.version;
-    // The board's packet buffer: announced, and the most SET_CAPS accepts.
-    dc.max_payload = profile.max_payload;
+    // The board's packet buffer (or the override): announced, and the most
+    // SET_CAPS accepts.
+    dc.max_payload = config.max_payload.unwrap_or(profile.max_payload);
     if dc.memory.is_none() {
         dc.memory = Some(memory_of(profile));
     }

@@ -21,6 +21,7 @@
 //! * [`link`]: in-memory links (threaded duplex pipes, deterministic `SimLink`);
 //! * [`pty`]: the pseudo-terminal transport (Unix);
 //! * [`tcp`]: the TCP listener transport;
+//! * [`udp`]: the UDP transport (one packet per datagram);
 //! * [`cam`]: the simulated cam ([`cam::SimCam`]) tying it all together.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -43,4 +44,5 @@ pub mod source;
 pub mod stdio;
 pub mod stream;
 pub mod tcp;
+pub mod udp;
 pub mod user;

@@ -72,6 +72,79 @@ fn tcp_prints_the_bound_address_and_exits_0_on_sigterm() {
     assert_eq!(rest, "", "only one line on stdout");
 }
 
+#[test]
+fn udp_answers_one_packet_per_datagram_with_max_payload_1400() {
+    use omv_proto::header::Header;
+    use omv_proto::host::{Completion, HostConfig, HostEndpoint};
+    use std::net::UdpSocket;
+
+    let (mut child, addr, _out) = start(&["--udp", "127.0.0.1:0"]);
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = [0u8; 2048];
+    // A datagram that is not a packet is dropped; the sim keeps serving.
+    s.send_to(b"\xaa\xd5 junk", &addr).unwrap();
+    s.send_to(&SYNC, &addr).unwrap();
+    let (n, _) = s.recv_from(&mut got).unwrap();
+    assert_eq!(&got[..n], SYNC_ACK);
+    // The whole handshake, from our host endpoint, one packet per datagram.
+    let mut host = HostEndpoint::new(HostConfig::default());
+    let t0 = Instant::now();
+    let now = || omv_proto::Instant::from_micros(t0.elapsed().as_micros() as u64);
+    host.connect(now());
+    let caps = loop {
+        while let Some(p) = host.poll_transmit() {
+            s.send_to(&p, &addr).unwrap();
+        }
+        if let Some(c) = host.poll_completion() {
+            match c {
+                Completion::Connected(Ok(caps)) => break caps,
+                other => panic!("handshake failed: {other:?}"),
+            }
+        }
+        let (n, _) = s.recv_from(&mut got).unwrap();
+        assert_eq!(
+            Header::decode(&got[..n]).unwrap().wire_len(),
+            n,
+            "one packet per datagram"
+        );
+        host.handle_input(now(), &got[..n]);
+    };
+    assert_eq!(caps.max_payload, 1400);
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 0);
+}
+
+#[test]
+fn remote_addresses_need_allow_remote_and_warn() {
+    let mut child = sim(&["--udp", "0.0.0.0:0", "--allow-remote"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("0.0.0.0:"), "{line}");
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 0);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("anyone who can reach it can run code as this user"),
+        "{err}"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn pty_prints_the_path_survives_reopen_and_exits_0_on_sigint() {
@@ -130,6 +203,11 @@ fn invalid_options_print_one_line_and_exit_2() {
         &["--pty", "--resolution", "64x48", "--frames", "/tmp"],
         &["--pty", "--frames", "/nonexistent/dir"],
         &["--tcp", "not an address"],
+        &["--udp", "not an address"],
+        &["--tcp", "0.0.0.0:0"],
+        &["--udp", "0.0.0.0:0"],
+        &["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"],
+        &["--udp", "127.0.0.1:0", "--max-payload", "49"],
         &["--pty", "--bogus"],
     ] {
         let out = sim(args).output().unwrap();
@@ -203,16 +281,23 @@ fn board_buffer_and_abandoned_read_over_tcp() {
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.read_exact(&mut ack).unwrap();
     assert_eq!(ack, SYNC_ACK);
-    c.set_read_timeout(Some(Duration::from_millis(700)))
-        .unwrap();
+    let quiet_until = Instant::now() + Duration::from_millis(700);
     let mut more = [0u8; 64];
-    match c.read(&mut more) {
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) => {}
-        other => panic!("the old read went on: {other:?}"),
+    loop {
+        let left = quiet_until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        c.set_read_timeout(Some(left)).unwrap();
+        match c.read(&mut more) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!("the old read went on: {other:?}"),
+        }
     }
     signal(&child, "-TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 0);

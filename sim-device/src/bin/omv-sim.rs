@@ -4,7 +4,12 @@
 //! ```text
 //! omv-sim --pty                 # prints e.g. /dev/pts/5, then serves
 //! omv-sim --tcp 127.0.0.1:0     # prints the bound address, then serves
+//! omv-sim --udp 127.0.0.1:0     # one packet per datagram; answers the last sender
 //! ```
+//!
+//! `--tcp` and `--udp` bind loopback addresses only, unless `--allow-remote`
+//! is given: the sim runs whatever script a host uploads, with the rights of
+//! the user who started it.
 //!
 //! The first line on stdout is the device path (or address) and nothing
 //! else; logs go to stderr. Runs until SIGINT/SIGTERM, then exits 0.
@@ -27,7 +32,7 @@ use omv_sim::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
 /// A simulated OpenMV cam for developing and testing host software without hardware.
 #[derive(Parser, Debug)]
 #[command(name = "omv-sim", version, about, long_about = None)]
-#[command(group(ArgGroup::new("transport").required(true).args(["pty", "tcp"])))]
+#[command(group(ArgGroup::new("transport").required(true).args(["pty", "tcp", "udp"])))]
 struct Cli {
     /// Serve on a new pseudo-terminal; its path is printed on the first stdout line.
     #[arg(long)]
@@ -35,6 +40,15 @@ struct Cli {
     /// Serve on TCP at ADDR (port 0 picks one); the bound address is printed on the first stdout line.
     #[arg(long, value_name = "ADDR")]
     tcp: Option<String>,
+    /// Serve on UDP at ADDR, one packet per datagram, answering whoever sent the last one; the bound address is printed on the first stdout line.
+    #[arg(long, value_name = "ADDR")]
+    udp: Option<String>,
+    /// Let --tcp/--udp bind a non-loopback address (anyone who can reach it can run code as this user).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Largest payload the cam announces and accepts (50 to 65521), instead of the board's packet buffer (default 1400 with --udp).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(50..=65521))]
+    max_payload: Option<u16>,
     /// Board profile: h7plus, rt1062, n6, ae3 or h7 (its max payload: 4082, 4082, 8178, 8178, 498).
     #[arg(long, default_value = "h7plus", value_parser = parse_board)]
     board: Board,
@@ -108,6 +122,42 @@ fn fps(s: &str) -> Result<f32, String> {
         Ok(f) if (0.1..=1000.0).contains(&f) => Ok(f),
         _ => Err(format!("{s:?} is not a frame rate between 0.1 and 1000")),
     }
+}
+
+/// Resolves a listening address; non-loopback addresses need
+/// `--allow-remote` (then a one-line warning goes to stderr). Errors are
+/// usage errors (exit 2).
+fn listen_addrs(
+    flag: &str,
+    addr: &str,
+    allow_remote: bool,
+) -> Result<Vec<std::net::SocketAddr>, ExitCode> {
+    let addrs: Vec<std::net::SocketAddr> = match std::net::ToSocketAddrs::to_socket_addrs(addr) {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            return Err(usage_error(&format!(
+                "invalid value {addr:?} for '{flag} <ADDR>': {e}"
+            )))
+        }
+    };
+    if addrs.is_empty() {
+        return Err(usage_error(&format!(
+            "{flag} {addr:?} resolves to no address"
+        )));
+    }
+    if let Some(remote) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        if !allow_remote {
+            return Err(usage_error(&format!(
+                "{flag} {addr}: {} is not a loopback address; the sim runs any script a host uploads, \
+                 so binding it needs --allow-remote",
+                remote.ip()
+            )));
+        }
+        eprintln!(
+            "omv-sim: warning: listening on {addr}: anyone who can reach it can run code as this user"
+        );
+    }
+    Ok(addrs)
 }
 
 /// A minimal `log` backend writing to stderr.
@@ -193,6 +243,10 @@ fn main() -> ExitCode {
         chunk_max: cli.chunk_max as usize,
         seed: cli.seed,
     };
+    let max_payload = cli.max_payload.or(cli
+        .udp
+        .is_some()
+        .then_some(omv_sim::udp::DEFAULT_UDP_MAX_PAYLOAD));
     let mut config = SimConfig::new()
         .board(cli.board)
         .profiler(cli.profiler)
@@ -216,6 +270,9 @@ fn main() -> ExitCode {
     }
     if let Some(p) = cli.python {
         config = config.python(p);
+    }
+    if let Some(n) = max_payload {
+        config = config.max_payload(n);
     }
     let mut cam = match config.build() {
         Ok(c) => c,
@@ -249,13 +306,10 @@ fn main() -> ExitCode {
             Err(e) => return fail(e),
         }
     } else if let Some(addr) = cli.tcp {
-        let addrs: Vec<std::net::SocketAddr> =
-            match std::net::ToSocketAddrs::to_socket_addrs(addr.as_str()) {
-                Ok(a) => a.collect(),
-                Err(e) => {
-                    return usage_error(&format!("invalid value {addr:?} for '--tcp <ADDR>': {e}"))
-                }
-            };
+        let addrs = match listen_addrs("--tcp", &addr, cli.allow_remote) {
+            Ok(a) => a,
+            Err(code) => return code,
+        };
         let server = match omv_sim::tcp::TcpServer::bind(&addrs[..]) {
             Ok(s) => s,
             Err(e) => return fail(format_args!("cannot listen on {addr}: {e}")),
@@ -271,6 +325,35 @@ fn main() -> ExitCode {
         if let Err(e) = server.run(&mut cam, &clock, &shutdown, &options) {
             return fail(e);
         }
+    } else if let Some(addr) = cli.udp {
+        let addrs = match listen_addrs("--udp", &addr, cli.allow_remote) {
+            Ok(a) => a,
+            Err(code) => return code,
+        };
+        let mut udp = match omv_sim::udp::UdpTransport::bind(&addrs[..]) {
+            Ok(s) => s,
+            Err(e) => return fail(format_args!("cannot bind {addr}: {e}")),
+        };
+        let bound = match udp.local_addr() {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        };
+        if let Err(e) = announce(&bound.to_string()) {
+            return fail(format_args!("cannot write to stdout: {e}"));
+        }
+        log::info!("serving UDP on {bound}");
+        // serve() returns only on shutdown: UDP has no connection to close.
+        if let Err(e) = serve(&mut cam, &mut udp, &clock, &shutdown, &options) {
+            return fail(e);
+        }
+        let u = udp.stats();
+        log::info!(
+            "udp: {} datagrams in, {} out, {} rejected, {} clients",
+            u.received,
+            u.sent,
+            u.rejected,
+            u.clients
+        );
     }
     let s = cam.stats();
     log::info!(
