@@ -105,10 +105,15 @@ enum Cmd {
     },
     /// System information, versions, channels, memory and statistics.
     Info,
-    /// Run a script, printing its output until it ends (or Ctrl-C), then stop it.
+    /// Run a script, printing its output until it ends (or Ctrl-C), then stop
+    /// it; exits 1 if it ends with an uncaught exception.
     Run {
         /// The script file ("-" reads standard input).
         script: PathBuf,
+        /// Start the script and return at once, leaving it running (e.g. a
+        /// script that registers channels for later commands).
+        #[arg(long)]
+        detach: bool,
     },
     /// Stop the running script.
     Stop,
@@ -485,19 +490,56 @@ fn print_stats(cam: &mut Camera) -> CliResult {
     Ok(())
 }
 
+/// The tail of a script's output kept to spot an uncaught exception.
+const OUTPUT_TAIL: usize = 16 * 1024;
+
+/// The exception line when `output` ends with an uncaught exception's
+/// traceback (only `MPY: soft reboot` may follow it), as a cam prints it.
+fn uncaught_exception(output: &str) -> Option<String> {
+    let pos = output.rfind("Traceback (most recent call last):")?;
+    let lines: Vec<&str> = output[pos..]
+        .lines()
+        .skip(1)
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty() && l.trim() != "MPY: soft reboot")
+        .collect();
+    let (last, frames) = lines.split_last()?;
+    // Only the traceback's indented frame lines, then the exception line
+    // (a chained traceback's last part has its own header, found above).
+    let is_frame = |l: &&str| l.starts_with(' ') || l.starts_with('\t');
+    if is_frame(last) || frames.is_empty() || !frames.iter().all(is_frame) {
+        return None;
+    }
+    Some(last.to_string())
+}
+
 /// Runs `script` and prints its output until it ends or `stop` is raised.
+/// A script that ends with an uncaught exception is an error.
 fn run_script(cam: &mut Camera, script: &str, stop: &AtomicBool) -> CliResult {
     let before = cam.event_state();
     cam.exec(script)?;
     let stdin = cam.get_channel_id("stdin")?;
+    let mut tail = String::new();
+    let mut interrupted_by_user = false;
     // The script's output as it comes; a failed write (the reader went
     // away) stops the script.
-    let show = |text: &str| emit(format_args!("{text}")).and_then(|()| flush_output());
+    let mut show = |text: &str| {
+        tail.push_str(text);
+        if tail.len() > OUTPUT_TAIL {
+            let mut cut = tail.len() - OUTPUT_TAIL;
+            while !tail.is_char_boundary(cut) {
+                cut += 1;
+            }
+            tail.drain(..cut);
+        }
+        emit(format_args!("{text}")).and_then(|()| flush_output())
+    };
     let mut ended = false;
     let mut failed = None;
     while !ended && failed.is_none() {
         if interrupted(stop) {
             errln!("omv: interrupted, stopping the script");
+            interrupted_by_user = true;
             break;
         }
         cam.wait_events(Duration::from_millis(100))?;
@@ -524,6 +566,13 @@ fn run_script(cam: &mut Camera, script: &str, stop: &AtomicBool) -> CliResult {
     // Output written before the stop.
     while let Some(text) = cam.read_stdout()? {
         show(&text)?;
+    }
+    if !interrupted_by_user {
+        if let Some(exc) = uncaught_exception(&tail) {
+            return Err(Failure::Message(format!(
+                "the script ended with an uncaught exception: {exc}"
+            )));
+        }
     }
     Ok(())
 }
@@ -895,6 +944,10 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::Message(format!("cannot create {}: {e}", dir.display())))?;
+    let own_capture = !script_running(cam)?;
+    if own_capture {
+        cam.exec(CAPTURE_SCRIPT)?;
+    }
     cam.streaming(true, false, None)?;
     let start = Instant::now();
     let mut saved = None;
@@ -922,8 +975,10 @@ fn cmd_demo(cam: &mut Camera, dir: Option<&Path>) -> CliResult {
         Ok(())
     })();
     let off = cam.streaming(false, false, None);
+    let stopped = if own_capture { cam.stop() } else { Ok(()) };
     r?;
     off?;
+    stopped?;
     let secs = start.elapsed().as_secs_f64();
     outln!(
         "{frames} frames in {secs:.2}s ({:.1} fps, {})",
@@ -993,16 +1048,47 @@ fn read_script(path: &Path) -> CliResult<String> {
         .map_err(|e| Failure::Message(format!("cannot read {}: {e}", path.display())))
 }
 
-/// Runs `f`, with `script` (if any) running on the cam meanwhile.
+/// What `omv stream`, `bench` and `demo` run when no script is running
+/// and none is given: frames on a cam come from a script's snapshots (as
+/// the stock CLI's default script).
+const CAPTURE_SCRIPT: &str = "\
+import csi
+import time
+
+cam = csi.CSI()
+cam.reset()
+cam.pixformat(csi.RGB565)
+cam.framesize(csi.QVGA)
+clock = time.clock()
+while True:
+    clock.tick()
+    cam.snapshot()
+";
+
+/// True when the cam says a script is running (stdin's poll bit).
+fn script_running(cam: &mut Camera) -> CliResult<bool> {
+    Ok(match cam.get_channel_id("stdin")? {
+        Some(id) => cam.read_status()?.ready_id(id),
+        None => false,
+    })
+}
+
+/// Runs `f`, with `script` (if any) running on the cam meanwhile; with no
+/// script given and none running, a capture script of ours. A script the
+/// user started is left running.
 fn with_script(
     cam: &mut Camera,
     script: Option<&Path>,
     f: impl FnOnce(&mut Camera) -> CliResult,
 ) -> CliResult {
-    let Some(path) = script else {
-        return f(cam);
+    let text = match script {
+        Some(path) => read_script(path)?,
+        None if script_running(cam)? => return f(cam),
+        None => {
+            log::info!("no script running: starting a capture script");
+            CAPTURE_SCRIPT.to_string()
+        }
     };
-    let text = read_script(path)?;
     cam.exec(&text)?;
     let r = f(cam);
     let stopped = cam.stop();
@@ -1016,7 +1102,15 @@ fn run(cli: Cli) -> CliResult {
     match &cli.cmd {
         Cmd::Demo { dir } => cmd_demo(cam, dir.as_deref()),
         Cmd::Info => cmd_info(cam),
-        Cmd::Run { script } => cmd_run(cam, script),
+        Cmd::Run {
+            script,
+            detach: true,
+        } => {
+            cam.exec(&read_script(script)?)?;
+            outln!("started {}", script.display());
+            Ok(())
+        }
+        Cmd::Run { script, .. } => cmd_run(cam, script),
         Cmd::Stop => {
             cam.stop()?;
             outln!("stopped");
@@ -1109,5 +1203,28 @@ fn main() -> ExitCode {
             errln!("omv: {msg}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uncaught_exception;
+
+    #[test]
+    fn uncaught_exceptions_are_told_from_printed_ones() {
+        let tb = "Traceback (most recent call last):\r\n  File \"<stdin>\", line 2, in <module>\r\n    raise ValueError('x')\r\nValueError: x\r\n";
+        assert_eq!(uncaught_exception(tb).as_deref(), Some("ValueError: x"));
+        let with_reboot = format!("hi\n{tb}MPY: soft reboot\r\n");
+        assert_eq!(
+            uncaught_exception(&with_reboot).as_deref(),
+            Some("ValueError: x")
+        );
+        // Printed by a script that went on.
+        assert_eq!(uncaught_exception(&format!("{tb}done: ok\n")), None);
+        assert_eq!(uncaught_exception("all good\n"), None);
+        assert_eq!(
+            uncaught_exception("Traceback (most recent call last):\n"),
+            None
+        );
     }
 }

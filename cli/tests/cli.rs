@@ -283,6 +283,9 @@ fn profile_names_functions_from_a_firmware_elf() {
         recs.is_some()
     }));
     drop(cam);
+    // read_profile locked the profile channel: the cam refuses another lock
+    // (of any channel, even after a SYNC) within lock_interval (10 ms).
+    std::thread::sleep(std::time::Duration::from_millis(30));
     let addrs: Vec<u32> = recs.unwrap().iter().map(|r| r.record.address).collect();
     let dir = temp_dir("profile-elf");
     let elf = dir.join("firmware.elf");
@@ -446,4 +449,44 @@ fn omv_over_tcp() {
     let o = omv(&["--tcp", &addr, "read", "bulk", "--size", "500"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, pattern(0, 500));
+}
+
+/// `omv run` exits 1 when the script ends with an uncaught exception (the
+/// traceback on stdout, one line on stderr), 0 when it ends normally.
+#[test]
+fn run_fails_on_an_uncaught_exception() {
+    if omv_sim::script::PythonRunner::new()
+        .resolve_interpreter()
+        .is_none()
+    {
+        eprintln!("python3 not on PATH: skipping");
+        return;
+    }
+    let dir = temp_dir("raise");
+    let bad = dir.join("bad.py");
+    std::fs::write(
+        &bad,
+        "import time\nprint(time.ticks_ms() >= 0)\nraise ValueError('boom')\n",
+    )
+    .unwrap();
+    let o = omv(&["run", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("True"), "{out}");
+    assert!(out.contains("Traceback (most recent call last):"), "{out}");
+    assert!(out.contains("ValueError: boom"), "{out}");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("omv: the script ended with an uncaught exception: ValueError: boom"),
+        "{err}"
+    );
+    let good = dir.join("good.py");
+    std::fs::write(
+        &good,
+        "import protocol\nprint('fine', protocol.CHANNEL_ID_STREAM)\n",
+    )
+    .unwrap();
+    let (_, out) = ok(&["run", good.to_str().unwrap()]);
+    assert!(text(&out).contains("fine 3"), "{}", text(&out));
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -75,6 +75,58 @@ fn read_with_timeout(result: io::Result<usize>, wanted: usize) -> io::Result<usi
     }
 }
 
+/// How a socket waits in a read: non-blocking for a zero timeout (a 1 µs
+/// `SO_RCVTIMEO` would be rounded up to a scheduler tick, several
+/// milliseconds, by Linux), else blocking with that read timeout. Remembers
+/// the mode set last, so that a run of reads with one timeout costs no
+/// system call to set it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum SocketWait {
+    /// Not set yet.
+    #[default]
+    Unset,
+    /// Non-blocking.
+    Poll,
+    /// Blocking with this read timeout.
+    Block(Duration),
+}
+
+impl SocketWait {
+    /// The mode for `timeout`.
+    fn for_timeout(timeout: Duration) -> SocketWait {
+        if timeout.is_zero() {
+            SocketWait::Poll
+        } else {
+            SocketWait::Block(timeout)
+        }
+    }
+
+    /// Switches a socket to the mode `timeout` needs, if it is not in it.
+    fn apply(
+        &mut self,
+        timeout: Duration,
+        set_nonblocking: impl FnOnce(bool) -> io::Result<()>,
+        set_read_timeout: impl FnOnce(Option<Duration>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let want = SocketWait::for_timeout(timeout);
+        if *self == want {
+            return Ok(());
+        }
+        match want {
+            SocketWait::Poll => set_nonblocking(true)?,
+            SocketWait::Block(t) => {
+                if matches!(*self, SocketWait::Poll | SocketWait::Unset) {
+                    set_nonblocking(false)?;
+                }
+                set_read_timeout(Some(t))?;
+            }
+            SocketWait::Unset => {}
+        }
+        *self = want;
+        Ok(())
+    }
+}
+
 /// A serial port (USB CDC or UART), through the `serialport` crate.
 pub struct SerialTransport {
     port: Box<dyn serialport::SerialPort>,
@@ -121,7 +173,7 @@ impl Transport for SerialTransport {
 pub struct TcpTransport {
     stream: TcpStream,
     name: String,
-    read_timeout: Option<Duration>,
+    wait: SocketWait,
 }
 
 impl TcpTransport {
@@ -146,23 +198,28 @@ impl TcpTransport {
         Ok(TcpTransport {
             stream,
             name: name.to_string(),
-            read_timeout: None,
+            wait: SocketWait::Unset,
         })
     }
 }
 
 impl Transport for TcpTransport {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.wait == SocketWait::Poll {
+            // A non-blocking socket's write could stop short with WouldBlock.
+            self.stream.set_nonblocking(false)?;
+            self.wait = SocketWait::Unset;
+        }
         self.stream.write_all(buf)
     }
 
     fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        // SO_RCVTIMEO cannot be zero (that means "block forever"): poll with 1 µs.
-        let t = timeout.max(Duration::from_micros(1));
-        if self.read_timeout != Some(t) {
-            self.stream.set_read_timeout(Some(t))?;
-            self.read_timeout = Some(t);
-        }
+        let stream = &self.stream;
+        self.wait.apply(
+            timeout,
+            |on| stream.set_nonblocking(on),
+            |t| stream.set_read_timeout(t),
+        )?;
         let wanted = buf.len();
         read_with_timeout(self.stream.read(buf), wanted)
     }
@@ -185,7 +242,7 @@ impl Transport for TcpTransport {
 pub struct UdpTransport {
     socket: UdpSocket,
     name: String,
-    read_timeout: Option<Duration>,
+    wait: SocketWait,
 }
 
 impl UdpTransport {
@@ -205,13 +262,18 @@ impl UdpTransport {
         Ok(UdpTransport {
             socket,
             name: addr.to_string(),
-            read_timeout: None,
+            wait: SocketWait::Unset,
         })
     }
 }
 
 impl Transport for UdpTransport {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.wait == SocketWait::Poll {
+            // Non-blocking, a full send buffer would fail the send.
+            self.socket.set_nonblocking(false)?;
+            self.wait = SocketWait::Unset;
+        }
         let n = self.socket.send(buf)?;
         if n != buf.len() {
             return Err(io::Error::new(
@@ -223,12 +285,12 @@ impl Transport for UdpTransport {
     }
 
     fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        // SO_RCVTIMEO cannot be zero (that means "block forever"): poll with 1 µs.
-        let t = timeout.max(Duration::from_micros(1));
-        if self.read_timeout != Some(t) {
-            self.socket.set_read_timeout(Some(t))?;
-            self.read_timeout = Some(t);
-        }
+        let socket = &self.socket;
+        self.wait.apply(
+            timeout,
+            |on| socket.set_nonblocking(on),
+            |t| socket.set_read_timeout(t),
+        )?;
         match self.socket.recv(buf) {
             Ok(n) => Ok(n),
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
@@ -443,6 +505,44 @@ mod tests {
         let mut b = [0u8; 4];
         assert_eq!(t.read(&mut b, Duration::from_millis(40)).expect("read"), 0);
         assert!(start.elapsed() >= Duration::from_millis(35));
+    }
+
+    #[test]
+    fn socket_reads_poll_without_waiting_and_block_with_a_timeout() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut t = TcpTransport::connect(
+            &l.local_addr().expect("addr").to_string(),
+            Duration::from_secs(1),
+        )
+        .expect("connect");
+        let (mut peer, _) = l.accept().expect("accept");
+        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut ut =
+            UdpTransport::connect(&u.local_addr().expect("addr").to_string()).expect("udp");
+        let mut b = [0u8; 16];
+        // Zero timeouts are non-blocking reads: 200 of them take far less
+        // than one scheduler tick each (with a 1 us SO_RCVTIMEO they took
+        // 1.6 s here: ~8 ms each).
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            assert_eq!(t.read(&mut b, Duration::ZERO).expect("tcp poll"), 0);
+            assert_eq!(ut.read(&mut b, Duration::ZERO).expect("udp poll"), 0);
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
+        // A write after polling is a blocking one, and a timed read waits.
+        t.write_all(&[7; 4]).expect("write");
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got).expect("peer reads");
+        assert_eq!(got, [7; 4]);
+        let start = std::time::Instant::now();
+        assert_eq!(t.read(&mut b, Duration::from_millis(30)).expect("read"), 0);
+        assert!(start.elapsed() >= Duration::from_millis(25));
+        peer.write_all(&[1, 2, 3]).expect("peer writes");
+        assert_eq!(t.read(&mut b, Duration::from_secs(5)).expect("read"), 3);
     }
 
     #[cfg(unix)]

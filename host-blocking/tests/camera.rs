@@ -129,6 +129,11 @@ fn utf8_output_split_across_reads() {
             out.write(&[b"h\xc3\xa9" as &[u8], &euro[..1]].concat());
             std::thread::sleep(Duration::from_millis(300));
             out.write(&[&euro[1..], b"!"].concat());
+            // Keep running: a script's end soft-resets the cam's protocol,
+            // and this host does not resync on SOFT_REBOOT yet.
+            while !ctx.stop_requested() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }),
         |_| {},
         CameraConfig::new("sim"),

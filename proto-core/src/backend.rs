@@ -52,6 +52,19 @@ pub enum ChannelError {
     /// Not possible now, e.g. lock with no data (NAK BUSY).
     #[error("busy")]
     Busy,
+    /// The backend did not answer in time, e.g. a script's backend that
+    /// hangs (NAK TIMEOUT).
+    #[error("the backend did not answer in time")]
+    Timeout,
+    /// The answer is not ready yet (the backend asked someone else, e.g. a
+    /// script in another process). The endpoint keeps the request and calls
+    /// the same method again, with the same arguments, each time it is
+    /// driven (input, timeout, transmit poll) until the backend gives
+    /// another answer; the backend's [`ChannelBackend::next_deadline`] must
+    /// ask to be driven meanwhile. A new request from the host abandons the
+    /// kept one. Never sent on the wire.
+    #[error("answer pending")]
+    Pending,
 }
 
 impl ChannelError {
@@ -61,6 +74,9 @@ impl ChannelError {
             ChannelError::Unsupported | ChannelError::Invalid => Status::INVALID,
             ChannelError::Failed => Status::FAILED,
             ChannelError::Busy => Status::BUSY,
+            ChannelError::Timeout => Status::TIMEOUT,
+            // Never sent: the endpoint waits for the real answer.
+            ChannelError::Pending => Status::BUSY,
         }
     }
 }
@@ -134,6 +150,14 @@ pub trait ChannelBackend: Send {
     /// Flushes buffered writes.
     fn flush(&mut self) -> Result<(), ChannelError> {
         Err(ChannelError::Unsupported)
+    }
+
+    /// Largest read piece (packet payload) for this channel, below the
+    /// endpoint's own limit: the firmware answers reads of callback
+    /// channels (Python backends) in pieces of at most 512 bytes. `None`:
+    /// the endpoint's limit.
+    fn read_piece(&self) -> Option<u16> {
+        None
     }
 
     /// Called by the protocol reset (SYNC, retransmit give-up): release locks.

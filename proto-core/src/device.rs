@@ -96,6 +96,16 @@ pub struct DeviceConfig {
     pub firmware_send_loop: bool,
 }
 
+impl DeviceConfig {
+    /// The start-up configuration this configuration gives: `startup_caps`
+    /// (or every supported flag and `max_payload`), limited to what the cam
+    /// supports (CRC and sequence numbers always) and to
+    /// `[MIN_PAYLOAD, max_payload]`.
+    pub fn startup(&self) -> Caps {
+        resolve_startup(self)
+    }
+}
+
 impl Default for DeviceConfig {
     fn default() -> Self {
         DeviceConfig {
@@ -212,6 +222,20 @@ enum Message {
         /// A piece was already sent (with FRAGMENT).
         started: bool,
     },
+    /// A channel request whose backend answered [`ChannelError::Pending`]:
+    /// asked again each time the endpoint is driven.
+    Deferred { header: Header, op: ChannelOp },
+}
+
+/// A channel request answered by a status or a small buffer, kept while
+/// its backend's answer is pending.
+enum ChannelOp {
+    Shape,
+    Size,
+    Lock,
+    Unlock,
+    Write { offset: u32, data: Vec<u8> },
+    Ioctl { request: u32, args: Vec<u8> },
 }
 
 /// Input that arrived while the firmware send loop was busy.
@@ -251,6 +275,8 @@ pub struct DeviceEndpoint {
     app_events: VecDeque<DeviceEvent>,
     stats: Stats,
     dropped_events: u64,
+    /// Event packets the host acknowledged.
+    event_acks: u64,
     /// When the last successful CHANNEL_LOCK of any channel happened.
     last_lock: Option<Instant>,
     /// A host has the port open (see [`DeviceEndpoint::set_transport_active`]).
@@ -291,6 +317,7 @@ impl DeviceEndpoint {
             app_events: VecDeque::new(),
             stats: Stats::default(),
             dropped_events: 0,
+            event_acks: 0,
             last_lock: None,
             transport_active: true,
             deferred: VecDeque::new(),
@@ -298,6 +325,28 @@ impl DeviceEndpoint {
             deferred_dropped: 0,
             config,
         }
+    }
+
+    /// Re-initialises the protocol as the firmware's `omv_protocol_init`
+    /// does (a script's `protocol.init`, the soft reset after a script):
+    /// the configuration is replaced, `startup` becomes its start-up
+    /// configuration ([`DeviceConfig::startup_caps`], limited to what the
+    /// configuration supports), in force now and what PROTO_SYNC restores
+    /// from now on; the sequence is 0, queued packets, events, the
+    /// unfinished answer and buffered input are dropped, locks are released
+    /// and the lock timestamp forgotten. Channels and statistics stay. No
+    /// application event (see [`restore_startup_config`](Self::restore_startup_config)
+    /// for the same with the current configuration, and an event).
+    pub fn reinit(&mut self, config: DeviceConfig, startup: Caps) {
+        self.config = config;
+        self.config.startup_caps = Some(startup);
+        self.reset_state(true);
+        self.framer.clear();
+    }
+
+    /// Event packets sent with ACK_REQ that the host acknowledged so far.
+    pub fn event_acks(&self) -> u64 {
+        self.event_acks
     }
 
     /// The configuration.
@@ -661,6 +710,9 @@ impl DeviceEndpoint {
         if h.flags.contains(Flags::ACK) {
             if let Some(inf) = &self.inflight {
                 if inf.header.sequence == h.sequence && inf.header.opcode == h.opcode {
+                    if inf.header.flags.contains(Flags::EVENT) {
+                        self.event_acks = self.event_acks.wrapping_add(1);
+                    }
                     self.inflight = None;
                 }
             }
@@ -703,7 +755,11 @@ impl DeviceEndpoint {
         // A new request: the host has everything we sent (it only moves on
         // after the last packet of a response), so an outstanding ACK is
         // implied and any unfinished answer is abandoned.
-        self.inflight = None;
+        if let Some(inf) = self.inflight.take() {
+            if inf.header.flags.contains(Flags::EVENT) {
+                self.event_acks = self.event_acks.wrapping_add(1);
+            }
+        }
         self.abort_message();
         self.dispatch(now, h, &p.payload);
     }
@@ -779,54 +835,31 @@ impl DeviceEndpoint {
                 }
                 self.respond(&h, Bytes::copy_from_slice(&bits.encode()));
             }
-            Opcode::CHANNEL_LOCK => self.channel_lock(now, h),
-            Opcode::CHANNEL_UNLOCK => {
-                let r = self.with_slot(&h, |s| s.backend.unlock());
-                self.status_reply(&h, r);
-            }
-            Opcode::CHANNEL_SHAPE => {
-                let r = self.with_slot(&h, |s| s.backend.shape());
-                match r {
-                    Ok(shape) => {
-                        let mut buf = [0u8; 16];
-                        let n = shape.encode(&mut buf);
-                        self.respond(&h, Bytes::copy_from_slice(&buf[..n]));
-                    }
-                    Err(e) => self.nak(&h, e.status()),
-                }
-            }
-            Opcode::CHANNEL_SIZE => {
-                let r = self.with_slot(&h, |s| s.backend.size());
-                match r {
-                    Ok(n) => self.respond(&h, Bytes::copy_from_slice(&n.to_le_bytes())),
-                    Err(e) => self.nak(&h, e.status()),
-                }
-            }
+            Opcode::CHANNEL_LOCK => self.channel_op(now, h, ChannelOp::Lock),
+            Opcode::CHANNEL_UNLOCK => self.channel_op(now, h, ChannelOp::Unlock),
+            Opcode::CHANNEL_SHAPE => self.channel_op(now, h, ChannelOp::Shape),
+            Opcode::CHANNEL_SIZE => self.channel_op(now, h, ChannelOp::Size),
             Opcode::CHANNEL_READ => self.channel_read(h, payload),
-            Opcode::CHANNEL_WRITE => {
-                let r = match WriteRequest::decode(payload) {
-                    Ok(w) if w.end_offset().is_some() => self.with_slot(&h, |s| {
-                        if s.ops.contains(Ops::WRITE) {
-                            s.backend.write(w.offset, w.data)?;
-                            if s.ops.contains(Ops::FLUSH) {
-                                s.backend.flush()?;
-                            }
-                            Ok(())
-                        } else {
-                            Err(ChannelError::Unsupported)
-                        }
-                    }),
-                    _ => Err(ChannelError::Invalid),
-                };
-                self.status_reply(&h, r);
-            }
-            Opcode::CHANNEL_IOCTL => {
-                let r = match IoctlRequest::decode(payload) {
-                    Ok(io) => self.with_slot(&h, |s| s.backend.ioctl(io.request, io.args)),
-                    Err(_) => Err(ChannelError::Invalid),
-                };
-                self.status_reply(&h, r);
-            }
+            Opcode::CHANNEL_WRITE => match WriteRequest::decode(payload) {
+                Ok(w) if w.end_offset().is_some() => {
+                    let op = ChannelOp::Write {
+                        offset: w.offset,
+                        data: w.data.to_vec(),
+                    };
+                    self.channel_op(now, h, op)
+                }
+                _ => self.nak(&h, Status::INVALID),
+            },
+            Opcode::CHANNEL_IOCTL => match IoctlRequest::decode(payload) {
+                Ok(io) => {
+                    let op = ChannelOp::Ioctl {
+                        request: io.request,
+                        args: io.args.to_vec(),
+                    };
+                    self.channel_op(now, h, op)
+                }
+                Err(_) => self.nak(&h, Status::INVALID),
+            },
             _ => self.nak(&h, Status::INVALID),
         }
     }
@@ -842,26 +875,61 @@ impl DeviceEndpoint {
         }
     }
 
-    fn channel_lock(&mut self, now: Instant, h: Header) {
-        // One timestamp for every channel, as the firmware keeps: a lock
+    /// Runs a channel request answered by a status or a small buffer; a
+    /// pending answer keeps the request (see [`ChannelError::Pending`]).
+    fn channel_op(&mut self, now: Instant, h: Header, op: ChannelOp) {
+        // One lock timestamp for every channel, as the firmware keeps: a lock
         // within lock_interval of the last success on any channel is BUSY.
         // (A channel that cannot lock NAKs INVALID first, as PROTOCOL.md
         // says of missing methods; the firmware answers BUSY there too.)
         let interval = self.config.lock_interval;
         let last = self.last_lock;
-        let r = self.with_slot(&h, |s| {
-            if !s.ops.contains(Ops::LOCK) {
-                return Err(ChannelError::Unsupported);
+        let mut locked = false;
+        let r = self.with_slot(&h, |s| match &op {
+            ChannelOp::Lock => {
+                if !s.ops.contains(Ops::LOCK) {
+                    return Err(ChannelError::Unsupported);
+                }
+                if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+                    return Err(ChannelError::Busy);
+                }
+                s.backend.lock()?;
+                locked = true;
+                Ok(None)
             }
-            if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
-                return Err(ChannelError::Busy);
+            ChannelOp::Unlock => s.backend.unlock().map(|()| None),
+            ChannelOp::Shape => s.backend.shape().map(|shape| {
+                let mut buf = [0u8; 16];
+                let n = shape.encode(&mut buf);
+                Some(Bytes::copy_from_slice(&buf[..n]))
+            }),
+            ChannelOp::Size => s
+                .backend
+                .size()
+                .map(|n| Some(Bytes::copy_from_slice(&n.to_le_bytes()))),
+            ChannelOp::Write { offset, data } => {
+                if !s.ops.contains(Ops::WRITE) {
+                    return Err(ChannelError::Unsupported);
+                }
+                s.backend.write(*offset, data)?;
+                if s.ops.contains(Ops::FLUSH) {
+                    s.backend.flush()?;
+                }
+                Ok(None)
             }
-            s.backend.lock()
+            ChannelOp::Ioctl { request, args } => s.backend.ioctl(*request, args).map(|()| None),
         });
-        if r.is_ok() {
+        if locked {
             self.last_lock = Some(now);
         }
-        self.status_reply(&h, r);
+        match r {
+            Ok(Some(data)) => self.respond(&h, data),
+            Ok(None) => self.ack(&h),
+            Err(ChannelError::Pending) => {
+                self.message = Some(Message::Deferred { header: h, op });
+            }
+            Err(e) => self.nak(&h, e.status()),
+        }
     }
 
     fn channel_read(&mut self, h: Header, payload: &[u8]) {
@@ -882,13 +950,6 @@ impl DeviceEndpoint {
             remaining: req.length,
             started: false,
         });
-    }
-
-    fn status_reply(&mut self, h: &Header, r: Result<(), ChannelError>) {
-        match r {
-            Ok(()) => self.ack(h),
-            Err(e) => self.nak(h, e.status()),
-        }
     }
 
     fn respond(&mut self, h: &Header, data: Bytes) {
@@ -964,12 +1025,22 @@ impl DeviceEndpoint {
                     remaining,
                     started,
                 }) => {
-                    self.emit_read_piece(now, header, offset, remaining, started);
+                    if !self.emit_read_piece(now, header, offset, remaining, started) {
+                        return;
+                    }
+                }
+                Some(Message::Deferred { header, op }) => {
+                    self.channel_op(now, header, op);
+                    if matches!(self.message, Some(Message::Deferred { .. })) {
+                        return;
+                    }
                 }
             }
         }
     }
 
+    /// Sends the next piece of a read; false when the backend's answer is
+    /// pending (the read is kept, nothing sent).
     fn emit_read_piece(
         &mut self,
         now: Instant,
@@ -977,12 +1048,19 @@ impl DeviceEndpoint {
         offset: u32,
         remaining: u32,
         started: bool,
-    ) {
-        let piece = self.read_piece_len();
-        let want = remaining.min(u32::from(piece)) as usize;
+    ) -> bool {
         let Some(Some(slot)) = self.slots.get_mut(usize::from(request.channel.0)) else {
-            return self.nak(&request, Status::FAILED);
+            self.nak(&request, Status::FAILED);
+            return true;
         };
+        let piece = self
+            .config
+            .read_piece
+            .unwrap_or(self.caps.max_payload)
+            .min(slot.backend.read_piece().unwrap_or(u16::MAX))
+            .min(self.caps.max_payload)
+            .max(1);
+        let want = remaining.min(u32::from(piece)) as usize;
         let mut wire = Vec::with_capacity(HEADER_SIZE + want + 4);
         wire.resize(HEADER_SIZE + want, 0);
         let got = if slot.ops.contains(Ops::READP) {
@@ -999,6 +1077,15 @@ impl DeviceEndpoint {
                 .read(offset, &mut wire[HEADER_SIZE..])
                 .map(|n| n.min(want))
         };
+        if got == Err(ChannelError::Pending) {
+            self.message = Some(Message::Read {
+                header: request,
+                offset,
+                remaining,
+                started,
+            });
+            return false;
+        }
         let got = match got {
             // The last piece filled its request exactly and the channel has
             // nothing more (a short read): end the answer with an empty last
@@ -1010,7 +1097,8 @@ impl DeviceEndpoint {
                     Err(e) => e.status(),
                     _ => Status::FAILED,
                 };
-                return self.nak(&request, status);
+                self.nak(&request, status);
+                return true;
             }
             Ok(n) => n,
         };
@@ -1033,6 +1121,7 @@ impl DeviceEndpoint {
             });
         }
         self.finish_data_packet(now, h, wire);
+        true
     }
 
     /// Sends a data packet (adds ACK_REQ when acks are on) and advances the counter.
@@ -1221,21 +1310,27 @@ impl DeviceEndpoint {
     }
 
     fn reset_protocol(&mut self, cause: ResetCause) {
-        self.sequence = 0;
-        // The firmware restores its start-up configuration (PROTOCOL.md
-        // section 6), not the protocol's minimal defaults.
-        self.caps = self.startup_caps();
-        self.framer.set_config(device_framer(self.caps));
+        self.reset_state(cause == ResetCause::Restart);
         if cause != ResetCause::Sync {
             self.framer.clear();
         }
+        self.app_events.push_back(DeviceEvent::ProtocolReset(cause));
+    }
+
+    /// What every protocol reset does. The firmware restores its start-up
+    /// configuration (PROTOCOL.md section 6), not the protocol's minimal
+    /// defaults. A re-initialisation (`reinit`: the firmware's init after a
+    /// soft reset) also forgets the lock timestamp; a SYNC or a give-up
+    /// keeps it.
+    fn reset_state(&mut self, reinit: bool) {
+        self.sequence = 0;
+        self.caps = self.startup_caps();
+        self.framer.set_config(device_framer(self.caps));
         self.transmits.clear();
         self.inflight = None;
         self.message = None;
         self.events.clear();
-        // A protocol re-initialisation (the firmware's init after a soft
-        // reset) also forgets the lock timestamp; a SYNC or give-up keeps it.
-        if cause == ResetCause::Restart {
+        if reinit {
             self.last_lock = None;
         }
         // The firmware empties its input buffer.
@@ -1244,7 +1339,6 @@ impl DeviceEndpoint {
         for s in self.slots.iter_mut().flatten() {
             s.backend.reset();
         }
-        self.app_events.push_back(DeviceEvent::ProtocolReset(cause));
     }
 }
 

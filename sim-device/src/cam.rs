@@ -22,8 +22,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use omv_proto::backend::ChannelBackend;
+use omv_proto::caps::{CapFlags, Caps};
 use omv_proto::channel::{ChannelEntry, MAX_NAME_LEN};
 use omv_proto::device::{DeviceConfig, DeviceEndpoint, DeviceEvent, RegisterError};
+use omv_proto::frame::PixFormat;
 use omv_proto::framer::FramerStats;
 use omv_proto::memory::{MemoryEntry, MemoryKind, MemoryStats};
 use omv_proto::stats::Stats;
@@ -34,6 +36,7 @@ use crate::events::SystemEvents;
 use crate::fault::{FaultConfig, FaultError, FaultInjector, FaultStats};
 use crate::output::SharedOutput;
 use crate::profile::ProfileChannel;
+use crate::runtime::{Bridge, FrameBuffer, PendingRequest, RuntimeFacts, ScriptRequest};
 use crate::script::{InProcessRunner, PythonRunner, ScriptContext, ScriptRunner};
 use crate::serve::SansIoCam;
 use crate::source::{DirSource, FrameSource, PatternSource};
@@ -225,6 +228,16 @@ pub struct SimConfig {
     /// The largest payload announced and accepted, instead of the board's
     /// packet buffer ([`BoardProfile::max_payload`]); e.g. 1400 over UDP.
     pub max_payload: Option<u16>,
+    /// The stream produces frames by itself at `fps` (the test pattern or
+    /// `frames_dir`), with no script taking snapshots. Off by default: as
+    /// on a cam, frames come from a script's `csi.snapshot()`.
+    pub free_running_frames: bool,
+    /// How long a script channel's backend may take to answer a host
+    /// request before the host gets NAK TIMEOUT (default 1 s).
+    pub script_call_timeout: omv_proto::Duration,
+    /// The simulated flash that `img.save` writes into (default: a
+    /// temporary directory).
+    pub flash_dir: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -240,6 +253,9 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             device: DeviceConfig::default(),
             max_payload: None,
+            free_running_frames: false,
+            script_call_timeout: crate::runtime::DEFAULT_CALL_TIMEOUT,
+            flash_dir: None,
         }
     }
 }
@@ -432,6 +448,24 @@ impl SimConfig {
         self
     }
 
+    /// Streams frames with no script (see [`SimConfig::free_running_frames`]).
+    pub fn free_running_frames(mut self, on: bool) -> Self {
+        self.free_running_frames = on;
+        self
+    }
+
+    /// Sets how long a script backend may take to answer.
+    pub fn script_call_timeout(mut self, timeout: omv_proto::Duration) -> Self {
+        self.script_call_timeout = timeout;
+        self
+    }
+
+    /// Sets the simulated flash directory (`img.save`).
+    pub fn flash_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.flash_dir = Some(dir.into());
+        self
+    }
+
     /// Builds the cam.
     pub fn build(self) -> Result<SimCam, SimError> {
         SimCam::new(self)
@@ -474,6 +508,16 @@ pub struct SimCam {
     soft_reboots: u64,
     reboots: u64,
     rx_scratch: Vec<u8>,
+    /// The script runtime's bridge (None where it cannot run).
+    bridge: Option<Bridge>,
+    frames: Arc<FrameBuffer>,
+    env: Vec<(String, String)>,
+    /// Channels the running script registered.
+    script_channels: Vec<ChannelId>,
+    /// `send_event(wait_ack=True)` calls waiting for the host's ACK.
+    ack_waiters: std::collections::VecDeque<PendingRequest>,
+    seen_acks: u64,
+    last_now: Instant,
 }
 
 impl fmt::Debug for SimCam {
@@ -534,7 +578,10 @@ impl SimCam {
         let profile = config.board.profile();
         let system = SystemEvents::new();
         let output = profile.stdout_buffer();
-        let dev = boot(&config, &profile, &system, &output)?;
+        let frames = FrameBuffer::new();
+        let bridge = start_bridge(&config, &profile, &frames)?;
+        let env = bridge.as_ref().map(Bridge::env).unwrap_or_default();
+        let dev = boot(&config, &profile, &system, &output, &frames, &env)?;
         log::info!(
             "cam: {} (protocol {:?}, firmware {:?}), channels: {}",
             profile.board.display_name(),
@@ -557,6 +604,13 @@ impl SimCam {
             soft_reboots: 0,
             reboots: 0,
             rx_scratch: Vec::new(),
+            bridge,
+            frames,
+            env,
+            script_channels: Vec::new(),
+            ack_waiters: std::collections::VecDeque::new(),
+            seen_acks: 0,
+            last_now: Instant::ZERO,
         })
     }
 
@@ -680,22 +734,27 @@ impl SimCam {
             self.dev.handle_input(now, &buf);
         }
         self.rx_scratch = buf;
-        self.after();
+        self.after(now);
     }
 
     /// Time has passed: retransmissions, stdout and stream timers, script ends.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dev.handle_timeout(now);
-        self.after();
+        self.after(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next, or when a
     /// held (delayed) packet is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.dev.poll_timeout(), self.faults.next_release()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let script = self
+            .bridge
+            .as_ref()
+            .filter(|b| b.has_requests())
+            .map(|_| self.last_now);
+        [self.dev.poll_timeout(), self.faults.next_release(), script]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Next bytes to send to the host (a packet, or a chunk of one with
@@ -714,13 +773,16 @@ impl SimCam {
     }
 
     /// Raises system events and acts on the endpoint's application events.
-    fn after(&mut self) {
+    fn after(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.serve_script();
         for ev in self.system.drain() {
+            self.dev.send_event(ChannelId::SYSTEM, Some(ev.0), false);
             if ev == omv_proto::event::EventId::SOFT_REBOOT {
                 self.soft_reboots += 1;
                 log::info!("cam: script ended: soft reboot");
+                self.soft_reset(now);
             }
-            self.dev.send_event(ChannelId::SYSTEM, Some(ev.0), false);
         }
         while let Some(ev) = self.dev.poll_event() {
             match ev {
@@ -734,10 +796,141 @@ impl SimCam {
                     self.reboot();
                     return;
                 }
-                DeviceEvent::ProtocolReset(cause) => log::debug!("cam: protocol reset ({cause:?})"),
+                DeviceEvent::ProtocolReset(cause) => {
+                    log::debug!("cam: protocol reset ({cause:?})");
+                    self.fail_ack_waiters();
+                }
                 DeviceEvent::CapsChanged(caps) => log::debug!("cam: caps now {caps:?}"),
             }
         }
+    }
+
+    /// Serves what the running script asked for (channels, events, init).
+    fn serve_script(&mut self) {
+        let Some(bridge) = &self.bridge else { return };
+        let active = self.dev.stats().received > 0;
+        bridge.set_status(active, self.dev.caps().flags.events());
+        // Events the host acknowledged release their waiters, oldest first.
+        let acks = self.dev.event_acks();
+        while self.seen_acks < acks {
+            self.seen_acks += 1;
+            if let Some(w) = self.ack_waiters.pop_front() {
+                bridge.reply(&w, &[0]);
+            }
+        }
+        for req in bridge.take_requests() {
+            match &req.request {
+                ScriptRequest::Register { name, methods } => {
+                    // The first free id, as the endpoint will pick it.
+                    let taken: Vec<u8> = self.dev.channels().iter().map(|c| c.id.0).collect();
+                    let free = (1..ChannelId::COUNT as u8)
+                        .find(|i| !taken.contains(i))
+                        .unwrap_or(0);
+                    let backend =
+                        bridge.channel(&req, *methods, free, self.config.script_call_timeout);
+                    match self.dev.register(name, Box::new(backend)) {
+                        Ok(id) => {
+                            log::info!("cam: the script registered channel {name:?} as {}", id.0);
+                            self.script_channels.push(id);
+                            bridge.reply(&req, &i32::from(id.0).to_le_bytes());
+                        }
+                        Err(e) => {
+                            log::warn!("cam: the script's channel {name:?}: {e}");
+                            bridge.reply(&req, &(-1i32).to_le_bytes());
+                        }
+                    }
+                }
+                ScriptRequest::Event {
+                    channel,
+                    event,
+                    wait_ack,
+                } => {
+                    let id = ChannelId(*channel);
+                    if !self.script_channels.contains(&id) || !self.dev.caps().flags.events() {
+                        bridge.reply(&req, &[1]);
+                        continue;
+                    }
+                    let ev = (*event != 0xFFFF).then_some(*event);
+                    let ack_req = *wait_ack && self.dev.caps().flags.ack();
+                    self.dev.send_event(id, ev, ack_req);
+                    if ack_req {
+                        self.ack_waiters.push_back(req);
+                    } else {
+                        bridge.reply(&req, &[0]);
+                    }
+                }
+                ScriptRequest::Init(c) => {
+                    let max = self.dev.config().max_payload;
+                    let ok = (u32::from(omv_proto::MIN_PAYLOAD)..=u32::from(max))
+                        .contains(&c.max_payload)
+                        && c.lock_interval_ms >= 10;
+                    if !ok {
+                        bridge.reply(&req, &[1]);
+                        continue;
+                    }
+                    let mut dc = self.dev.config().clone();
+                    dc.rtx_retries = c.rtx_retries.min(255) as u8;
+                    dc.rtx_timeout = omv_proto::Duration::from_millis(u64::from(c.rtx_timeout_ms));
+                    dc.lock_interval =
+                        omv_proto::Duration::from_millis(u64::from(c.lock_interval_ms));
+                    let mut flags = 0;
+                    for (on, f) in [
+                        (c.crc, CapFlags::CRC),
+                        (c.seq, CapFlags::SEQ),
+                        (c.ack, CapFlags::ACK),
+                        (c.events, CapFlags::EVENTS),
+                    ] {
+                        if on {
+                            flags |= f.0;
+                        }
+                    }
+                    // Clears the channel table: the script's channels go.
+                    for id in std::mem::take(&mut self.script_channels) {
+                        self.dev.unregister(id);
+                    }
+                    for w in self.ack_waiters.drain(..) {
+                        bridge.reply(&w, &[3]);
+                    }
+                    self.seen_acks = self.dev.event_acks();
+                    let caps = Caps {
+                        flags: CapFlags(flags),
+                        max_payload: c.max_payload as u16,
+                    };
+                    self.dev.reinit(dc, caps);
+                    log::info!("cam: protocol.init: {caps:?}");
+                    bridge.reply(&req, &[0]);
+                }
+            }
+        }
+    }
+
+    fn fail_ack_waiters(&mut self) {
+        self.seen_acks = self.dev.event_acks();
+        if let Some(bridge) = &self.bridge {
+            for w in self.ack_waiters.drain(..) {
+                bridge.reply(&w, &[3]);
+            }
+        }
+    }
+
+    /// After a script: its channels are dropped (no events, as the
+    /// firmware's deinit) and the protocol starts over with the start-up
+    /// configuration; SOFT_REBOOT (already queued) goes out first.
+    fn soft_reset(&mut self, now: Instant) {
+        while let Some(p) = self.dev.poll_transmit(now) {
+            self.faults.push_tx(now, p);
+        }
+        self.output.write_str("MPY: soft reboot\r\n");
+        for id in std::mem::take(&mut self.script_channels) {
+            self.dev.unregister(id);
+        }
+        self.fail_ack_waiters();
+        // The firmware re-initialises with its defaults: everything on,
+        // the board's largest payload (the configured start-up caps).
+        let dc = device_config(&self.config, &self.profile);
+        let startup = dc.startup();
+        self.dev.reinit(dc, startup);
+        self.seen_acks = self.dev.event_acks();
     }
 
     /// Behaves like a rebooted cam: the running script stops, every protocol
@@ -748,7 +941,14 @@ impl SimCam {
     pub fn reboot(&mut self) {
         let system = SystemEvents::new();
         let output = self.profile.stdout_buffer();
-        let dev = match boot(&self.config, &self.profile, &system, &output) {
+        let dev = match boot(
+            &self.config,
+            &self.profile,
+            &system,
+            &output,
+            &self.frames,
+            &self.env,
+        ) {
             Ok(d) => d,
             Err(e) => {
                 // Cannot happen: the same configuration booted before.
@@ -765,6 +965,8 @@ impl SimCam {
             }
         }
         drop(old); // stops the running script
+        self.script_channels.clear();
+        self.fail_ack_waiters();
         self.system = system;
         self.output = output;
         self.faults.clear();
@@ -773,13 +975,8 @@ impl SimCam {
     }
 }
 
-/// A freshly booted endpoint: built-in channels and `--channel` buffers.
-fn boot(
-    config: &SimConfig,
-    profile: &BoardProfile,
-    system: &SystemEvents,
-    output: &SharedOutput,
-) -> Result<DeviceEndpoint, SimError> {
+/// The endpoint's start-up configuration.
+fn device_config(config: &SimConfig, profile: &BoardProfile) -> DeviceConfig {
     let mut dc = config.device.clone();
     dc.sysinfo = profile.sysinfo;
     dc.version = profile.version;
@@ -789,6 +986,106 @@ fn boot(
     if dc.memory.is_none() {
         dc.memory = Some(memory_of(profile));
     }
+    dc
+}
+
+fn make_source(config: &SimConfig) -> Result<Box<dyn FrameSource>, SimError> {
+    Ok(match &config.frames_dir {
+        Some(dir) => Box::new(DirSource::new(dir).map_err(|source| SimError::Frames {
+            path: dir.clone(),
+            source,
+        })?),
+        None => match config.resolution {
+            Some((w, h)) => Box::new(PatternSource::new(w, h)),
+            None => Box::new(PatternSource::default()),
+        },
+    })
+}
+
+/// The script runtime's bridge, for Python scripts on unix; `None` for
+/// other runners (or where the runtime cannot be set up, with a warning).
+fn start_bridge(
+    config: &SimConfig,
+    profile: &BoardProfile,
+    frames: &Arc<FrameBuffer>,
+) -> Result<Option<Bridge>, SimError> {
+    if !matches!(config.engine, ScriptEngine::Python(_)) || !cfg!(unix) {
+        return Ok(None);
+    }
+    let source = make_source(config)?;
+    let info = &profile.sysinfo;
+    let uid = info
+        .device_id
+        .iter()
+        .map(|w| format!("{w:08X}"))
+        .collect::<String>();
+    let fw = profile.version.firmware;
+    let heap = memory_of(profile).entries[0].total;
+    let fmt = |f: PixFormat| format!("{:#x}", f.0);
+    let mut vars = vec![
+        (
+            "BOARD_TYPE".into(),
+            profile.board.name().to_ascii_uppercase(),
+        ),
+        ("ARCH".into(), profile.board.display_name().to_string()),
+        ("UNIQUE_ID".into(), uid),
+        ("FIRMWARE".into(), format!("{}.{}.{}", fw[0], fw[1], fw[2])),
+        ("CPU_MHZ".into(), profile.cpu_mhz.to_string()),
+        ("HEAP".into(), heap.to_string()),
+        ("MAX_PAYLOAD".into(), config.device.max_payload.to_string()),
+        (
+            "SENSOR_ID".into(),
+            format!("{:#x}", profile.sensors().first().copied().unwrap_or(0)),
+        ),
+        (
+            "PIXFORMATS".into(),
+            format!(
+                "RGB565={},GRAYSCALE={},JPEG={},BAYER={},YUV422={},BINARY={}",
+                fmt(PixFormat::RGB565),
+                fmt(PixFormat::GRAYSCALE),
+                fmt(PixFormat::JPEG),
+                fmt(PixFormat::BAYER_BGGR),
+                fmt(PixFormat::YUV422),
+                fmt(PixFormat::BINARY)
+            ),
+        ),
+    ];
+    #[cfg(unix)]
+    {
+        let bridge = match Bridge::new(source, frames.clone(), RuntimeFacts::default()) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("cam: scripts run without the cam runtime: {e}");
+                return Ok(None);
+            }
+        };
+        let flash = match &config.flash_dir {
+            Some(d) => d.clone(),
+            None => bridge.dir().join("flash"),
+        };
+        if let Err(e) = std::fs::create_dir_all(&flash) {
+            log::warn!("cam: flash directory {}: {e}", flash.display());
+        }
+        vars.push(("FLASH".into(), flash.display().to_string()));
+        Ok(Some(bridge.with_facts(RuntimeFacts { vars })))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (source, frames, vars);
+        Ok(None)
+    }
+}
+
+/// A freshly booted endpoint: built-in channels and `--channel` buffers.
+fn boot(
+    config: &SimConfig,
+    profile: &BoardProfile,
+    system: &SystemEvents,
+    output: &SharedOutput,
+    frames: &Arc<FrameBuffer>,
+    env: &[(String, String)],
+) -> Result<DeviceEndpoint, SimError> {
+    let dc = device_config(config, profile);
     let mut dev = DeviceEndpoint::new(dc);
     // No host has opened the port yet: events go nowhere, as on a cam
     // whose transport is inactive. The host's first bytes change that.
@@ -801,7 +1098,9 @@ fn boot(
                 source,
             })
     };
-    let stdin = StdinChannel::new(config.engine.make(), output.clone(), system.clone());
+    let mut runner = config.engine.make();
+    runner.set_env(env.to_vec());
+    let stdin = StdinChannel::new(runner, output.clone(), system.clone());
     reg(&mut dev, STDIN_ID, "stdin", Box::new(stdin))?;
     reg(
         &mut dev,
@@ -809,16 +1108,7 @@ fn boot(
         "stdout",
         Box::new(StdoutChannel::new(output.clone())),
     )?;
-    let source: Box<dyn FrameSource> = match &config.frames_dir {
-        Some(dir) => Box::new(DirSource::new(dir).map_err(|source| SimError::Frames {
-            path: dir.clone(),
-            source,
-        })?),
-        None => match config.resolution {
-            Some((w, h)) => Box::new(PatternSource::new(w, h)),
-            None => Box::new(PatternSource::default()),
-        },
-    };
+    let source = make_source(config)?;
     let mut sc = profile.stream_config();
     if let Some(fps) = config.fps {
         sc.fps = fps;
@@ -835,12 +1125,11 @@ fn boot(
             );
         }
     }
-    reg(
-        &mut dev,
-        STREAM_ID,
-        "stream",
-        Box::new(StreamChannel::new(source, sc)),
-    )?;
+    let mut stream = StreamChannel::new(source, sc);
+    if !config.free_running_frames {
+        stream = stream.with_frame_buffer(frames.clone());
+    }
+    reg(&mut dev, STREAM_ID, "stream", Box::new(stream))?;
     if config.profiler {
         let p = ProfileChannel::new(profile.profile_config()).with_output(output.clone());
         reg(&mut dev, PROFILE_ID, "profile", Box::new(p))?;

@@ -4,6 +4,8 @@
 //!
 //! * [`output`]: the cam's stdout text ring buffer, shared between the
 //!   script runner and the stdout channel;
+//! * [`runtime`]: the cam runtime's Python modules and the script bridge
+//!   (script channels, snapshots);
 //! * [`script`]: running uploaded scripts ([`script::PythonRunner`] with a
 //!   real interpreter, [`script::InProcessRunner`] for tests);
 //! * [`events`]: the queue of system events (SOFT_REBOOT) backends raise;
@@ -38,6 +40,7 @@ pub mod output;
 pub mod profile;
 #[cfg(unix)]
 pub mod pty;
+pub mod runtime;
 pub mod script;
 pub mod serve;
 pub mod source;

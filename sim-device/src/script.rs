@@ -33,6 +33,11 @@ pub trait ScriptRunner: Send {
 
     /// True while a started script has not ended.
     fn is_running(&self) -> bool;
+
+    /// Environment for the scripts started from now on (the cam runtime's
+    /// `PYTHONPATH`, bridge socket and board facts). Runners that do not
+    /// start processes ignore it.
+    fn set_env(&mut self, _env: Vec<(String, String)>) {}
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,6 +71,7 @@ pub struct PythonRunner {
     interpreter: Option<PathBuf>,
     job: Option<Job>,
     exit_waker: Option<Waker>,
+    env: Vec<(String, String)>,
 }
 
 impl Default for PythonRunner {
@@ -90,6 +96,7 @@ impl PythonRunner {
             interpreter: None,
             job: None,
             exit_waker: None,
+            env: Vec::new(),
         }
     }
 
@@ -100,6 +107,7 @@ impl PythonRunner {
             interpreter: Some(path.into()),
             job: None,
             exit_waker: None,
+            env: Vec::new(),
         }
     }
 
@@ -128,6 +136,19 @@ impl PythonRunner {
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONIOENCODING", "utf-8")
             .stdin(Stdio::piped());
+        for (k, v) in &self.env {
+            if k == "PYTHONPATH" {
+                // The runtime's modules come first, then the user's path.
+                let mut path = std::ffi::OsString::from(v);
+                if let Some(old) = std::env::var_os("PYTHONPATH").filter(|o| !o.is_empty()) {
+                    path.push(if cfg!(windows) { ";" } else { ":" });
+                    path.push(old);
+                }
+                command.env(k, path);
+            } else {
+                command.env(k, v);
+            }
+        }
         // Its own process group, so that stop() can kill everything the
         // script starts (subprocesses, their children) in one signal.
         #[cfg(unix)]
@@ -298,6 +319,10 @@ impl ScriptRunner for PythonRunner {
         self.job
             .as_ref()
             .is_some_and(|j| j.running.load(Ordering::SeqCst))
+    }
+
+    fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
     }
 }
 

@@ -95,6 +95,10 @@ impl Frame {
 pub trait FrameSource: Send {
     /// The next frame, as `req` asks.
     fn next_frame(&mut self, req: &FrameRequest) -> Result<Frame, ImageError>;
+
+    /// Frame `index` as an RGB image of exactly `width` x `height` (what a
+    /// script's `csi.snapshot()` gets, scaled to its frame size).
+    fn snapshot(&mut self, index: u64, width: u32, height: u32) -> Result<RgbImage, ImageError>;
 }
 
 /// A moving test pattern with a visible frame counter.
@@ -194,6 +198,10 @@ impl FrameSource for PatternSource {
             let img = PatternSource::render(self.width, self.height, req.index)?;
             Frame::jpeg(&img, self.quality, req.max_bytes)
         }
+    }
+
+    fn snapshot(&mut self, index: u64, width: u32, height: u32) -> Result<RgbImage, ImageError> {
+        PatternSource::render(width, height, index)
     }
 }
 
@@ -305,6 +313,30 @@ impl FrameSource for DirSource {
                 Ok(f) => return Ok(f),
                 Err(e) => {
                     log::warn!("stream: skipping {}: {e}", self.files[i].display());
+                    last_err = e;
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    fn snapshot(&mut self, _index: u64, width: u32, height: u32) -> Result<RgbImage, ImageError> {
+        let n = self.files.len();
+        let mut last_err = ImageError("no image files".into());
+        for _ in 0..n {
+            let i = self.next % n;
+            self.next = (i + 1) % n;
+            let path = self.files[i].clone();
+            let img = std::fs::read(&path)
+                .map_err(|e| ImageError(format!("{}: {e}", path.display())))
+                .and_then(|bytes| self.decoded(i, &bytes));
+            match img {
+                Ok(img) if (img.width(), img.height()) == (width, height) => {
+                    return Ok((*img).clone())
+                }
+                Ok(img) => return img.resize_nearest(width, height),
+                Err(e) => {
+                    log::warn!("csi: skipping {}: {e}", path.display());
                     last_err = e;
                 }
             }

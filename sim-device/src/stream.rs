@@ -18,7 +18,10 @@ use omv_proto::frame::FrameHeader;
 use omv_proto::shape::Shape;
 use omv_proto::{ChannelFlags, Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::args::{copy_exact, size_u32, u32_args};
+use crate::runtime::{FrameBuffer, FrameSettings};
 use crate::source::{Frame, FrameRequest, FrameSource, PatternSource};
 
 /// ioctl: u32 enable (non-zero) or disable streaming.
@@ -96,7 +99,19 @@ pub struct StreamChannel {
     fps_estimate: f32,
     notify_pending: bool,
     last_now: Instant,
+    /// Script-fed mode: frames come from the script's snapshots.
+    frames: Option<Arc<FrameBuffer>>,
+    frames_seen: u64,
+    /// The script's frame rate is counted over windows of [`FPS_WINDOW`].
+    window_start: Option<Instant>,
+    window_frames: u64,
 }
+
+/// Window over which a script-fed stream counts the script's frame rate.
+const FPS_WINDOW: Duration = Duration::from_millis(500);
+
+/// How often a script-fed stream looks for a new frame while streaming.
+pub const FRAME_BUFFER_POLL: Duration = Duration::from_millis(5);
 
 impl std::fmt::Debug for StreamChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,7 +162,31 @@ impl StreamChannel {
             fps_estimate: fps,
             notify_pending: false,
             last_now: Instant::ZERO,
+            frames: None,
+            frames_seen: 0,
+            window_start: None,
+            window_frames: 0,
             cfg: StreamConfig { fps, ..cfg },
+        }
+    }
+
+    /// Script-fed mode, as on a cam: frames are what the script's
+    /// snapshots and `img.flush()` put into `frames` (encoded there for
+    /// this channel's settings), one NOTIFY per frame; with no script
+    /// taking snapshots nothing is streamed. Without it the channel runs
+    /// free, producing frames from its source at its frame rate.
+    pub fn with_frame_buffer(mut self, frames: Arc<FrameBuffer>) -> Self {
+        self.frames = Some(frames);
+        self
+    }
+
+    fn frame_settings(&self) -> FrameSettings {
+        FrameSettings {
+            streaming: self.enabled,
+            raw: self.raw,
+            raw_width: self.raw_width,
+            raw_height: self.raw_height,
+            max_bytes: self.cfg.max_frame_bytes,
         }
     }
 
@@ -203,6 +242,31 @@ impl StreamChannel {
     /// locked and the frame interval has elapsed; returns true if it did.
     pub fn tick(&mut self, now: Instant) -> bool {
         self.last_now = self.last_now.max(now);
+        if let Some(fb) = self.frames.clone() {
+            fb.set_settings(self.frame_settings());
+            if !self.enabled || self.locked {
+                return false;
+            }
+            let Some((seq, frame)) = fb.take_newer(self.frames_seen) else {
+                return false;
+            };
+            // The script's frame rate: frames published since the last one
+            // taken (the host may take only some of them).
+            let published = seq.wrapping_sub(self.frames_seen).max(1);
+            self.frames_seen = seq;
+            self.window_frames = self.window_frames.saturating_add(published);
+            let start = *self.window_start.get_or_insert(now);
+            let dt = now.saturating_duration_since(start);
+            if dt >= FPS_WINDOW {
+                self.fps_estimate = (self.window_frames as f32 / dt.as_secs_f32()).min(1000.0);
+                self.window_start = Some(now);
+                self.window_frames = 0;
+            }
+            self.store(frame);
+            self.produced = self.produced.wrapping_add(1);
+            self.notify_pending = true;
+            return true;
+        }
         if !self.enabled || self.locked {
             return false;
         }
@@ -391,6 +455,8 @@ impl ChannelBackend for StreamChannel {
     fn next_deadline(&self) -> Option<Instant> {
         if self.notify_pending {
             Some(self.last_now)
+        } else if self.enabled && !self.locked && self.frames.is_some() {
+            Some(self.last_now + FRAME_BUFFER_POLL)
         } else if self.enabled && !self.locked {
             Some(self.next_due.unwrap_or(self.last_now))
         } else {
@@ -430,6 +496,14 @@ mod tests {
                 pixfmt: fmt,
                 data: vec![req.index as u8; len],
             })
+        }
+        fn snapshot(
+            &mut self,
+            _index: u64,
+            width: u32,
+            height: u32,
+        ) -> Result<crate::image::RgbImage, ImageError> {
+            crate::image::RgbImage::new(width, height)
         }
     }
 

@@ -274,9 +274,12 @@ fn script_runs_prints_and_ends_with_soft_reboot() {
     };
     assert!(pos(1, 0) < pos(0, 2), "SOFT_REBOOT follows the stop");
     assert_eq!(l.cam.stats().soft_reboots, 1);
+    // The soft reset restarted the cam's protocol (sequence 0, start-up
+    // caps): a host resyncs on SOFT_REBOOT, as the OpenMV IDE does.
+    l.connect().expect("resync after SOFT_REBOOT");
     let n = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)));
     let text = ok(&mut l, Command::read(STDOUT_ID, 0, n)).into_bytes();
-    assert_eq!(&text[..], b"ran: print(1)");
+    assert_eq!(&text[..], b"ran: print(1)MPY: soft reboot\r\n");
     // EXEC of an empty buffer fails.
     ok(&mut l, Command::ioctl(STDIN_ID, 3, &[]));
     assert_eq!(
@@ -317,6 +320,7 @@ fn stdout_notifies_every_50_ms_while_text_is_unread() {
 fn stream_frames_jpeg_and_raw_with_lock() {
     let cam = SimConfig::new()
         .in_process(|_, _| {})
+        .free_running_frames(true)
         .fps(50.0)
         .build()
         .unwrap();
@@ -410,6 +414,7 @@ fn resolution_sizes_the_pattern_frames() {
     let cam = |w, h| {
         SimConfig::new()
             .in_process(|_, _| {})
+            .free_running_frames(true)
             .resolution(w, h)
             .build()
             .unwrap()
@@ -432,7 +437,13 @@ fn resolution_sizes_the_pattern_frames() {
     assert_eq!(next_frame_header(&mut l, true), (320, 240, 0x0C03_0002));
 
     // The default is 320x240.
-    let mut l = link(SimConfig::new().in_process(|_, _| {}).build().unwrap());
+    let mut l = link(
+        SimConfig::new()
+            .in_process(|_, _| {})
+            .free_running_frames(true)
+            .build()
+            .unwrap(),
+    );
     assert_eq!(next_frame_header(&mut l, false), (320, 240, 0x0606_0000));
 }
 

@@ -151,6 +151,9 @@ fn serve_thread_with_a_blocking_host() {
         thread::sleep(StdDuration::from_millis(5));
     }
     h.request(&Command::ioctl(STDIN_ID, 1, &[])).unwrap();
+    // The script's end soft-resets the cam's protocol (sequence 0, start-up
+    // caps): the host resyncs on SOFT_REBOOT, as the OpenMV IDE does.
+    h.connect().unwrap();
     assert_eq!(poll(&mut h) & (1 << STDIN_ID.0), 0);
     // The stdout NOTIFY timer runs in the serve loop while text is unread.
     thread::sleep(StdDuration::from_millis(120));

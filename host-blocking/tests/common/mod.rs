@@ -83,17 +83,19 @@ pub type ScriptLog = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// A cam whose scripts are Rust closures: every script is recorded; it
 /// prints `ran N bytes`, and a script containing `forever` runs until
-/// stopped.
+/// stopped. Its stream runs free (frames with no script taking snapshots).
 pub fn recording_sim(log: ScriptLog) -> SimConfig {
-    SimConfig::new().in_process_threaded(move |script: &[u8], ctx: &ScriptContext| {
-        log.lock().unwrap().push(script.to_vec());
-        ctx.print(&format!("ran {} bytes\n", script.len()));
-        if script.windows(7).any(|w| w == b"forever") {
-            while !ctx.stop_requested() {
-                std::thread::sleep(Duration::from_millis(5));
+    SimConfig::new()
+        .free_running_frames(true)
+        .in_process_threaded(move |script: &[u8], ctx: &ScriptContext| {
+            log.lock().unwrap().push(script.to_vec());
+            ctx.print(&format!("ran {} bytes\n", script.len()));
+            if script.windows(7).any(|w| w == b"forever") {
+                while !ctx.stop_requested() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
-        }
-    })
+        })
 }
 
 /// Protocol settings with short retransmission timers, so fault tests run fast.

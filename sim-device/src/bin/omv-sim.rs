@@ -93,6 +93,16 @@ struct Cli {
     /// Python interpreter that runs scripts (default: python3 on PATH).
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
+    /// Stream frames with no script taking snapshots (the test pattern or
+    /// --frames at --fps); by default frames come from the script, as on a cam.
+    #[arg(long)]
+    free_running_frames: bool,
+    /// Simulated flash directory for the script's img.save (default: a temporary one).
+    #[arg(long, value_name = "DIR")]
+    flash: Option<PathBuf>,
+    /// How long a script channel's backend may take to answer (ms, 1 to 600000).
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    script_timeout_ms: u64,
     /// More logging on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -271,6 +281,12 @@ fn main() -> ExitCode {
     if let Some(p) = cli.python {
         config = config.python(p);
     }
+    if let Some(d) = cli.flash {
+        config = config.flash_dir(d);
+    }
+    config = config
+        .free_running_frames(cli.free_running_frames)
+        .script_call_timeout(omv_proto::Duration::from_millis(cli.script_timeout_ms));
     if let Some(n) = max_payload {
         config = config.max_payload(n);
     }
