@@ -774,12 +774,12 @@ impl DeviceEndpoint {
                 // after a SYNC, when hosts ask. (Asked again on a link
                 // whose caps were changed, the firmware reports the current
                 // ones; hosts renegotiating expect what the cam can do.)
-                // Flags limited to what SET_CAPS honours, so that a host
-                // asking for what is announced gets it.
-                let startup = self.startup_caps();
+                // The flags SET_CAPS honours (a host asking for what is
+                // announced gets it, even after a re-init that started with
+                // fewer), and the start-up payload.
                 let caps = Caps {
-                    flags: CapFlags(startup.flags.0 & self.config.supported.0),
-                    max_payload: startup.max_payload,
+                    flags: CapFlags(self.config.supported.0 & CapFlags::KNOWN.0),
+                    max_payload: self.startup_caps().max_payload,
                 };
                 self.respond(&h, Bytes::copy_from_slice(&caps.encode()));
             }

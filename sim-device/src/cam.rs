@@ -925,10 +925,14 @@ impl SimCam {
             self.dev.unregister(id);
         }
         self.fail_ack_waiters();
-        // The firmware re-initialises with its defaults: everything on,
-        // the board's largest payload (the configured start-up caps).
+        // CRC and sequence numbers only (as main's runtime chose: no events,
+        // so the stock host's timeout can fire and it resyncs), with the
+        // board's largest payload, which GET_CAPS then announces.
         let dc = device_config(&self.config, &self.profile);
-        let startup = dc.startup();
+        let startup = Caps {
+            max_payload: dc.max_payload,
+            ..Caps::DEFAULT
+        };
         self.dev.reinit(dc, startup);
         self.seen_acks = self.dev.event_acks();
     }
