@@ -1,11 +1,14 @@
 //! Framing decode and encode throughput (table and SIMD CRC-32 side by
 //! side, with CRC-only baselines) and an in-memory request/response round
-//! trip.
+//! trip. `framer_cpu` repeats the framer cases measured in the thread's CPU
+//! time (GB per CPU second), which other jobs on a shared machine distort
+//! less than wall time.
 //!
 //! `cargo bench -p omv-benches`
 
 use std::hint::black_box;
 
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
 use omv_proto::crc::{self, Crc32Impl};
@@ -40,11 +43,11 @@ fn crc_impls() -> Vec<(&'static str, Crc32Impl)> {
     v
 }
 
-fn framing(c: &mut Criterion) {
+fn framing<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
     let stream = max_size_stream(256);
     let packet = 10 + MAX_PAYLOAD as usize + 4;
     let payload: Vec<u8> = (0..MAX_PAYLOAD as usize).map(|i| (i * 31) as u8).collect();
-    let mut g = c.benchmark_group("framer");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Bytes(stream.len() as u64));
     // Each case with the table CRC-32 and, where the CPU has carry-less
     // multiply, the SIMD one, side by side in one run.
@@ -176,5 +179,94 @@ fn round_trip(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, framing, round_trip);
-criterion_main!(benches);
+fn framing_wall(c: &mut Criterion) {
+    framing(c, "framer");
+}
+
+fn framing_cpu(c: &mut Criterion<ThreadCpuTime>) {
+    framing(c, "framer_cpu");
+}
+
+/// The benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) instead of
+/// wall time: on a shared machine, time spent descheduled while other jobs
+/// run does not count. Values are nanoseconds.
+struct ThreadCpuTime;
+
+fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is not available");
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Formats CPU nanoseconds as times and byte throughputs per CPU second.
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (div, unit) = match typical {
+            t if t < 1e3 => (1.0, "ns cpu"),
+            t if t < 1e6 => (1e3, "us cpu"),
+            t if t < 1e9 => (1e6, "ms cpu"),
+            _ => (1e9, "s cpu"),
+        };
+        values.iter_mut().for_each(|v| *v /= div);
+        unit
+    }
+
+    fn scale_throughputs(&self, typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let (per, what) = match *t {
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n as f64, "B"),
+            Throughput::Elements(n) => (n as f64, "elem"),
+        };
+        // values are ns per iteration: per-second rate = per * 1e9 / ns.
+        let rate = per * 1e9 / typical;
+        let (div, unit) = match (what, rate) {
+            ("B", r) if r >= 1e9 => (1e9, "GB/cpu-s"),
+            ("B", r) if r >= 1e6 => (1e6, "MB/cpu-s"),
+            ("B", _) => (1.0, "B/cpu-s"),
+            (_, _) => (1.0, "elem/cpu-s"),
+        };
+        values.iter_mut().for_each(|v| *v = per * 1e9 / *v / div);
+        unit
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+criterion_group!(benches, framing_wall, round_trip);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = framing_cpu
+}
+criterion_main!(benches, cpu);

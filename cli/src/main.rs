@@ -17,7 +17,7 @@
 //! the command quietly with status 0. Ctrl-C stops long-running commands
 //! cleanly (a second one exits at once).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -387,6 +387,10 @@ fn connect(g: &Global) -> CliResult<Target> {
             )
         }
     };
+    // SIGINT/SIGTERM cancel whatever the cam does (connect included);
+    // commands that stop a script or a stream on Ctrl-C take the flag
+    // off again (see `run`).
+    cam.set_cancel_flag(interrupt_flag());
     cam.connect()?;
     log::info!("connected to {}", cam.port_name());
     Ok(Target { cam, _sim: sim })
@@ -687,11 +691,14 @@ fn cmd_read(
     let stop = interrupt_flag();
     let start = Instant::now();
     let mut total = 0u64;
+    show_progress(cam, "read");
     for _ in 0..repeat {
         if interrupted(&stop) {
             break;
         }
-        let data = cam.retry(|c| c.channel_read_at(id, offset, size))?;
+        // Resumes at the first byte not received after any failure, within
+        // the read's deadline.
+        let data = cam.channel_read_at(id, offset, size)?;
         total += data.len() as u64;
         sink.write_all(&data).map_err(output_error)?;
     }
@@ -719,7 +726,9 @@ fn cmd_write(
     };
     let id = resolve(cam, channel)?;
     let start = Instant::now();
-    cam.retry(|c| c.channel_write_at(id, offset, &bytes))?;
+    show_progress(cam, "write");
+    // Resumes at the first byte not acknowledged after any failure.
+    cam.channel_write_at(id, offset, &bytes)?;
     let secs = start.elapsed().as_secs_f64();
     outln!(
         "wrote {} bytes to {channel} at offset {offset} in {secs:.3}s ({})",
@@ -727,6 +736,30 @@ fn cmd_write(
         rate(bytes.len() as f64, secs)
     );
     Ok(())
+}
+
+/// Progress of long transfers on stderr (when it is a terminal).
+fn show_progress(cam: &mut Camera, what: &'static str) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    cam.set_progress_handler(move |p| {
+        // Short transfers finish before a bar is worth drawing.
+        if p.total >= 256 * 1024 {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+            if p.done >= p.total {
+                bar.finish_and_clear();
+            }
+        }
+    });
 }
 
 fn cmd_status(cam: &mut Camera) -> CliResult {
@@ -878,12 +911,25 @@ fn cmd_bench(
     if let Some(ch) = channel {
         what = "reads";
         let id = resolve(cam, ch)?;
-        let size = cam.retry(|c| c.channel_size_at(id))?;
+        // A script's stdout fills a moment after it starts.
+        let patience = Instant::now() + cam.config().timeout.max(Duration::from_secs(1)) * 5;
+        let mut size = cam.retry(|c| c.channel_size_at(id))?;
+        while size == 0 && Instant::now() < patience && !interrupted(&stop) {
+            cam.wait_events(Duration::from_millis(10))?;
+            size = cam.retry(|c| c.channel_size_at(id))?;
+        }
         if size == 0 {
             return Err(Failure::Message(format!("channel {ch} is empty")));
         }
         while start.elapsed() < dur && !interrupted(&stop) {
-            let d = cam.retry(|c| c.channel_read_at(id, 0, size))?;
+            // What is available now: a consuming channel (stdout) shrinks
+            // as it is read, and reading past its end is NAK FAILED.
+            let size = cam.retry(|c| c.channel_size_at(id))?;
+            if size == 0 {
+                cam.wait_events(Duration::from_millis(10))?;
+                continue;
+            }
+            let d = cam.channel_read_at(id, 0, size)?;
             bytes += d.len() as u64;
             items += 1;
             update(bytes, items, what);
@@ -1099,6 +1145,14 @@ fn with_script(
 fn run(cli: Cli) -> CliResult {
     let mut target = connect(&cli.global)?;
     let cam = &mut target.cam;
+    if !matches!(
+        cli.cmd,
+        Cmd::Read { .. } | Cmd::Write { .. } | Cmd::Status | Cmd::Info | Cmd::Profile { .. }
+    ) {
+        // These end on Ctrl-C by stopping the script or the stream, which
+        // needs the link: the first signal is theirs, the second exits.
+        cam.clear_cancel_flag();
+    }
     match &cli.cmd {
         Cmd::Demo { dir } => cmd_demo(cam, dir.as_deref()),
         Cmd::Info => cmd_info(cam),

@@ -6,13 +6,15 @@
 //! [`Fault`] of its direction's schedule (then [`Fault::Deliver`] once the
 //! schedule is exhausted). Packets of one direction arrive in order (a
 //! delayed packet holds back the ones behind it, like a slow wire); the
-//! two directions are independent.
+//! two directions are independent. A scripted [`Fault`] becomes a plan of
+//! omv-proto's shared fault module ([`Fault::plan`]), applied by it.
 
 use std::collections::VecDeque;
 
 use arbitrary::Arbitrary;
 use omv_proto::caps::Caps;
 use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+use omv_proto::fault::{self, FaultKind};
 use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
 use omv_proto::{Duration, Instant};
 
@@ -42,6 +44,40 @@ pub enum Fault {
         /// Piece size.
         size: u8,
     },
+}
+
+impl Fault {
+    /// This scripted fault as a plan of omv-proto's shared fault module,
+    /// for a packet of `len` bytes; delays are taken modulo `max_delay_ms`.
+    pub fn plan(self, len: usize, max_delay_ms: u64) -> fault::Plan {
+        let mut p = fault::Plan::deliver();
+        match self {
+            Fault::Deliver => {}
+            Fault::Drop => return fault::Plan::dropped(),
+            Fault::Flip { at, bit } => {
+                if len > 0 {
+                    p.copies[0].flip = Some((usize::from(at) % len) * 8 + usize::from(bit % 8));
+                    p.fate.set(FaultKind::BitFlip);
+                }
+            }
+            Fault::Delay { ms } => {
+                let ms = u64::from(ms) % max_delay_ms.max(1);
+                if ms > 0 {
+                    p.copies[0].extra = Duration::from_millis(ms);
+                    p.copies[0].delayed = true;
+                    p.fate.set(FaultKind::Delay);
+                }
+            }
+            Fault::Chunk { size } => {
+                let size = usize::from(size).max(1);
+                p.copies[0].cuts = (size..len).step_by(size).collect();
+                if !p.copies[0].cuts.is_empty() {
+                    p.fate.set(FaultKind::Split);
+                }
+            }
+        }
+        p
+    }
 }
 
 /// Settings of a [`Sim`].
@@ -77,7 +113,8 @@ impl Default for SimConfig {
 struct InFlight {
     at: Instant,
     bytes: Vec<u8>,
-    chunk: usize,
+    /// Split points: the pieces are handed over one by one, at once.
+    cuts: Vec<usize>,
 }
 
 /// Most events one operation may take before it is called a livelock.
@@ -164,14 +201,12 @@ impl Sim {
         self.queues[TO_HOST].clear();
     }
 
-    fn enqueue(&mut self, dir: usize, mut bytes: Vec<u8>) {
+    fn enqueue(&mut self, dir: usize, bytes: Vec<u8>) {
         let fault = self.faults[dir]
             .get(self.next_fault[dir])
             .copied()
             .unwrap_or(Fault::Deliver);
         self.next_fault[dir] = self.next_fault[dir].saturating_add(1);
-        let mut at = self.now + self.latency;
-        let mut chunk = usize::MAX;
         if trace() && fault != Fault::Deliver {
             eprintln!(
                 "    {:?} fault {fault:?} on {}",
@@ -183,33 +218,25 @@ impl Sim {
                 }
             );
         }
-        match fault {
-            Fault::Deliver => {}
-            Fault::Drop => {
-                self.faulted = true;
-                return;
-            }
-            Fault::Flip { at: i, bit } => {
-                if !bytes.is_empty() {
-                    let i = usize::from(i) % bytes.len();
-                    bytes[i] ^= 1 << (bit % 8);
-                    self.faulted = true;
-                }
-            }
-            Fault::Delay { ms } => {
-                let ms = u64::from(ms) % self.max_delay_ms;
-                if ms > 0 {
-                    at = at + Duration::from_millis(ms);
-                    self.faulted = true;
-                }
-            }
-            Fault::Chunk { size } => chunk = usize::from(size).max(1),
+        let plan = fault.plan(bytes.len(), self.max_delay_ms);
+        if [FaultKind::Drop, FaultKind::BitFlip, FaultKind::Delay]
+            .iter()
+            .any(|&k| plan.fate.has(k))
+        {
+            self.faulted = true;
         }
-        let q = &mut self.queues[dir];
-        if let Some(last) = q.back() {
-            at = at.max(last.at);
+        for d in plan.apply(&bytes) {
+            let mut at = self.now + self.latency + d.extra;
+            let q = &mut self.queues[dir];
+            if let Some(last) = q.back() {
+                at = at.max(last.at);
+            }
+            q.push_back(InFlight {
+                at,
+                bytes: d.bytes,
+                cuts: d.cuts,
+            });
         }
-        q.push_back(InFlight { at, bytes, chunk });
     }
 
     fn collect(&mut self) {
@@ -256,7 +283,11 @@ impl Sim {
                     };
                     eprintln!("    {:?} {dir} {:?}", self.now, h);
                 }
-                for piece in p.bytes.chunks(p.chunk) {
+                let ends = p.cuts.iter().copied().chain(std::iter::once(p.bytes.len()));
+                let mut from = 0;
+                for end in ends {
+                    let piece = &p.bytes[from..end];
+                    from = end;
                     if which == TO_CAM {
                         self.cam.handle_input(self.now, piece);
                     } else {

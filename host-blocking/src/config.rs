@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use omv_proto::host::HostConfig;
+use omv_session::SessionConfig;
 
 use crate::error::{Error, Result};
 use crate::transport::DEFAULT_BAUDRATE;
@@ -49,9 +50,18 @@ pub struct CameraConfig {
     pub drop_rate: f64,
     /// Seed of the drop simulation, so every run with faults replays.
     pub seed: u64,
-    /// How many times an operation is retried (after a resync) when it
-    /// fails with a retryable error. The stock package retries once.
+    /// How many times [`Camera::retry`](crate::Camera::retry) runs a
+    /// caller's closure again after a retryable error (the stock package
+    /// retries once). The built-in operations retry by time instead (see
+    /// [`deadline_base`](Self::deadline_base)).
     pub retries: u8,
+    /// Fixed part of every operation's deadline: within it, a failed
+    /// operation is resynced and resumed (reads at the first byte not
+    /// received, writes at the first not acknowledged).
+    pub deadline_base: Duration,
+    /// Part of the deadline per MiB moved (default 20 s: 10 s + 20 s for
+    /// a 1 MiB read).
+    pub deadline_per_mib: Duration,
     /// Most events kept in the pending queue before the oldest are dropped.
     pub event_queue: usize,
 }
@@ -80,6 +90,8 @@ impl CameraConfig {
             drop_rate: 0.0,
             seed: 0,
             retries: 1,
+            deadline_base: Duration::from_secs(10),
+            deadline_per_mib: Duration::from_secs(20),
             event_queue: 1024,
         }
     }
@@ -144,6 +156,13 @@ impl CameraConfig {
         self.retries = n;
         self
     }
+    /// Sets [`deadline_base`](Self::deadline_base) and
+    /// [`deadline_per_mib`](Self::deadline_per_mib).
+    pub fn deadline(mut self, base: Duration, per_mib: Duration) -> Self {
+        self.deadline_base = base;
+        self.deadline_per_mib = per_mib;
+        self
+    }
     /// Sets [`event_queue`](Self::event_queue).
     pub fn event_queue(mut self, n: usize) -> Self {
         self.event_queue = n;
@@ -176,6 +195,24 @@ impl CameraConfig {
         Ok(())
     }
 
+    /// The session's settings.
+    pub fn session_config(&self) -> SessionConfig {
+        let mut c = SessionConfig::default();
+        c.crc = self.crc;
+        c.seq = self.seq;
+        c.ack = self.ack;
+        c.events = self.events;
+        c.max_payload = self.max_payload;
+        c.timeout = self.timeout;
+        c.max_retry = self.max_retry;
+        c.deadline_base = self.deadline_base;
+        c.deadline_per_mib = self.deadline_per_mib;
+        c.drop_rate = self.drop_rate;
+        c.seed = self.seed;
+        c.event_queue = self.event_queue;
+        c
+    }
+
     /// The sans-IO host endpoint's settings.
     pub fn host_config(&self) -> HostConfig {
         HostConfig {
@@ -204,6 +241,7 @@ mod tests {
         assert_eq!((c.max_retry, c.max_payload, c.retries), (3, 4096, 1));
         assert_eq!(c.drop_rate, 0.0);
         assert_eq!(c.host_config(), HostConfig::default());
+        assert_eq!(c.session_config(), SessionConfig::default());
         assert!(c.validate().is_ok());
     }
 

@@ -1,64 +1,89 @@
-//! The driver core: runs one [`HostEndpoint`] operation to completion over a
-//! blocking [`Transport`].
+//! The driver: runs one [`Session`](omv_session::Session) operation to
+//! completion over a blocking [`Transport`](crate::Transport).
 //!
-//! The loop writes every pending transmit, then blocks in
-//! [`Transport::read`] exactly until the endpoint's next deadline
-//! ([`HostEndpoint::poll_timeout`]): it never spins and never sleeps a fixed
-//! amount. Bytes go to [`HostEndpoint::handle_input`], expired deadlines to
-//! [`HostEndpoint::handle_timeout`], and every event is classified,
-//! recorded, passed to the handler and queued before the loop goes on.
+//! The loop writes what the session transmits (one packet per write),
+//! carries out its port commands (close and reopen the port),
+//! hands events to the handler and the pending queue, then blocks in
+//! [`Transport::read`](crate::Transport::read) exactly until the session's next deadline
+//! ([`Session::poll_timeout`](omv_session::Session::poll_timeout)): it never
+//! spins and never sleeps a fixed amount. With a cancel flag installed the
+//! read waits at most [`CANCEL_POLL`], so that the flag is seen promptly.
+//! All the policy (retries, resume, resync) is in the session.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use omv_proto::host::{Completion, HostEndpoint};
-use omv_proto::{Flags, Header, Instant};
+use omv_proto::Instant;
+use omv_session::{Operation, PortCommand};
 
 use crate::camera::Camera;
 use crate::error::{Error, Result};
-use crate::events::Event;
-use crate::transport::Transport;
 
 /// Size of the read buffer: a few full packets per read at any line rate.
 pub(crate) const READ_BUF: usize = 64 * 1024;
 
+/// Longest blocking read while a cancel flag is installed.
+pub const CANCEL_POLL: Duration = Duration::from_millis(50);
+
 impl Camera {
-    /// The endpoint's clock: microseconds since the camera was created.
+    /// The session's clock: microseconds since the camera was created.
     pub(crate) fn now(&self) -> Instant {
         let us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         Instant::from_micros(us)
     }
 
     /// Closes the port after an I/O error and wraps the error.
-    pub(crate) fn io_error(&mut self, source: std::io::Error) -> Error {
+    fn io_error(&mut self, source: std::io::Error) -> Error {
         log::debug!("{}: I/O error, closing the port: {source}", self.port_name);
         self.port = None;
-        self.host.disconnect();
+        self.session.port_closed();
         Error::Io {
             port: self.port_name.clone(),
             source,
         }
     }
 
-    /// Writes every pending transmit.
+    /// Maps a session error, naming the port.
+    pub(crate) fn err(&self, e: omv_session::Error) -> Error {
+        Error::from_session(e, &self.port_name)
+    }
+
+    /// Writes every pending transmit, one packet per write (a datagram
+    /// transport sends one packet per datagram).
     pub(crate) fn flush_transmits(&mut self) -> Result<()> {
-        while let Some(bytes) = self.host.poll_transmit() {
+        let now = self.now();
+        self.tbuf.clear();
+        while self.session.poll_transmit(now, &mut self.tbuf).is_some() {
             let Some(port) = self.port.as_mut() else {
                 return Err(Error::NotConnected);
             };
-            // One packet per transmit; requests carry neither ACK nor NAK.
-            if let Ok(h) = Header::decode(&bytes) {
-                if !h.flags.contains(Flags::ACK) && !h.flags.contains(Flags::NAK) {
-                    self.last_request = Some(h.opcode);
-                }
-            }
-            if let Err(e) = port.write_all(&bytes) {
+            if let Err(e) = port.write_all(&self.tbuf) {
                 return Err(self.io_error(e));
+            }
+            self.tbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// Carries out the session's port commands.
+    fn port_commands(&mut self) -> Result<()> {
+        while let Some(cmd) = self.session.poll_port_command() {
+            match cmd {
+                PortCommand::Reopen => {
+                    let ok = self.reopen_port();
+                    let now = self.now();
+                    self.session.port_command_done(now, ok);
+                }
+                _ => {
+                    let now = self.now();
+                    self.session.port_command_done(now, false);
+                }
             }
         }
         Ok(())
     }
 
-    /// Blocks up to `wait` for bytes and feeds them to the endpoint.
+    /// Blocks up to `wait` for bytes and feeds them to the session.
     /// Returns whether any arrived.
     pub(crate) fn read_port(&mut self, wait: Duration) -> Result<bool> {
         let Some(port) = self.port.as_mut() else {
@@ -70,74 +95,100 @@ impl Camera {
         };
         if n > 0 {
             let now = self.now();
-            let Camera { host, rbuf, .. } = self;
-            host.handle_input(now, &rbuf[..n]);
+            let Camera { session, rbuf, .. } = self;
+            session.handle_input(now, &rbuf[..n]);
         }
         Ok(n > 0)
     }
 
-    /// Moves the endpoint's events to the state, the handler and the queue.
+    /// Moves the session's events to the handler and the pending queue.
     pub(crate) fn dispatch_events(&mut self) {
-        if self.host.take_channels_changed() {
-            self.channels_stale = true;
-        }
-        while let Some(raw) = self.host.poll_event() {
-            let e = Event::classify(raw, &self.channels);
-            log::debug!("event: {e}");
-            self.state.record(&e);
+        while let Some(e) = self.session.poll_event() {
             if let Some(h) = self.handler.as_mut() {
                 h.on_event(&e);
             }
             if self.config.event_queue == 0 {
-                self.state.dropped += 1;
+                self.dropped += 1;
                 continue;
             }
             if self.pending.len() >= self.config.event_queue {
                 self.pending.pop_front();
-                self.state.dropped += 1;
+                self.dropped += 1;
             }
             self.pending.push_back(e);
         }
     }
 
-    /// Runs the operation started on the endpoint until it completes.
-    pub(crate) fn run_op(&mut self) -> Result<Completion> {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// Runs `op` to completion.
+    pub(crate) fn run<O: Operation>(&mut self, op: O) -> Result<O::Output> {
+        if self.port.is_none() {
+            return Err(Error::NotConnected);
+        }
+        // Take in what the cam already sent (a registration must be seen
+        // before the lookup it affects): a zero-timeout read.
+        if self.session.is_connected() {
+            self.read_port(Duration::ZERO)?;
+        }
+        let now = self.now();
+        let pending = self.session.start(now, op).map_err(|e| self.err(e))?;
+        let mut progress = None;
         loop {
             self.flush_transmits()?;
+            self.port_commands()?;
             self.dispatch_events();
-            if let Some(c) = self.host.poll_completion() {
+            if let Some(out) = self.session.take_output(&pending) {
                 // ACKs produced by the last input go out before returning.
                 self.flush_transmits()?;
-                return Ok(c);
+                return out.map_err(|e| self.err(e));
             }
-            let now = self.now();
-            let Some(deadline) = self.host.poll_timeout() else {
-                // Nothing in flight and nothing completed: the endpoint
-                // dropped the operation (cannot happen with a started op).
-                return Err(Error::NotConnected);
-            };
-            if deadline <= now {
-                self.host.handle_timeout(now);
+            if self.cancelled() {
+                self.session.cancel();
                 continue;
             }
-            self.read_port(deadline - now)?;
+            let p = self.session.progress();
+            if p != progress {
+                progress = p;
+                if let (Some(p), Some(f)) = (p, self.progress.as_mut()) {
+                    f(p);
+                }
+            }
+            let now = self.now();
+            let mut wait = match self.session.poll_timeout() {
+                Some(t) if t <= now => {
+                    self.session.handle_timeout(now);
+                    continue;
+                }
+                Some(t) => t - now,
+                None => CANCEL_POLL,
+            };
+            if self.cancel.is_some() {
+                wait = wait.min(CANCEL_POLL);
+            }
+            self.read_port(wait)?;
         }
     }
 
     /// Reads the port while idle, for up to `timeout`, returning early once
     /// at least one event arrived. Returns the number of events.
     pub(crate) fn idle_receive(&mut self, timeout: Duration) -> Result<u64> {
-        let before = self.state.total;
-        let start = self.now();
-        let end = start + timeout;
+        let before = self.session.event_state().total;
+        let end = self.now() + timeout;
         loop {
             self.flush_transmits()?;
-            let now = self.now();
-            let wait = end.saturating_duration_since(now);
+            let mut wait = end.saturating_duration_since(self.now());
+            if self.cancel.is_some() {
+                wait = wait.min(CANCEL_POLL);
+            }
             let got = self.read_port(wait)?;
             self.dispatch_events();
             self.flush_transmits()?;
-            if self.state.total > before {
+            if self.session.event_state().total > before {
                 // Drain what is already buffered, without waiting.
                 while self.read_port(Duration::ZERO)? {
                     self.dispatch_events();
@@ -145,18 +196,10 @@ impl Camera {
                 }
                 break;
             }
-            if !got && self.now() >= end {
+            if (!got && self.now() >= end) || self.cancelled() {
                 break;
             }
         }
-        Ok(self.state.total - before)
+        Ok(self.session.event_state().total - before)
     }
-}
-
-/// Boxed transport (the camera owns one).
-pub(crate) type Port = Box<dyn Transport>;
-
-/// Fresh endpoint for a configuration.
-pub(crate) fn endpoint(cfg: &crate::CameraConfig) -> HostEndpoint {
-    HostEndpoint::new(cfg.host_config())
 }

@@ -147,6 +147,11 @@ pub enum Error {
     /// A firmware ELF could not be read for symbols.
     #[error("firmware symbols: {0}")]
     Symbols(#[from] SymbolError),
+    /// Any other failure of the session (a read across a soft reboot, an
+    /// operation past its deadline, a cancelled operation, an answer
+    /// longer than asked for, ...).
+    #[error(transparent)]
+    Session(omv_session::Error),
 }
 
 impl Error {
@@ -184,47 +189,42 @@ impl Error {
         self.status() == Some(status)
     }
 
-    /// Maps an endpoint error for request `op` on `channel`.
-    pub(crate) fn from_request(e: RequestError, op: Opcode, channel: u8, port: &str) -> Error {
+    /// Maps a session error (`port` names the port in messages).
+    pub(crate) fn from_session(e: omv_session::Error, port: &str) -> Error {
+        use omv_session::Error as S;
         match e {
-            RequestError::Nak(Status::CHECKSUM) => Error::Checksum { op },
-            RequestError::Nak(Status::SEQUENCE) => Error::Sequence { op },
-            RequestError::Nak(status) => Error::Nak {
+            S::Timeout { op, timeout, .. } => Error::Timeout { op, timeout },
+            S::Checksum { op } => Error::Checksum { op },
+            S::Sequence { op } => Error::Sequence { op },
+            S::Nak {
+                status,
+                op,
+                channel,
+            } => Error::Nak {
                 status,
                 op,
                 channel,
             },
-            RequestError::Timeout(timeout) => Error::Timeout { op, timeout },
-            RequestError::ResyncFailed { attempts } => Error::ResyncFailed {
+            S::UnexpectedResponse { op, got } => Error::UnexpectedResponse { op, got },
+            S::LostPacket { op } => Error::LostPacket { op },
+            S::ResyncFailed { attempts, timeout } => Error::ResyncFailed {
                 port: port.to_string(),
                 attempts,
-                timeout: Duration::ZERO,
+                timeout,
             },
-            RequestError::UnexpectedOpcode { got, .. } => Error::UnexpectedResponse { op, got },
-            RequestError::LostPacket { .. } => Error::LostPacket { op },
-            RequestError::Malformed(source) => Error::Malformed {
-                what: "response",
-                source,
-            },
-            RequestError::NotConnected => Error::NotConnected,
-            RequestError::Busy => {
-                Error::InvalidArgument("another request is already in flight".into())
-            }
-            RequestError::PayloadTooLarge { len, max } => Error::InvalidArgument(format!(
-                "{op} payload of {len} bytes exceeds the negotiated max_payload of {max}"
-            )),
-            RequestError::InvalidCommand(why) => {
-                Error::InvalidArgument(format!("{op} on channel {channel}: {why}"))
-            }
-            RequestError::ResponseTooLong {
-                limit, received, ..
-            } => Error::ResponseTooLong {
+            S::NotConnected => Error::NotConnected,
+            S::InvalidArgument(s) => Error::InvalidArgument(s),
+            S::Busy => Error::InvalidArgument("another request is already in flight".into()),
+            S::Malformed { what, source } => Error::Malformed { what, source },
+            S::Unsupported(s) => Error::Unsupported(s),
+            S::NoSuchChannel(s) => Error::NoSuchChannel(s),
+            S::Overflow { op, asked, got, .. } => Error::ResponseTooLong {
                 op,
-                limit,
-                received,
+                limit: asked as usize,
+                received: got,
             },
-            // RequestError is non-exhaustive: a future cause, reported as is.
-            other => Error::Request { op, source: other },
+            S::Endpoint { op, source } => Error::Request { op, source },
+            other => Error::Session(other),
         }
     }
 }
@@ -232,13 +232,14 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omv_session::Error as S;
 
     #[test]
     fn mapping_and_messages() {
-        let e = Error::from_request(
-            RequestError::Nak(Status::CHECKSUM),
-            Opcode::CHANNEL_READ,
-            3,
+        let e = Error::from_session(
+            S::Checksum {
+                op: Opcode::CHANNEL_READ,
+            },
             "p",
         );
         assert!(e.is_retryable());
@@ -246,10 +247,12 @@ mod tests {
             e.to_string(),
             "CHANNEL_READ: the cam received the request with a bad checksum (NAK CHECKSUM)"
         );
-        let e = Error::from_request(
-            RequestError::Nak(Status::BUSY),
-            Opcode::CHANNEL_LOCK,
-            3,
+        let e = Error::from_session(
+            S::Nak {
+                status: Status::BUSY,
+                op: Opcode::CHANNEL_LOCK,
+                channel: 3,
+            },
             "p",
         );
         assert!(!e.is_retryable());
@@ -258,10 +261,13 @@ mod tests {
             e.to_string(),
             "CHANNEL_LOCK on channel 3: the cam answered NAK BUSY"
         );
-        let e = Error::from_request(
-            RequestError::Timeout(Duration::from_secs(1)),
-            Opcode::SYS_INFO,
-            0,
+        let e = Error::from_session(
+            S::Timeout {
+                op: Opcode::SYS_INFO,
+                channel: 0,
+                offset: None,
+                timeout: Duration::from_secs(1),
+            },
             "p",
         );
         assert!(e.is_retryable());
@@ -269,9 +275,23 @@ mod tests {
             e.to_string(),
             "SYS_INFO: no response from the cam within 1s"
         );
-        assert!(
-            Error::from_request(RequestError::Nak(Status::TIMEOUT), Opcode::SYS_INFO, 0, "p")
-                .is_retryable()
+        let e = Error::from_session(
+            S::ResyncFailed {
+                attempts: 3,
+                timeout: Duration::from_secs(1),
+            },
+            "/dev/x",
         );
+        assert!(e.to_string().starts_with("/dev/x: "), "{e}");
+        let e = Error::from_session(
+            S::Rebooted {
+                op: Opcode::CHANNEL_READ,
+                channel: 5,
+                offset: 10,
+            },
+            "p",
+        );
+        assert!(matches!(e, Error::Session(S::Rebooted { .. })), "{e}");
+        assert!(!e.is_retryable());
     }
 }

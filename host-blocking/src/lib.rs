@@ -1,5 +1,6 @@
-//! Blocking host for the OpenMV cam protocol, on `proto-core`'s sans-IO
-//! [`HostEndpoint`](omv_proto::host::HostEndpoint).
+//! Blocking host for the OpenMV cam protocol: a thin driver loop over
+//! `omv-session`'s sans-IO [`Session`](omv_session::Session), which holds
+//! the whole host policy.
 //!
 //! * [`Camera`]: the host API (parity with the stock `openmv` Python
 //!   package 1.0.7: connection, scripts, streaming, channels,
@@ -14,7 +15,7 @@
 //! * `sim` (feature `sim`): a simulated cam on a thread over an in-memory
 //!   link, for examples and tests (the `omv` CLI, in `cli/`, uses it).
 //!
-//! The driver blocks on the port exactly until the endpoint's next deadline
+//! The driver blocks on the port exactly until the session's next deadline
 //! (no busy waiting, no fixed sleeps) and turns everything the cam sends
 //! into values or [`Error`]s: nothing from the wire makes it panic or exit.
 //!
@@ -35,7 +36,7 @@
 
 pub mod camera;
 pub mod config;
-mod driver;
+pub mod driver;
 pub mod error;
 pub mod events;
 pub mod image;
@@ -50,7 +51,12 @@ pub use config::CameraConfig;
 pub use error::{Error, Result};
 pub use events::{Event, EventHandler, EventKind, EventState};
 pub use transport::Transport;
-pub use types::{ChannelKey, ChannelStatus, Frame, ProfileEntry, RawFrame, SystemInfo};
+pub use types::{
+    ChannelKey, ChannelStatus, DecodeFrame, Frame, ProfileEntry, RawFrame, SystemInfo,
+};
+
+/// The host session (policy, typed operations, errors), re-exported.
+pub use omv_session;
 
 /// The sans-IO protocol engine, re-exported for its types (opcodes,
 /// channel ids, codecs).

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let mut input: Option<String> = None;
-    let mut max_payload: u16 = omv_proto::MAX_PAYLOAD;
+    // The stock parser's default (scripts/stock_decode.py): the firmware's.
+    let mut max_payload: u16 = omv_proto::FIRMWARE_DEFAULT_PAYLOAD;
     let mut count_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

@@ -49,11 +49,18 @@ pub fn crc16(data: &[u8]) -> u16 {
     CRC16.checksum(data)
 }
 
-/// CRC-32 of a payload, with the implementation [`crc32_impl`] names.
+/// Shortest payload [`crc32`] hands to the carry-less-multiply CRC: that
+/// path costs about 45 ns per call before its first byte, so below about
+/// 150 bytes the tables are faster (measured on the development machine:
+/// 64 bytes 24 vs 49 ns, 256 bytes 85 vs 61 ns, 4082 bytes 1383 vs 406 ns).
+pub const SIMD_MIN_LEN: usize = 192;
+
+/// CRC-32 of a payload, with the implementation [`crc32_impl`] names
+/// (the tables for payloads shorter than [`SIMD_MIN_LEN`] either way).
 #[inline]
 pub fn crc32(data: &[u8]) -> u32 {
     #[cfg(simd)]
-    if simd::active() {
+    if data.len() >= SIMD_MIN_LEN && simd::active() {
         return simd::checksum(data);
     }
     crc32_table(data)

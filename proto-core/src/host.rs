@@ -363,6 +363,16 @@ pub struct HostEndpoint {
     stats: HostStats,
     rng: SimRng,
     channels_changed: bool,
+    /// Channel of the request in flight (for a NAK asking for a resend).
+    req_channel: ChannelId,
+    /// The last ACK sent (to send it again when the cam may have missed it).
+    last_ack: Option<Header>,
+    /// Data received of the last request that failed (for resuming a read).
+    partial: BytesMut,
+    /// Opcode of the last request sent (ACKs and NAKs excluded).
+    last_request: Option<Opcode>,
+    /// A resync that keeps the negotiated caps: SET_CAPS right after SYNC.
+    keep_caps: Option<Caps>,
     /// CRC off: the header of the last packet that asked for an ACK, and
     /// its payload in `last_acked_payload`, to recognise the cam's resends,
     /// which carry no RTX flag then (PROTOCOL.md section 4).
@@ -388,6 +398,11 @@ impl HostEndpoint {
             stats: HostStats::default(),
             rng,
             channels_changed: false,
+            req_channel: ChannelId::SYSTEM,
+            last_ack: None,
+            partial: BytesMut::new(),
+            last_request: None,
+            keep_caps: None,
             last_acked: None,
             last_acked_payload: Vec::new(),
             config,
@@ -452,6 +467,24 @@ impl HostEndpoint {
         self.send_sync(now);
     }
 
+    /// Resyncs keeping the negotiated caps: SYNC, then SET_CAPS with the
+    /// caps the cam accepted before (GET_CAPS would tell nothing new), two
+    /// exchanges instead of three. False (nothing done) when not
+    /// connected; then use [`connect`](Self::connect). Ends with
+    /// [`Completion::Connected`].
+    pub fn resync_keep_caps(&mut self, now: Instant) -> bool {
+        if !self.connected {
+            return false;
+        }
+        let caps = self.caps;
+        self.reset_link();
+        self.connected = false;
+        self.keep_caps = Some(caps);
+        self.op = Op::Sync { attempt: 1 };
+        self.send_sync(now);
+        true
+    }
+
     /// Re-runs GET_CAPS/SET_CAPS on a connected link (after changing the config).
     pub fn renegotiate(&mut self, now: Instant) -> Result<(), RequestError> {
         self.check_idle()?;
@@ -470,6 +503,8 @@ impl HostEndpoint {
     pub fn request(&mut self, now: Instant, cmd: &Command) -> Result<(), RequestError> {
         self.check_idle()?;
         self.check_command(cmd)?;
+        self.req_channel = cmd.channel;
+        self.partial.clear();
         self.op = Op::Request {
             opcode: cmd.opcode,
             data: BytesMut::new(),
@@ -539,7 +574,8 @@ impl HostEndpoint {
                 let e = RequestError::Timeout(self.config.timeout);
                 self.completions.push_back(Completion::Connected(Err(e)));
             }
-            Op::Request { .. } => {
+            Op::Request { data, .. } => {
+                self.partial = data;
                 self.stats.timeouts += 1;
                 self.completions
                     .push_back(Completion::Request(Err(RequestError::Timeout(
@@ -747,6 +783,17 @@ impl HostEndpoint {
         match core::mem::replace(&mut self.op, Op::Idle) {
             Op::Idle => {}
             Op::Sync { attempt } => match result {
+                Ok(_) if self.keep_caps.is_some() => {
+                    self.sequence = 0;
+                    let caps = self.keep_caps.take().unwrap_or(Caps::DEFAULT);
+                    self.op = Op::SetCaps { caps };
+                    let cmd = Command {
+                        opcode: Opcode::PROTO_SET_CAPS,
+                        channel: ChannelId::SYSTEM,
+                        payload: Bytes::copy_from_slice(&caps.encode()),
+                    };
+                    self.send_request(now, &cmd);
+                }
                 Ok(_) => {
                     self.sequence = 0;
                     self.op = Op::GetCaps;
@@ -783,6 +830,9 @@ impl HostEndpoint {
             },
             Op::Request { mut data, .. } => {
                 self.deadline = None;
+                if result.is_err() {
+                    self.partial = core::mem::take(&mut data);
+                }
                 let r = result.map(|p| {
                     if data.is_empty() {
                         if p.is_empty() && h.flags.contains(Flags::ACK) {
@@ -803,7 +853,10 @@ impl HostEndpoint {
     fn finish(&mut self, r: Result<Reply, RequestError>) {
         self.deadline = None;
         match core::mem::replace(&mut self.op, Op::Idle) {
-            Op::Request { .. } => self.completions.push_back(Completion::Request(r)),
+            Op::Request { data, .. } => {
+                self.partial = data;
+                self.completions.push_back(Completion::Request(r))
+            }
             Op::Idle => {}
             _ => self.fail_connect(r.err().unwrap_or(RequestError::NotConnected)),
         }
@@ -846,6 +899,7 @@ impl HostEndpoint {
     }
 
     fn reset_link(&mut self) {
+        self.keep_caps = None;
         self.last_acked = None;
         self.op = Op::Idle;
         self.deadline = None;
@@ -890,6 +944,7 @@ impl HostEndpoint {
     }
 
     fn send_request(&mut self, now: Instant, cmd: &Command) {
+        self.last_request = Some(cmd.opcode);
         let h = self.header(cmd.channel, Flags::NONE, cmd.opcode, self.sequence);
         self.transmit(&h, &cmd.payload);
         self.progress_at = now;
@@ -898,7 +953,73 @@ impl HostEndpoint {
 
     fn send_ack(&mut self, of: &Header) {
         let h = self.header(of.channel, Flags::ACK, of.opcode, of.sequence);
+        self.last_ack = Some(h);
         self.transmit(&h, &[]);
+    }
+
+    /// When the request in flight last made progress (sent, or a fragment
+    /// of its answer received).
+    pub fn progress_at(&self) -> Instant {
+        self.progress_at
+    }
+
+    /// Bytes of the answer received so far by the request in flight.
+    pub fn received_len(&self) -> usize {
+        match &self.op {
+            Op::Request { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+
+    /// The data that arrived for the last request that failed, before it
+    /// failed (so that a read can resume after it). Empty once taken.
+    pub fn take_partial(&mut self) -> Bytes {
+        core::mem::take(&mut self.partial).freeze()
+    }
+
+    /// Opcode of the last request sent: the handshake step a failed
+    /// connect was waiting on.
+    pub fn last_request(&self) -> Option<Opcode> {
+        self.last_request
+    }
+
+    /// Abandons the request in flight without a completion; the data
+    /// received so far goes to [`take_partial`](Self::take_partial). The
+    /// link must be resynced before the next request (its answer may
+    /// still arrive).
+    pub fn abandon_request(&mut self) {
+        if let Op::Request { data, .. } = core::mem::replace(&mut self.op, Op::Idle) {
+            self.partial = data;
+            self.deadline = None;
+        }
+    }
+
+    /// Asks the cam to resend the packet the request in flight waits for:
+    /// a 10-byte NAK with the request's opcode and the expected sequence
+    /// (the firmware resends at once, spending one of its resends). False
+    /// when no request is in flight or ACKs are off (nothing to resend).
+    pub fn nak_awaited(&mut self) -> bool {
+        let Op::Request { opcode, .. } = self.op else {
+            return false;
+        };
+        if !self.caps.flags.ack() {
+            return false;
+        }
+        let h = self.header(self.req_channel, Flags::NAK, opcode, self.sequence);
+        self.transmit(&h, &[]);
+        true
+    }
+
+    /// Sends the last ACK again (the cam may still wait for it when it was
+    /// lost; a cam that does not ignores it). False when none was sent.
+    pub fn resend_last_ack(&mut self) -> bool {
+        match self.last_ack {
+            Some(h) if self.connected => {
+                self.transmit(&h, &[]);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn header(&self, channel: ChannelId, flags: Flags, opcode: Opcode, sequence: u8) -> Header {

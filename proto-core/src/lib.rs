@@ -12,6 +12,7 @@
 //! * [`framer`]: bytes in arbitrary chunks in, packets out, per role;
 //! * payload codecs: [`caps`], [`stats`], [`version`], [`sysinfo`],
 //!   [`memory`], [`poll`], [`request`], [`shape`], [`frame`], [`profile`];
+//! * [`fault`]: seeded packet fault decisions for simulations and tests;
 //! * endpoints: [`host`] (the PC side) and [`device`] (the cam side), with
 //!   [`backend`] the trait a cam channel implements.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -28,11 +29,13 @@ pub mod crc;
 pub mod device;
 pub mod error;
 pub mod event;
+pub mod fault;
 pub mod flags;
 pub mod frame;
 pub mod framer;
 pub mod header;
 pub mod host;
+pub mod ioctl;
 pub mod memory;
 pub mod opcode;
 pub mod packet;

@@ -1,7 +1,9 @@
 //! The carry-less-multiply CRC-32 gives the table's values on every length
 //! and alignment (where this CPU has one; elsewhere it must say so).
 
-use omv_proto::crc::{crc32, crc32_impl, crc32_simd, crc32_table, set_crc32_impl, Crc32Impl};
+use omv_proto::crc::{
+    crc32, crc32_impl, crc32_simd, crc32_table, set_crc32_impl, Crc32Impl, SIMD_MIN_LEN,
+};
 use omv_proto::rng::SimRng;
 
 fn simd_expected() -> bool {
@@ -53,4 +55,9 @@ fn the_choice_of_implementation_switches_crc32() {
     assert_eq!(simd, crc32_simd(d).is_some());
     assert_eq!(simd, crc32_impl() == Crc32Impl::Simd);
     assert_eq!(crc32(d), 0x41B4_03D3);
+    // Above and below the length where crc32 starts using the SIMD path.
+    let long: Vec<u8> = (0..4082u32).map(|i| (i * 7) as u8).collect();
+    for len in [SIMD_MIN_LEN - 1, SIMD_MIN_LEN, 4082] {
+        assert_eq!(crc32(&long[..len]), crc32_table(&long[..len]), "len {len}");
+    }
 }

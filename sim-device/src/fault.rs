@@ -10,10 +10,17 @@
 //!   boundaries by scanning headers, and whole packets are dropped with
 //!   probability `rx_drop_rate`.
 //!
-//! Every decision comes from [`SimRng`] streams derived from one seed, one
-//! stream per kind of decision, so a run with the same seed and the same
-//! traffic makes the same decisions. Every fault is counted in
-//! [`FaultStats`] and logged at debug level.
+//! The decisions are omv-proto's shared ones ([`omv_proto::fault`]): each
+//! direction draws [`fault::plan`]s from its own [`SimRng`] stream derived
+//! from one seed, so a run with the same seed and the same traffic makes the
+//! same decisions; the incoming stream is cut into packets by
+//! [`fault::Reframer`]. Every fault is counted in [`FaultStats`] and logged
+//! at debug level.
+//!
+//! Two wrappers apply an injector: [`FaultyEndpoint`] over any sans-IO cam
+//! (virtual time: the caller passes `now`), and [`FaultyTransport`] over any
+//! [`Transport`] (real time: for a cam served on a real link, or a host
+//! driver's transport).
 //!
 //! ```
 //! use omv_sim::fault::{FaultConfig, FaultInjector};
@@ -27,12 +34,16 @@
 //! [`DeviceEndpoint`]: omv_proto::device::DeviceEndpoint
 
 use std::collections::VecDeque;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use omv_proto::crc::crc16;
-use omv_proto::header::{Header, HEADER_SIZE, SYNC_BYTES, TRAILER_SIZE};
+use std::io;
+
+use omv_proto::fault::{self, Piece, Reframer};
+use omv_proto::header::Header;
 use omv_proto::rng::SimRng;
-use omv_proto::{Duration, Instant, Opcode};
+use omv_proto::{Duration, Instant, MAX_PAYLOAD};
+
+use crate::serve::{MonotonicClock, Recv, SansIoCam, Transport};
 
 /// Longest latency accepted (a minute: anything longer is a mistake).
 pub const MAX_LATENCY: StdDuration = StdDuration::from_secs(60);
@@ -149,16 +160,18 @@ impl FaultStats {
 #[derive(Debug)]
 pub struct FaultInjector {
     config: FaultConfig,
+    tx_faults: fault::PacketFaults,
+    rx_faults: fault::PacketFaults,
     tx_rng: SimRng,
     rx_rng: SimRng,
-    chunk_rng: SimRng,
-    held: VecDeque<(Instant, Vec<u8>)>,
+    /// Packets held back by the latency, with their chunk boundaries.
+    held: VecDeque<(Instant, Vec<u8>, Vec<usize>)>,
     chunks: VecDeque<Vec<u8>>,
-    rx_buf: Vec<u8>,
+    reframer: Reframer,
     stats: FaultStats,
 }
 
-/// Derives an independent stream for each kind of decision.
+/// Derives an independent stream for each direction.
 fn stream(seed: u64, salt: u64) -> SimRng {
     let mut r = SimRng::new(seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     r.next_u64();
@@ -180,13 +193,18 @@ impl FaultInjector {
     pub fn new(config: FaultConfig) -> Result<FaultInjector, FaultError> {
         config.validate()?;
         Ok(FaultInjector {
+            tx_faults: fault::PacketFaults::NONE
+                .with_drop(config.drop_rate)
+                .with_flip(config.corrupt_rate)
+                .with_latency(config.latency)
+                .with_chunk_max(config.chunk_max),
+            rx_faults: fault::PacketFaults::drops(config.rx_drop_rate),
             tx_rng: stream(config.seed, 1),
             rx_rng: stream(config.seed, 2),
-            chunk_rng: stream(config.seed, 3),
             config,
             held: VecDeque::new(),
             chunks: VecDeque::new(),
-            rx_buf: Vec::new(),
+            reframer: Reframer::new(MAX_PAYLOAD),
             stats: FaultStats::default(),
         })
     }
@@ -206,7 +224,7 @@ impl FaultInjector {
     pub fn clear(&mut self) {
         self.held.clear();
         self.chunks.clear();
-        self.rx_buf.clear();
+        self.reframer.clear();
     }
 
     /// True when more outgoing packets may be accepted without holding too
@@ -217,34 +235,34 @@ impl FaultInjector {
 
     /// Takes a packet the cam sends at `now`, applying drop and corruption,
     /// and queues it for [`pop_tx`](Self::pop_tx).
-    pub fn push_tx(&mut self, now: Instant, mut packet: Vec<u8>) {
+    pub fn push_tx(&mut self, now: Instant, packet: Vec<u8>) {
         self.stats.tx_packets += 1;
-        if self.tx_rng.chance(self.config.drop_rate) {
+        let plan = fault::plan(&self.tx_faults, true, |_| true, &mut self.tx_rng, &packet);
+        if plan.copies.is_empty() {
             self.stats.tx_dropped += 1;
             log::debug!("fault: dropped sent packet {}", describe(&packet));
             return;
         }
-        if !packet.is_empty() && self.tx_rng.chance(self.config.corrupt_rate) {
-            let bit = self.tx_rng.below(packet.len() as u64 * 8);
-            let (byte, mask) = ((bit / 8) as usize, 1u8 << (bit % 8));
-            log::debug!(
-                "fault: flipped bit {} of byte {byte} in sent packet {}",
-                bit % 8,
-                describe(&packet)
-            );
-            packet[byte] ^= mask;
-            self.stats.tx_corrupted += 1;
+        for (c, d) in plan.copies.iter().zip(plan.apply(&packet)) {
+            if let Some(bit) = c.flip {
+                log::debug!(
+                    "fault: flipped bit {} of byte {} in sent packet {}",
+                    bit % 8,
+                    bit / 8,
+                    describe(&packet)
+                );
+                self.stats.tx_corrupted += 1;
+            }
+            if !d.extra.is_zero() {
+                self.stats.tx_delayed += 1;
+                log::debug!(
+                    "fault: holding sent packet {} for {:?}",
+                    describe(&packet),
+                    d.extra
+                );
+            }
+            self.held.push_back((now + d.extra, d.bytes, d.cuts));
         }
-        let release = now + self.config.latency;
-        if !self.config.latency.is_zero() {
-            self.stats.tx_delayed += 1;
-            log::debug!(
-                "fault: holding sent packet {} for {:?}",
-                describe(&packet),
-                self.config.latency
-            );
-        }
-        self.held.push_back((release, packet));
     }
 
     /// Next bytes to write at `now`: a whole packet or a chunk of one.
@@ -252,9 +270,9 @@ impl FaultInjector {
         if let Some(c) = self.chunks.pop_front() {
             return Some(c);
         }
-        if self.held.front().is_some_and(|(t, _)| *t <= now) {
-            let (_, p) = self.held.pop_front()?;
-            return Some(self.chunk(p));
+        if self.held.front().is_some_and(|(t, _, _)| *t <= now) {
+            let (_, p, cuts) = self.held.pop_front()?;
+            return Some(self.chunk(p, &cuts));
         }
         None
     }
@@ -263,7 +281,7 @@ impl FaultInjector {
     /// held). Chunks of a packet already due are returned by
     /// [`pop_tx`](Self::pop_tx) at once.
     pub fn next_release(&self) -> Option<Instant> {
-        self.held.front().map(|(t, _)| *t)
+        self.held.front().map(|(t, _, _)| *t)
     }
 
     /// True while something is waiting to be written now or later.
@@ -271,32 +289,23 @@ impl FaultInjector {
         !self.chunks.is_empty() || !self.held.is_empty()
     }
 
-    fn chunk(&mut self, p: Vec<u8>) -> Vec<u8> {
-        let max = self.config.chunk_max;
-        if max == 0 || p.len() <= 1 {
-            self.stats.tx_chunks += 1;
+    fn chunk(&mut self, p: Vec<u8>, cuts: &[usize]) -> Vec<u8> {
+        self.stats.tx_chunks += cuts.len() as u64 + 1;
+        if cuts.is_empty() {
             return p;
         }
-        let mut pieces = Vec::new();
-        let mut rest = &p[..];
-        while !rest.is_empty() {
-            let n = 1 + self.chunk_rng.below(max.min(rest.len()) as u64) as usize;
-            pieces.push(rest[..n].to_vec());
-            rest = &rest[n..];
+        self.stats.tx_chunked += 1;
+        log::debug!(
+            "fault: split sent packet {} into {} chunks",
+            describe(&p),
+            cuts.len() + 1
+        );
+        let mut from = 0;
+        for &c in cuts.iter().chain(std::iter::once(&p.len())) {
+            self.chunks.push_back(p[from..c].to_vec());
+            from = c;
         }
-        self.stats.tx_chunks += pieces.len() as u64;
-        if pieces.len() > 1 {
-            self.stats.tx_chunked += 1;
-            log::debug!(
-                "fault: split sent packet {} into {} chunks",
-                describe(&p),
-                pieces.len()
-            );
-        }
-        let mut it = pieces.into_iter();
-        let first = it.next().unwrap_or_default();
-        self.chunks.extend(it);
-        first
+        self.chunks.pop_front().unwrap_or_default()
     }
 
     /// Filters bytes received from the host: appends to `out` what the cam
@@ -304,101 +313,208 @@ impl FaultInjector {
     /// the stream is split at packet boundaries and whole packets are
     /// dropped. Bytes of a packet not yet complete are held until it is.
     pub fn filter_rx(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.config.rx_drop_rate <= 0.0 && self.rx_buf.is_empty() {
+        if self.config.rx_drop_rate <= 0.0 && self.reframer.held() == 0 {
             out.extend_from_slice(data);
             return;
         }
-        self.rx_buf.extend_from_slice(data);
-        let mut pos = 0;
+        let (faults, rng, stats) = (&self.rx_faults, &mut self.rx_rng, &mut self.stats);
+        self.reframer.push(data, |piece| match piece {
+            Piece::Bytes(b) => out.extend_from_slice(&b),
+            Piece::Packet(p) => {
+                stats.rx_packets += 1;
+                let plan = fault::plan(faults, true, |_| true, rng, &p);
+                if plan.copies.is_empty() {
+                    stats.rx_dropped += 1;
+                    log::debug!("fault: dropped received packet {}", describe(&p));
+                }
+                for d in plan.apply(&p) {
+                    out.extend_from_slice(&d.bytes);
+                }
+            }
+        });
+    }
+}
+
+/// A fault injector over any sans-IO cam, on the caller's (virtual)
+/// clock: what the cam sends goes through [`FaultInjector::push_tx`] and
+/// comes out delayed, damaged or chunked; what it receives goes through
+/// [`FaultInjector::filter_rx`]; [`poll_timeout`](SansIoCam::poll_timeout)
+/// includes the release of held packets.
+///
+/// ```
+/// use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+/// use omv_proto::host::{HostConfig, HostEndpoint};
+/// use omv_sim::fault::{FaultConfig, FaultyEndpoint};
+/// use omv_sim::link::SimLink;
+/// let cam = FaultyEndpoint::new(
+///     DeviceEndpoint::new(DeviceConfig::default()),
+///     FaultConfig { latency: omv_proto::Duration::from_millis(30), ..FaultConfig::default() },
+/// )
+/// .unwrap();
+/// let mut link = SimLink::new(HostEndpoint::new(HostConfig::default()), cam);
+/// link.connect().unwrap();
+/// assert!(link.now() >= omv_proto::Instant::from_millis(30));
+/// ```
+#[derive(Debug)]
+pub struct FaultyEndpoint<E> {
+    /// The wrapped cam.
+    pub inner: E,
+    /// The faults applied.
+    pub faults: FaultInjector,
+    rx: Vec<u8>,
+}
+
+impl<E: SansIoCam> FaultyEndpoint<E> {
+    /// Wraps `inner`; fails when `config` is invalid.
+    pub fn new(inner: E, config: FaultConfig) -> Result<FaultyEndpoint<E>, FaultError> {
+        Ok(FaultyEndpoint {
+            inner,
+            faults: FaultInjector::new(config)?,
+            rx: Vec::new(),
+        })
+    }
+}
+
+impl<E: SansIoCam> SansIoCam for FaultyEndpoint<E> {
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.rx.clear();
+        self.faults.filter_rx(data, &mut self.rx);
+        if !self.rx.is_empty() {
+            self.inner.handle_input(now, &self.rx);
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         loop {
-            let buf = &self.rx_buf[pos..];
-            // Forward everything before the next sync word.
-            let Some(start) = find_sync(buf) else {
-                // Keep a trailing 0xAA: it may start a sync word.
-                let keep = usize::from(buf.last() == Some(&SYNC_BYTES[0]));
-                out.extend_from_slice(&buf[..buf.len() - keep]);
-                pos += buf.len() - keep;
-                break;
-            };
-            out.extend_from_slice(&buf[..start]);
-            pos += start;
-            let buf = &self.rx_buf[pos..];
-            if buf.len() < HEADER_SIZE {
-                break;
+            if let Some(c) = self.faults.pop_tx(now) {
+                return Some(c);
             }
-            let Some(total) = plausible_packet_len(buf) else {
-                out.push(buf[0]);
-                pos += 1;
-                continue;
-            };
-            if buf.len() >= total {
-                let packet = &buf[..total];
-                self.stats.rx_packets += 1;
-                if self.rx_rng.chance(self.config.rx_drop_rate) {
-                    self.stats.rx_dropped += 1;
-                    log::debug!("fault: dropped received packet {}", describe(packet));
-                } else {
-                    out.extend_from_slice(packet);
-                }
-                pos += total;
-                continue;
+            if !self.faults.wants_tx() {
+                return None;
             }
-            // Incomplete: a host that gave up on a torn packet recovers with
-            // a SYNC command, which must not wait behind the torn packet.
-            if let Some(end) = find_sync_command(&buf[2..]) {
-                let end = end + 2;
-                out.extend_from_slice(&buf[..end]);
-                pos += end;
-                continue;
-            }
-            break;
+            let p = self.inner.poll_transmit(now)?;
+            self.faults.push_tx(now, p);
         }
-        self.rx_buf.drain(..pos);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match (self.inner.poll_timeout(), self.faults.next_release()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
-fn find_sync(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == SYNC_BYTES)
+/// A fault injector over any [`Transport`], in real time: the "tx" faults
+/// apply to what this side sends (cut into packets by a
+/// [`Reframer`], so `send` may be given any bytes), the "rx" drop to what it
+/// receives. Delayed packets are written by a later `send` or `recv` once
+/// due (`recv` waits no longer than the next release).
+#[derive(Debug)]
+pub struct FaultyTransport<T> {
+    inner: T,
+    faults: FaultInjector,
+    out: Reframer,
+    clock: MonotonicClock,
+    rx: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
-/// The wire length of a packet starting at `buf` (at least 10 bytes) when
-/// its header looks real: a good header CRC, or a zero one (CRC off). Any
-/// length is plausible: the protocol allows payloads up to 65535 bytes.
-fn plausible_packet_len(buf: &[u8]) -> Option<usize> {
-    let h = Header::decode(buf).ok()?;
-    let hcrc = u16::from_le_bytes([buf[8], buf[9]]);
-    if hcrc != 0 && hcrc != crc16(&buf[..8]) {
-        return None;
+impl<T: Transport> FaultyTransport<T> {
+    /// Wraps `inner`; fails when `config` is invalid.
+    pub fn new(inner: T, config: FaultConfig) -> Result<FaultyTransport<T>, FaultError> {
+        Ok(FaultyTransport {
+            inner,
+            faults: FaultInjector::new(config)?,
+            out: Reframer::new(MAX_PAYLOAD),
+            clock: MonotonicClock::new(),
+            rx: Vec::new(),
+            scratch: Vec::new(),
+        })
     }
-    Some(if h.length == 0 {
-        HEADER_SIZE
-    } else {
-        HEADER_SIZE + usize::from(h.length) + TRAILER_SIZE
-    })
+
+    /// Fault counters.
+    pub fn stats(&self) -> FaultStats {
+        self.faults.stats()
+    }
+
+    /// The wrapped transport.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
+    fn flush_due(&mut self) -> io::Result<()> {
+        let now = self.clock.now();
+        while let Some(c) = self.faults.pop_tx(now) {
+            self.inner.send(&c)?;
+        }
+        Ok(())
+    }
 }
 
-/// The end offset of the first complete, valid SYNC command in `buf`.
-fn find_sync_command(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = find_sync(&buf[from..]) {
-        let at = from + i;
-        let cand = &buf[at..];
-        if cand.len() >= HEADER_SIZE && Header::crc_ok(cand) {
-            if let Ok(h) = Header::decode(cand) {
-                if h.opcode == Opcode::PROTO_SYNC && h.channel.0 == 0 && h.length == 0 {
-                    return Some(at + HEADER_SIZE);
+impl<T: Transport> Transport for FaultyTransport<T> {
+    fn recv(&mut self, buf: &mut [u8], timeout: StdDuration) -> io::Result<Recv> {
+        let deadline = StdInstant::now() + timeout;
+        self.scratch.resize(buf.len().max(1), 0);
+        loop {
+            self.flush_due()?;
+            if !self.rx.is_empty() {
+                let n = buf.len().min(self.rx.len());
+                buf[..n].copy_from_slice(&self.rx[..n]);
+                self.rx.drain(..n);
+                return Ok(Recv::Data(n));
+            }
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            // Wake up for the next held packet, whatever arrives.
+            let wait = match self.faults.next_release() {
+                Some(t) => {
+                    let us = t.saturating_duration_since(self.clock.now()).as_micros();
+                    left.min(StdDuration::from_micros(us as u64))
+                }
+                None => left,
+            };
+            match self.inner.recv(&mut self.scratch, wait)? {
+                Recv::Data(n) => self.faults.filter_rx(&self.scratch[..n], &mut self.rx),
+                Recv::Closed => return Ok(Recv::Closed),
+                Recv::Timeout => {}
+            }
+            if self.rx.is_empty() && StdInstant::now() >= deadline {
+                self.flush_due()?;
+                return Ok(Recv::Timeout);
+            }
+        }
+    }
+
+    /// Packets go through the faults; bytes between packets (which no
+    /// decision applies to) are written at once, in stream order with the
+    /// packets not held back.
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut pieces = Vec::new();
+        self.out.push(data, |p| pieces.push(p));
+        for piece in pieces {
+            match piece {
+                Piece::Bytes(b) => {
+                    self.flush_due()?;
+                    self.inner.send(&b)?;
+                }
+                Piece::Packet(p) => {
+                    self.faults.push_tx(self.clock.now(), p);
+                    self.flush_due()?;
                 }
             }
         }
-        from = at + 1;
+        Ok(())
     }
-    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omv_proto::{ChannelId, Flags};
+    use omv_proto::{ChannelId, Flags, Opcode};
 
     fn pkt(seq: u8, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
         let h = Header {
@@ -605,5 +721,75 @@ mod tests {
         f.filter_rx(&torn[..100], &mut out);
         f.filter_rx(&sync, &mut out);
         assert!(out.ends_with(&sync), "the SYNC must get through at once");
+    }
+
+    #[test]
+    fn faulty_transport_drops_delays_and_filters() {
+        use crate::link::duplex;
+        use std::io::Read;
+        let p = pkt(1, Opcode::CHANNEL_READ, &[9; 40]);
+        // Latency: a packet sent now reaches the peer once a later call
+        // finds it due.
+        let (a, mut b) = duplex();
+        let mut t = FaultyTransport::new(
+            a,
+            FaultConfig {
+                latency: Duration::from_millis(30),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let t0 = StdInstant::now();
+        t.send(&[0x01, 0x02]).unwrap();
+        t.send(&p[..5]).unwrap();
+        t.send(&p[5..]).unwrap();
+        assert_eq!(b.available(), 2, "bytes between packets pass at once");
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            t.recv(&mut buf, StdDuration::from_millis(100)).unwrap(),
+            Recv::Timeout
+        );
+        assert!(t0.elapsed() >= StdDuration::from_millis(30));
+        let mut got = vec![0u8; 2 + p.len()];
+        b.set_read_timeout(Some(StdDuration::from_millis(100)));
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got[2..], &p[..]);
+        assert_eq!(t.stats().tx_delayed, 1);
+        // Drops both ways.
+        let (a, mut b) = duplex();
+        let mut t = FaultyTransport::new(
+            a,
+            FaultConfig {
+                drop_rate: 1.0,
+                rx_drop_rate: 1.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        t.send(&p).unwrap();
+        assert_eq!(b.available(), 0);
+        std::io::Write::write_all(&mut b, &[&p[..], b"xyz"].concat()).unwrap();
+        assert_eq!(
+            t.recv(&mut buf, StdDuration::from_millis(50)).unwrap(),
+            Recv::Data(3)
+        );
+        assert_eq!(&buf[..3], b"xyz");
+        assert_eq!((t.stats().tx_dropped, t.stats().rx_dropped), (1, 1));
+    }
+
+    #[test]
+    fn faulty_endpoint_drops_what_the_cam_sends() {
+        use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+        let mut cam = FaultyEndpoint::new(
+            DeviceEndpoint::new(DeviceConfig::default()),
+            FaultConfig {
+                drop_rate: 1.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        cam.handle_input(Instant::ZERO, &pkt(0, Opcode::PROTO_SYNC, &[]));
+        assert_eq!(cam.poll_transmit(Instant::ZERO), None);
+        assert_eq!(cam.faults.stats().tx_dropped, 1);
     }
 }

@@ -177,8 +177,11 @@ fn serve_thread_with_a_blocking_host() {
 
 #[test]
 fn serve_thread_under_faults_in_real_time() {
+    // About 50 packets answer the read: at 8% drops the chance that none
+    // is dropped (and the retransmit assertion has nothing to see) is
+    // under 2%, whatever the seed's stream.
     let faults = FaultConfig {
-        drop_rate: 0.02,
+        drop_rate: 0.08,
         corrupt_rate: 0.01,
         latency: omv_sim::fault::FaultConfig::default().latency
             + omv_proto::Duration::from_millis(1),

@@ -9,7 +9,7 @@ use omv_blocking::events::{Event, EventKind};
 use omv_blocking::sim::EmbeddedSim;
 use omv_blocking::symbols::SymbolTable;
 use omv_blocking::types::ProfileEntry;
-use omv_blocking::{Camera, Error};
+use omv_blocking::{Camera, DecodeFrame, Error};
 use omv_proto::frame::PixFormat;
 use omv_proto::host::Reply;
 use omv_proto::{ChannelFlags, ChannelId, Opcode, Status};

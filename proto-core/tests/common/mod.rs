@@ -3,6 +3,7 @@
 
 use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
 use omv_proto::device::{DeviceConfig, DeviceEndpoint};
+use omv_proto::fault::{self, Delivery, PacketFaults};
 use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
 use omv_proto::rng::SimRng;
 use omv_proto::{Duration, Instant};
@@ -54,13 +55,37 @@ impl ChannelBackend for BufChan {
     }
 }
 
-/// Faults applied to whole packets in each direction.
+/// Faults applied to whole packets in each direction, decided by
+/// omv-proto's shared [`fault`] module.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
     pub host_to_cam_drop: f64,
     pub cam_to_host_drop: f64,
     /// Max extra virtual microseconds per hop.
     pub jitter_us: u64,
+}
+
+impl Faults {
+    /// Host to cam: drops only, each packet whole.
+    fn h2c(&self) -> PacketFaults {
+        PacketFaults::drops(self.host_to_cam_drop)
+    }
+
+    /// Cam to host: drops, and every packet delivered in random chunks.
+    fn c2h(&self) -> PacketFaults {
+        PacketFaults::drops(self.cam_to_host_drop).with_chunk_max(usize::MAX)
+    }
+}
+
+/// The pieces of a delivery, cut at its split points.
+fn pieces(d: &Delivery) -> impl Iterator<Item = &[u8]> {
+    let ends = d.cuts.iter().copied().chain(std::iter::once(d.bytes.len()));
+    let mut from = 0;
+    ends.map(move |end| {
+        let p = &d.bytes[from..end];
+        from = end;
+        p
+    })
 }
 
 pub struct Link {
@@ -97,21 +122,21 @@ impl Link {
             let mut moved = false;
             while let Some(bytes) = self.host.poll_transmit() {
                 moved = true;
-                if !self.rng.chance(self.faults.host_to_cam_drop) {
+                let plan = fault::plan(&self.faults.h2c(), true, |_| true, &mut self.rng, &bytes);
+                for d in plan.apply(&bytes) {
                     self.hop();
-                    self.cam.handle_input(self.now, &bytes);
+                    for piece in pieces(&d) {
+                        self.cam.handle_input(self.now, piece);
+                    }
                 }
             }
             while let Some(bytes) = self.cam.poll_transmit(self.now) {
                 moved = true;
-                if !self.rng.chance(self.faults.cam_to_host_drop) {
+                let plan = fault::plan(&self.faults.c2h(), true, |_| true, &mut self.rng, &bytes);
+                for d in plan.apply(&bytes) {
                     self.hop();
-                    // Deliver in random chunks.
-                    let mut rest = &bytes[..];
-                    while !rest.is_empty() {
-                        let n = 1 + self.rng.below(rest.len() as u64) as usize;
-                        self.host.handle_input(self.now, &rest[..n]);
-                        rest = &rest[n..];
+                    for piece in pieces(&d) {
+                        self.host.handle_input(self.now, piece);
                     }
                 }
             }

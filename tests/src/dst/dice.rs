@@ -285,6 +285,23 @@ impl Dice {
     }
 }
 
+/// The DST's dice drive omv-proto's shared fault decisions, so that a
+/// fuzzer's input decides every fault too.
+impl omv_proto::fault::Entropy for Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        Dice::below(self, n)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        Dice::chance(self, p)
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        Dice::bytes(self, n)
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        Dice::range(self, lo, hi)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

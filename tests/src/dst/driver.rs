@@ -647,7 +647,12 @@ impl World {
             Err(e) => {
                 if lockable {
                     self.model.users.get_mut(&ch.0).expect("user").lock.locked = None;
-                    self.model.maybe_lock = Some(self.now);
+                    // The request may still be on the wire (delayed) or
+                    // waiting at a stalled cam: the lock may be taken as late
+                    // as a delay plus a stall after the host gave up.
+                    let p = self.inj.profile;
+                    let late = p.h2c.delay_max + p.stall_max;
+                    self.model.maybe_lock = Some(self.now + late);
                     self.model.maybe_lock_pending = true;
                 }
                 return Ok(Err(e));

@@ -13,7 +13,7 @@
 //! these rules: a fault kind is injected only when the capabilities in
 //! force on both sides (and the ones being negotiated) can detect it.
 
-use omv_proto::Duration;
+use omv_proto::{fault, Duration};
 
 use super::dice::Dice;
 
@@ -104,6 +104,21 @@ impl FaultKind {
     }
 }
 
+impl From<fault::FaultKind> for FaultKind {
+    fn from(k: fault::FaultKind) -> FaultKind {
+        match k {
+            fault::FaultKind::Drop => FaultKind::Drop,
+            fault::FaultKind::BitFlip => FaultKind::BitFlip,
+            fault::FaultKind::Duplicate => FaultKind::Duplicate,
+            fault::FaultKind::Truncate => FaultKind::Truncate,
+            fault::FaultKind::Garbage => FaultKind::Garbage,
+            fault::FaultKind::Delay => FaultKind::Delay,
+            // Split, and any kind added later: harmless on a byte stream.
+            _ => FaultKind::Split,
+        }
+    }
+}
+
 /// Counters of injected faults, per direction for packet faults (cam
 /// faults are counted under [`Dir::HostToCam`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -163,6 +178,21 @@ pub struct PacketFaults {
     pub delay: f64,
     /// Longest extra delay.
     pub delay_max: Duration,
+}
+
+impl PacketFaults {
+    /// These rates as omv-proto's shared fault configuration, with packets
+    /// split into chunks with probability `split`.
+    pub fn with_split(&self, split: f64) -> fault::PacketFaults {
+        fault::PacketFaults::NONE
+            .with_drop(self.drop)
+            .with_flip(self.flip)
+            .with_duplicate(self.duplicate)
+            .with_truncate(self.truncate)
+            .with_garbage(self.garbage)
+            .with_delay(self.delay, self.delay_max)
+            .with_split(split)
+    }
 }
 
 /// Everything a run may inject, drawn once per seed.

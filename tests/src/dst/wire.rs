@@ -1,5 +1,6 @@
 //! The simulated serial link: two FIFO byte pipes with a virtual-time
-//! delivery schedule, and the [`Injector`] that applies packet faults.
+//! delivery schedule, and the [`Injector`] that applies packet faults
+//! (omv-proto's shared [`fault`] decisions).
 //!
 //! A serial link never reorders bytes, so every chunk's delivery time is at
 //! least the previous chunk's: a delayed packet holds back everything
@@ -8,8 +9,7 @@
 
 use std::collections::VecDeque;
 
-use omv_proto::crc::crc16;
-use omv_proto::header::{HEADER_SIZE, SYNC_BYTES};
+use omv_proto::fault;
 use omv_proto::{Duration, Instant};
 
 use super::dice::Dice;
@@ -174,17 +174,11 @@ impl Wire {
     }
 }
 
-/// What the injector did to one packet (for the trace).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Fate(pub u16);
+pub use omv_proto::fault::Fate;
 
-impl Fate {
-    fn set(&mut self, k: FaultKind) {
-        self.0 |= 1 << (k as u16);
-    }
-}
-
-/// Applies the seed's packet faults to the packets handed to a wire.
+/// Applies the seed's packet faults to the packets handed to a wire: the
+/// decisions are omv-proto's shared ones ([`fault::plan`]), drawn from the
+/// run's dice; this type only adds the DST's phases, guard and counters.
 #[derive(Debug)]
 pub struct Injector {
     /// What may be injected.
@@ -224,16 +218,6 @@ impl Injector {
         &mut self.dice
     }
 
-    fn fault(&mut self, dir: Dir, kind: FaultKind, p: f64, guard: Guard, fate: &mut Fate) -> bool {
-        if self.enabled && guard.allows(dir, kind) && self.dice.chance(p) {
-            self.counts.add(dir, kind);
-            fate.set(kind);
-            true
-        } else {
-            false
-        }
-    }
-
     /// Hands `packet` (one whole packet, as an endpoint produced it) to
     /// `wire` at `now`, applying the faults `guard` allows.
     pub fn transmit(
@@ -244,92 +228,32 @@ impl Injector {
         guard: Guard,
     ) -> Fate {
         let dir = wire.dir();
-        let pf = *self.profile.packet(dir);
-        let mut fate = Fate::default();
+        let faults = self.profile.packet(dir).with_split(self.split);
         wire.packets_sent += 1;
-        if self.fault(dir, FaultKind::Garbage, pf.garbage, guard, &mut fate) {
-            let g = self.garbage(&packet);
-            wire.enqueue(now, g, Duration::ZERO, &[], false);
+        let plan = fault::plan(
+            &faults,
+            self.enabled,
+            |k| guard.allows(dir, FaultKind::from(k)),
+            &mut self.dice,
+            &packet,
+        );
+        for k in plan.faults() {
+            self.counts.add(dir, FaultKind::from(k));
         }
-        if self.fault(dir, FaultKind::Drop, pf.drop, guard, &mut fate) {
-            return fate;
+        if plan
+            .garbage
+            .as_ref()
+            .is_some_and(|g| g.len() >= fault::LONG_GARBAGE_MIN)
+        {
+            self.long_garbage += 1;
         }
-        let copies = if self.fault(dir, FaultKind::Duplicate, pf.duplicate, guard, &mut fate) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let mut bytes = packet.clone();
-            let mut intact = true;
-            if bytes.len() > 1
-                && self.fault(dir, FaultKind::Truncate, pf.truncate, guard, &mut fate)
-            {
-                let keep = self.dice.range_usize(1, bytes.len() - 1);
-                bytes.truncate(keep);
-                // Still counted as receivable: the bytes that follow may
-                // complete it exactly (every packet starts with 0xAA, and a
-                // CRC may end with it).
-            }
-            if self.fault(dir, FaultKind::BitFlip, pf.flip, guard, &mut fate) {
-                let bit = self.dice.below(bytes.len() as u64 * 8) as usize;
-                bytes[bit / 8] ^= 1 << (bit % 8);
-                intact = false;
-            }
-            let extra = if self.fault(dir, FaultKind::Delay, pf.delay, guard, &mut fate) {
-                let max = pf.delay_max.as_micros() as u64;
-                Duration::from_micros(self.dice.range(1, max.max(1)))
-            } else {
-                Duration::ZERO
-            };
-            let mut cuts = Vec::new();
-            if bytes.len() > 1 && self.dice.chance(self.split) {
-                self.counts.add(dir, FaultKind::Split);
-                fate.set(FaultKind::Split);
-                for _ in 0..self.dice.range(1, 3) {
-                    cuts.push(self.dice.range_usize(1, bytes.len() - 1));
-                }
-                cuts.sort_unstable();
-            }
-            if intact {
+        for d in plan.apply(&packet) {
+            if d.intact {
                 wire.intact_packets += 1;
             }
-            wire.enqueue(now, bytes, extra, &cuts, intact);
+            wire.enqueue(now, d.bytes, d.extra, &d.cuts, d.intact);
         }
-        fate
-    }
-
-    /// A burst of random bytes, sprinkled with sync words, that cannot
-    /// form a header with a valid CRC together with the packet after it
-    /// (so it can only cost packets, never forge one).
-    fn garbage(&mut self, next: &[u8]) -> Vec<u8> {
-        // Mostly short bursts; now and then one longer than a max-size
-        // packet, which no framer may buffer whole.
-        let n = if self.dice.chance(0.05) {
-            self.long_garbage += 1;
-            self.dice.range_usize(4200, 6000)
-        } else {
-            self.dice.range_usize(1, 80)
-        };
-        let mut g = self.dice.bytes(n);
-        for _ in 0..self.dice.below(4) {
-            if n >= 2 {
-                let i = self.dice.below(n as u64 - 1) as usize;
-                g[i..i + 2].copy_from_slice(&SYNC_BYTES);
-            }
-        }
-        let mut joined = g.clone();
-        joined.extend_from_slice(&next[..next.len().min(HEADER_SIZE)]);
-        for i in 0..n.saturating_sub(1) {
-            let w = &joined[i..];
-            if w.len() >= HEADER_SIZE
-                && w[..2] == SYNC_BYTES
-                && crc16(&w[..8]) == u16::from_le_bytes([w[8], w[9]])
-            {
-                g[i + 1] = 0;
-            }
-        }
-        g
+        plan.fate
     }
 }
 
@@ -365,22 +289,5 @@ mod tests {
         }
         assert_eq!(got, [vec![1u8; 10], vec![2u8; 10]].concat());
         assert!(last >= Instant::from_millis(50));
-    }
-
-    #[test]
-    fn garbage_never_forges_a_header() {
-        let mut inj = Injector::new(FaultProfile::NONE, 0.0, Dice::from_seed(3));
-        let sync = [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac];
-        for _ in 0..2000 {
-            let g = inj.garbage(&sync);
-            let mut j = g.clone();
-            j.extend_from_slice(&sync);
-            for i in 0..g.len() {
-                let w = &j[i..];
-                if w.len() >= 10 && w[..2] == SYNC_BYTES {
-                    assert_ne!(crc16(&w[..8]), u16::from_le_bytes([w[8], w[9]]));
-                }
-            }
-        }
     }
 }

@@ -1,0 +1,68 @@
+//! The host session of the OpenMV cam protocol, sans-IO: the whole host
+//! policy above `omv-proto`'s [`HostEndpoint`](omv_proto::host::HostEndpoint)
+//! as a state machine fed with bytes, time and port completions.
+//!
+//! * connect and resync: SYNC, GET_CAPS, SET_CAPS, then the channel list,
+//!   version and system information cached; an in-session resync waits a
+//!   few round trips per attempt rather than the full timeout; when
+//!   resyncs fail the driver is asked to reopen the port
+//!   ([`PortCommand::Reopen`]) before one more round;
+//! * a resync at once when the cam reports SOFT_REBOOT (it re-initialised
+//!   its protocol), and the channel cache refreshed after (un)registrations;
+//! * retries by time: every operation has a deadline
+//!   ([`SessionConfig::deadline_for`]: 10 s plus 20 s per MiB by default)
+//!   beside the per-packet timeout; reads resume at the first byte not
+//!   received, writes at the first byte not acknowledged (stdin from 0),
+//!   `exec` is exactly-once, a read across a soft reboot fails with
+//!   [`Error::Rebooted`];
+//! * fast retransmit: when the awaited packet is overdue by the threshold
+//!   [`Session::fast_threshold`] (`max(fast_min, 4 × round trip)`, the
+//!   round trip being the least of the last 8 measured from a request to
+//!   its answer's first packet, never from an answer that was asked for
+//!   again), the session sends the last ACK again (the cam may be waiting
+//!   for it: the lost-ACK case) and a NAK for the awaited packet (the
+//!   firmware then resends at once). The firmware resends a packet at
+//!   most 3 times before it resets, so the session asks at most twice per
+//!   packet, and gives up on a resumable transfer at 3 thresholds (on a
+//!   write's status answer, which the cam never resends, at 1) to resync
+//!   and resume, instead of waiting out the 1 s timeout. Such a resync
+//!   keeps the negotiated caps (SYNC then SET_CAPS) and waits 2 thresholds
+//!   per attempt.
+//!
+//! # The driver loop
+//!
+//! ```text
+//! let op = session.start(now, ops::ReadAt { .. })?;
+//! loop {
+//!     while let Some(n) = session.poll_transmit(now, &mut buf) { write(&buf); buf.clear(); }
+//!     while let Some(cmd) = session.poll_port_command() { reopen; session.port_command_done(now, ok); }
+//!     while let Some(e) = session.poll_event() { dispatch(e); }
+//!     if let Some(out) = session.take_output(&op) { return out; }
+//!     read the port until session.poll_timeout(): handle_input(now, bytes) or handle_timeout(now)
+//! }
+//! ```
+//!
+//! `omv-blocking`'s `driver` module is such a loop over a blocking port.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod config;
+mod error;
+mod events;
+pub mod ops;
+mod session;
+mod task;
+mod types;
+
+pub use config::SessionConfig;
+pub use error::{Error, Result};
+pub use events::{Event, EventKind, EventState};
+pub use ops::Operation;
+pub use session::{Pending, PortCommand, Progress, Session, SessionStats};
+pub use types::{ChannelKey, ChannelStatus, ProfileData, ProfileEntry, RawFrame, SystemInfo};
+
+/// The sans-IO protocol engine, re-exported for its types.
+pub use omv_proto;

@@ -1,0 +1,983 @@
+//! [`Session`]: the engine that runs one operation at a time over a
+//! [`HostEndpoint`], with the resync, retry and resume policy.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::marker::PhantomData;
+
+use bytes::Bytes;
+use omv_proto::caps::Caps;
+use omv_proto::channel::ChannelEntry;
+use omv_proto::host::{Completion, HostEndpoint, HostStats};
+use omv_proto::version::Version;
+use omv_proto::{Duration, Instant, Opcode};
+
+use crate::config::SessionConfig;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventKind, EventState};
+use crate::ops::Operation;
+use crate::task::{Action, Input, Task};
+use crate::types::SystemInfo;
+
+/// Something the driver must do to the port for the session, then report
+/// with [`Session::port_command_done`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PortCommand {
+    /// Close the port and open it again (TCP: reconnect). What unsticks a
+    /// firmware still sending an abandoned read (PROTOCOL.md section 6).
+    Reopen,
+}
+
+/// A started operation; pass it to [`Session::take_output`] for the result.
+#[derive(Debug)]
+#[must_use = "the operation's output is taken with this handle"]
+pub struct Pending<O: Operation> {
+    serial: u64,
+    _op: PhantomData<fn() -> O>,
+}
+
+/// Progress of the transfer in flight: bytes done of the total.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes transferred (received or acknowledged).
+    pub done: u64,
+    /// Bytes of the whole transfer.
+    pub total: u64,
+}
+
+/// Counters of the session's policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Resyncs (the connect's included).
+    pub resyncs: u64,
+    /// Port reopens asked of the driver.
+    pub reopens: u64,
+    /// Operations resumed after a failure.
+    pub resumes: u64,
+    /// NAKs sent to ask for an overdue packet (fast retransmit).
+    pub fast_naks: u64,
+    /// ACKs sent again for an overdue answer (the cam may wait for one).
+    pub ack_resends: u64,
+    /// Requests given up early because their answer was overdue.
+    pub fast_fails: u64,
+}
+
+/// What the request in flight is, for error messages and timers.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    op: Opcode,
+    channel: u8,
+    offset: Option<u32>,
+    /// Give up after `thr × 3` (reads) or `thr` (status answers)
+    /// without progress instead of the full timeout: the task resumes.
+    fast_fail: bool,
+    /// The answer is retransmitted by the cam (data packets with ACKs on).
+    resent_by_cam: bool,
+    sent_at: Instant,
+    /// Progress seen so far (`HostEndpoint::progress_at`).
+    seen: Instant,
+    got_first: bool,
+    /// Fast-retransmit steps taken since the last progress.
+    steps: u8,
+    max_answer: Option<u32>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Idle,
+    /// A request is in flight.
+    Request(InFlight),
+    /// Resyncing; `round` counts handshake rounds, `reopened` whether the
+    /// port was reopened already.
+    Resync {
+        round: u8,
+        reopened: bool,
+        then: After,
+    },
+    /// Waiting for [`Session::port_command_done`].
+    Port {
+        then: After,
+    },
+}
+
+/// What follows a resync.
+#[derive(Debug)]
+enum After {
+    /// Tell the task it may resume (with the data received before).
+    Resume { partial: Bytes, rebooted: bool },
+    /// Fail the task with this error (a non-retrying primitive).
+    Fail(Error),
+}
+
+struct Running {
+    serial: u64,
+    task: Box<dyn Task>,
+    deadline: Instant,
+    budget: Duration,
+    /// Retry after retryable failures (named operations) or only resync
+    /// and report (by-id primitives).
+    retries: bool,
+    /// Whether a port reopen may be asked for.
+    may_reopen: bool,
+    /// The cam soft-rebooted since the task started.
+    rebooted: bool,
+}
+
+/// The host session. See the crate documentation for the driver loop.
+pub struct Session {
+    config: SessionConfig,
+    host: HostEndpoint,
+    phase: Phase,
+    running: Option<Running>,
+    output: Option<(u64, Result<Box<dyn Any + Send>>)>,
+    serial: u64,
+    port_cmds: VecDeque<PortCommand>,
+    pub(crate) cache: Cache,
+    events: VecDeque<Event>,
+    connected: bool,
+    /// A resync is due before the next request (a SOFT_REBOOT, an
+    /// abandoned request).
+    needs_resync: bool,
+    stats: SessionStats,
+    /// The last round trips (request to first packet), microseconds; the
+    /// estimate is their minimum, so that a sample inflated by a loss and
+    /// the cam's 500 ms resend does not make the threshold useless.
+    rtt_us: [u64; 8],
+    rtt_at: usize,
+    progress: Option<Progress>,
+    /// The task waits for a resync before its first step.
+    pending_start: bool,
+    /// The resync in flight uses short attempts.
+    resync_fast: bool,
+    /// Rounds of the resync in flight in which SYNC got no answer.
+    resync_silent: u8,
+}
+
+/// What the session knows about the cam, shared with the tasks.
+#[derive(Debug, Default)]
+pub struct Cache {
+    pub channels: Vec<ChannelEntry>,
+    pub stale: bool,
+    pub version: Option<Version>,
+    pub sysinfo: Option<SystemInfo>,
+    pub state: EventState,
+    pub caps: Caps,
+    /// Channels locked (bit per id) since the last resync.
+    pub locks: u32,
+    pub stdout_carry: Vec<u8>,
+}
+
+impl Cache {
+    pub fn find(&self, name: &str) -> Option<&ChannelEntry> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+}
+
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("connected", &self.connected)
+            .field("caps", &self.host.caps())
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session that is not connected yet.
+    pub fn new(config: SessionConfig) -> Session {
+        Session {
+            host: HostEndpoint::new(config.host_config()),
+            config,
+            phase: Phase::Idle,
+            running: None,
+            output: None,
+            serial: 0,
+            port_cmds: VecDeque::new(),
+            cache: Cache::default(),
+            events: VecDeque::new(),
+            connected: false,
+            needs_resync: false,
+            stats: SessionStats::default(),
+            rtt_us: [0; 8],
+            rtt_at: 0,
+            progress: None,
+            pending_start: false,
+            resync_fast: false,
+            resync_silent: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Changes the configuration; caps apply at the next (re)negotiation.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        self.host.set_config(config.host_config());
+        self.config = config;
+    }
+
+    /// True after a successful connect, until the port is closed or a
+    /// resync failed.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// True when no operation is in flight.
+    pub fn is_idle(&self) -> bool {
+        self.running.is_none()
+    }
+
+    /// The negotiated caps.
+    pub fn caps(&self) -> Caps {
+        self.host.caps()
+    }
+
+    /// The endpoint's counters.
+    pub fn host_stats(&self) -> HostStats {
+        self.host.stats()
+    }
+
+    /// The policy's counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Resyncs so far (a lock taken before a later resync is released).
+    pub fn resync_count(&self) -> u64 {
+        self.stats.resyncs
+    }
+
+    /// State derived from events.
+    pub fn event_state(&self) -> EventState {
+        self.cache.state
+    }
+
+    /// Records that the frame-ready flag was consumed (a frame was read).
+    pub fn clear_frame_ready(&mut self) {
+        self.cache.state.frame_ready = false;
+    }
+
+    /// The cached channel list (may be stale; operations refresh it).
+    pub fn cached_channels(&self) -> &[ChannelEntry] {
+        &self.cache.channels
+    }
+
+    /// True when a channel (un)registration was seen since the list was read.
+    pub fn channels_stale(&self) -> bool {
+        self.cache.stale
+    }
+
+    /// The cached version, if read.
+    pub fn cached_version(&self) -> Option<Version> {
+        self.cache.version
+    }
+
+    /// The cached system information, if read.
+    pub fn cached_system_info(&self) -> Option<SystemInfo> {
+        self.cache.sysinfo
+    }
+
+    /// Progress of the transfer in flight, when the operation moves data.
+    pub fn progress(&self) -> Option<Progress> {
+        self.progress
+    }
+
+    /// The round trip estimate: the least of the last 8 measured from a
+    /// request to its answer's first packet (zero before any).
+    pub fn round_trip(&self) -> Duration {
+        let min = self.rtt_us.iter().copied().filter(|&v| v > 0).min();
+        Duration::from_micros(min.unwrap_or(0))
+    }
+
+    /// The fast-retransmit threshold now in force: `max(fast_min,
+    /// 4 × round trip)`, at most half the per-packet timeout.
+    pub fn fast_threshold(&self) -> Duration {
+        let t = (self.round_trip() * 4).max(self.config.fast_min);
+        t.min(self.config.timeout / 2)
+    }
+
+    fn sample_rtt(&mut self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.rtt_us[self.rtt_at % self.rtt_us.len()] = us;
+        self.rtt_at = self.rtt_at.wrapping_add(1);
+    }
+
+    /// The port was closed (I/O error, or closed by the driver): every
+    /// cached fact about the cam is forgotten and any operation fails.
+    pub fn port_closed(&mut self) {
+        self.host.disconnect();
+        self.connected = false;
+        self.needs_resync = false;
+        self.cache.channels.clear();
+        self.cache.stale = false;
+        self.cache.version = None;
+        self.cache.sysinfo = None;
+        self.cache.stdout_carry.clear();
+        self.cache.locks = 0;
+        self.port_cmds.clear();
+        if self.running.is_some() {
+            self.finish(Err(Error::NotConnected));
+        }
+    }
+
+    /// A fresh port was opened for [`ops::Connect`](crate::ops::Connect):
+    /// the endpoint starts from scratch.
+    pub fn port_opened(&mut self) {
+        self.host = HostEndpoint::new(self.config.host_config());
+        self.connected = false;
+        self.needs_resync = false;
+        self.cache.locks = 0;
+    }
+
+    /// Starts `op`. Fails with [`Error::Busy`] while another operation is
+    /// in flight, [`Error::NotConnected`] when the op needs a connection.
+    pub fn start<O: Operation>(&mut self, now: Instant, op: O) -> Result<Pending<O>> {
+        if self.running.is_some() {
+            return Err(Error::Busy);
+        }
+        let connect = op.is_connect();
+        if !connect && !self.connected {
+            return Err(Error::NotConnected);
+        }
+        let retries = op.retries();
+        let task = op.into_task();
+        let budget = self.config.deadline_for(task.size());
+        self.serial += 1;
+        self.output = None;
+        self.progress = if task.size() > 0 {
+            Some(Progress {
+                done: 0,
+                total: task.size(),
+            })
+        } else {
+            None
+        };
+        self.running = Some(Running {
+            serial: self.serial,
+            task,
+            deadline: now + budget,
+            budget,
+            retries,
+            may_reopen: !connect,
+            rebooted: false,
+        });
+        if self.needs_resync && !connect {
+            self.needs_resync = false;
+            self.begin_resync(
+                now,
+                After::Resume {
+                    partial: Bytes::new(),
+                    rebooted: false,
+                },
+            );
+            // The task starts once the link is back.
+            if let Some(r) = self.running.as_mut() {
+                r.rebooted = false;
+            }
+            self.pending_start = true;
+        } else {
+            self.step(now, Input::Start);
+        }
+        Ok(Pending {
+            serial: self.serial,
+            _op: PhantomData,
+        })
+    }
+
+    /// The output of a finished operation (once); `None` while it runs.
+    pub fn take_output<O: Operation>(&mut self, op: &Pending<O>) -> Option<Result<O::Output>> {
+        match &self.output {
+            Some((serial, _)) if *serial == op.serial => {}
+            _ => return None,
+        }
+        let (_, r) = self.output.take()?;
+        Some(r.and_then(|b| {
+            b.downcast::<O::Output>()
+                .map(|b| *b)
+                .map_err(|_| Error::InvalidArgument("operation output of another type".into()))
+        }))
+    }
+
+    /// Abandons the operation in flight: it fails with [`Error::Cancelled`]
+    /// and the link is resynced before the next one.
+    pub fn cancel(&mut self) {
+        if self.running.is_none() {
+            return;
+        }
+        let op = match &self.phase {
+            Phase::Request(f) => f.op,
+            _ => Opcode::PROTO_SYNC,
+        };
+        if self.connected {
+            self.needs_resync = true;
+        }
+        self.abandon_request();
+        self.finish(Err(Error::Cancelled { op }));
+    }
+
+    /// Next port command for the driver.
+    #[must_use]
+    pub fn poll_port_command(&mut self) -> Option<PortCommand> {
+        self.port_cmds.pop_front()
+    }
+
+    /// The driver carried out a [`PortCommand`]: `ok` when the port is open
+    /// again.
+    pub fn port_command_done(&mut self, now: Instant, ok: bool) {
+        let Phase::Port { .. } = self.phase else {
+            return;
+        };
+        let Phase::Port { then } = core::mem::replace(&mut self.phase, Phase::Idle) else {
+            return;
+        };
+        if ok {
+            self.host = HostEndpoint::new(self.host_config_now(false, 0));
+            self.resync_fast = false;
+            self.host.connect(now);
+            self.stats.resyncs += 1;
+            self.phase = Phase::Resync {
+                round: 1,
+                reopened: true,
+                then,
+            };
+        } else {
+            self.connected = false;
+            let e = Error::ResyncFailed {
+                attempts: self.config.max_retry,
+                timeout: self.config.timeout,
+            };
+            self.finish(Err(e));
+        }
+    }
+
+    /// The next packet to write to the port, appended to `buf`; returns
+    /// its length, `None` when there is nothing to send. One packet per
+    /// call, so that a datagram transport (UDP) sends one per datagram;
+    /// reuse `buf` (clear it after each write): this path does not
+    /// allocate once `buf` has grown.
+    #[must_use]
+    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
+        let p = self.host.poll_transmit()?;
+        buf.extend_from_slice(&p);
+        Some(p.len())
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.host.poll_timeout();
+        if let Some(r) = &self.running {
+            if !matches!(self.phase, Phase::Port { .. }) {
+                t = Some(t.map_or(r.deadline, |t| t.min(r.deadline)));
+            }
+        }
+        if let Some(fast) = self.fast_deadline() {
+            t = Some(t.map_or(fast, |t| t.min(fast)));
+        }
+        t
+    }
+
+    /// Next event from the cam, classified, oldest first.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Feeds bytes read from the port.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.host.handle_input(now, data);
+        self.after_endpoint(now);
+    }
+
+    /// Tells the session time has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(r) = &self.running {
+            if now >= r.deadline && !matches!(self.phase, Phase::Port { .. }) {
+                let (op, channel) = match &self.phase {
+                    Phase::Request(f) => (f.op, f.channel),
+                    _ => (Opcode::PROTO_SYNC, 0),
+                };
+                let e = Error::DeadlineExceeded {
+                    op,
+                    channel,
+                    done: self.progress.map_or(0, |p| p.done),
+                    deadline: r.budget,
+                };
+                if self.connected {
+                    self.needs_resync = true;
+                }
+                self.abandon_request();
+                self.finish(Err(e));
+                return;
+            }
+        }
+        if let Some(fast) = self.fast_deadline() {
+            if now >= fast {
+                self.fast_step(now);
+            }
+        }
+        self.host.handle_timeout(now);
+        self.after_endpoint(now);
+    }
+
+    // ------------------------------------------------------------------
+
+    /// The endpoint's settings after `silent` resync rounds in which SYNC
+    /// got no answer at all.
+    fn host_config_now(&self, fast: bool, silent: u8) -> omv_proto::host::HostConfig {
+        let mut c = self.config.host_config();
+        if fast {
+            // In-session resyncs: the handshake's packets are tiny and the
+            // cam answers at once, so wait a few round trips, not 1 s;
+            // doubled after each round that got no answer at all, for a
+            // loaded host or cam that answers late.
+            let doubling = 1u32 << silent.min(5);
+            c.timeout = (self.fast_threshold() * 2)
+                .saturating_mul(doubling)
+                .min(self.config.timeout);
+        }
+        c
+    }
+
+    fn fast_deadline(&self) -> Option<Instant> {
+        let Phase::Request(f) = &self.phase else {
+            return None;
+        };
+        if !self.host.caps().flags.ack() {
+            return None;
+        }
+        let thr = self.fast_threshold();
+        let limit = match (f.resent_by_cam, f.fast_fail) {
+            (true, true) => 3,
+            (true, false) => 2,
+            (false, _) => 1,
+        };
+        if f.steps >= limit {
+            return None;
+        }
+        Some(f.seen + thr * u32::from(f.steps + 1))
+    }
+
+    /// The awaited packet is overdue: ask again, or give up early.
+    fn fast_step(&mut self, now: Instant) {
+        let Phase::Request(f) = &mut self.phase else {
+            return;
+        };
+        f.steps += 1;
+        let steps = f.steps;
+        let (resent, fast_fail) = (f.resent_by_cam, f.fast_fail);
+        let (op, channel, offset) = (f.op, f.channel, f.offset);
+        let last = match (resent, fast_fail) {
+            (true, true) => 3,
+            (false, true) => 1,
+            _ => u8::MAX,
+        };
+        if steps >= last {
+            // Overdue after every ask: the request or its answer is gone
+            // for good. Resync and resume rather than wait out the timeout.
+            self.stats.fast_fails += 1;
+            let e = Error::Timeout {
+                op,
+                channel,
+                offset,
+                timeout: self.fast_threshold() * u32::from(steps),
+            };
+            self.abandon_request();
+            self.request_failed(now, e);
+            return;
+        }
+        if steps == 1 && self.host.resend_last_ack() {
+            self.stats.ack_resends += 1;
+        }
+        if resent && self.host.nak_awaited() {
+            self.stats.fast_naks += 1;
+        }
+    }
+
+    /// Forgets the endpoint's request in flight (its answer, if it comes,
+    /// is dropped after the resync's SYNC); the data received so far stays
+    /// for `take_partial`.
+    fn abandon_request(&mut self) {
+        if let Phase::Request(_) = self.phase {
+            self.phase = Phase::Idle;
+            self.host.abandon_request();
+        }
+    }
+
+    fn after_endpoint(&mut self, now: Instant) {
+        self.take_events(now);
+        while let Some(c) = self.host.poll_completion() {
+            self.completion(now, c);
+        }
+        if let Phase::Request(f) = &self.phase {
+            let got = self.host.received_len();
+            if let Some(max) = f.max_answer.filter(|&m| got > m as usize) {
+                // A cam sending more than asked for (fragments that never
+                // end): stop now; the link is resynced before the next op.
+                let e = Error::Overflow {
+                    op: f.op,
+                    channel: f.channel,
+                    offset: f.offset.unwrap_or(0),
+                    asked: max,
+                    got,
+                };
+                self.abandon_request();
+                let _ = self.host.take_partial();
+                self.needs_resync = true;
+                self.step(now, Input::Failed(e));
+                return;
+            }
+        }
+        if let Phase::Request(f) = &mut self.phase {
+            let p = self.host.progress_at();
+            if p > f.seen {
+                let sample = (!f.got_first && self.host.received_len() > 0 && f.steps == 0)
+                    .then(|| p.saturating_duration_since(f.sent_at));
+                if self.host.received_len() > 0 {
+                    f.got_first = true;
+                }
+                f.seen = p;
+                f.steps = 0;
+                if let Some(d) = sample {
+                    self.sample_rtt(d);
+                }
+            }
+            if let (Some(r), Some(pr)) = (&self.running, self.progress.as_mut()) {
+                pr.done = r.task.done() + self.host.received_len() as u64;
+            }
+        }
+    }
+
+    fn take_events(&mut self, now: Instant) {
+        if self.host.take_channels_changed() {
+            self.cache.stale = true;
+        }
+        let mut reboot = false;
+        while let Some(raw) = self.host.poll_event() {
+            let e = Event::classify(raw, &self.cache.channels);
+            log::debug!("event: {e}");
+            self.cache.state.record(&e);
+            if e.kind == EventKind::SoftReboot {
+                reboot = true;
+            }
+            if self.config.event_queue == 0 {
+                self.cache.state.dropped += 1;
+                continue;
+            }
+            if self.events.len() >= self.config.event_queue {
+                self.events.pop_front();
+                self.cache.state.dropped += 1;
+            }
+            self.events.push_back(e);
+        }
+        if reboot {
+            self.soft_reboot(now);
+        }
+    }
+
+    /// SOFT_REBOOT: the cam re-initialised its protocol (sequence 0,
+    /// start-up caps) and dropped its dynamic channels. Resync at once.
+    fn soft_reboot(&mut self, now: Instant) {
+        log::info!("the cam soft-rebooted: resynchronizing");
+        self.cache.stale = true;
+        self.cache.locks = 0;
+        if !self.connected {
+            return;
+        }
+        if let Some(r) = self.running.as_mut() {
+            r.rebooted = true;
+        }
+        match self.phase {
+            Phase::Request(_) => {
+                self.abandon_request();
+                let partial = self.host.take_partial();
+                self.begin_resync(
+                    now,
+                    After::Resume {
+                        partial,
+                        rebooted: true,
+                    },
+                );
+            }
+            Phase::Idle => self.needs_resync = true,
+            // The reboot may have undone the handshake's SET_CAPS: start
+            // the resync over.
+            Phase::Resync { .. } => {
+                self.host.connect(now);
+            }
+            Phase::Port { .. } => {}
+        }
+    }
+
+    fn completion(&mut self, now: Instant, c: Completion) {
+        match (&self.phase, c) {
+            (Phase::Request(_), Completion::Request(r)) => {
+                let Phase::Request(f) = core::mem::replace(&mut self.phase, Phase::Idle) else {
+                    return;
+                };
+                if !f.got_first && f.steps == 0 {
+                    // Karn: no sample from an answer that was asked for again.
+                    self.sample_rtt(now.saturating_duration_since(f.sent_at));
+                }
+                match r {
+                    Ok(reply) => self.step(now, Input::Reply(reply)),
+                    Err(e) => {
+                        let e = Error::from_request(e, f.op, f.channel, f.offset);
+                        self.request_failed(now, e);
+                    }
+                }
+            }
+            (Phase::Resync { .. }, Completion::Connected(r)) => {
+                let Phase::Resync {
+                    round,
+                    reopened,
+                    then,
+                } = core::mem::replace(&mut self.phase, Phase::Idle)
+                else {
+                    return;
+                };
+                match r {
+                    Ok(caps) => {
+                        self.host.set_config(self.config.host_config());
+                        log::debug!("link up, caps {caps:?}");
+                        self.connected = true;
+                        self.cache.caps = caps;
+                        self.cache.locks = 0;
+                        match then {
+                            After::Resume { partial, rebooted } => {
+                                let rebooted =
+                                    rebooted || self.running.as_ref().is_some_and(|r| r.rebooted);
+                                if let Some(r) = self.running.as_mut() {
+                                    r.rebooted = false;
+                                }
+                                if core::mem::take(&mut self.pending_start) {
+                                    self.step(now, Input::Start);
+                                } else {
+                                    self.stats.resumes += 1;
+                                    self.step(now, Input::Resumed { partial, rebooted });
+                                }
+                            }
+                            After::Fail(e) => self.step(now, Input::Failed(e)),
+                        }
+                    }
+                    Err(e) => {
+                        let e = match e {
+                            omv_proto::host::RequestError::ResyncFailed { attempts } => {
+                                Error::ResyncFailed {
+                                    attempts,
+                                    timeout: self.host.config().timeout,
+                                }
+                            }
+                            other => {
+                                let op = if self.last_handshake_was_set_caps() {
+                                    Opcode::PROTO_SET_CAPS
+                                } else {
+                                    Opcode::PROTO_GET_CAPS
+                                };
+                                Error::from_request(other, op, 0, None)
+                            }
+                        };
+                        self.resync_failed(now, round, reopened, then, e);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn last_handshake_was_set_caps(&self) -> bool {
+        self.host.last_request() == Some(Opcode::PROTO_SET_CAPS)
+    }
+
+    fn resync_failed(&mut self, now: Instant, round: u8, reopened: bool, then: After, e: Error) {
+        let connect = self.running.as_ref().is_some_and(|r| !r.may_reopen);
+        let rounds = self.config.max_retry.max(1);
+        // A silent SYNC ends a connect at once (max_retry attempts of the
+        // full timeout); in a session the attempts were short, so rounds go on.
+        // A cam that answers SYNC but loses a GET_CAPS/SET_CAPS answer is
+        // alive: in a session, start over while the operation's deadline
+        // allows; a connect starts over up to 2 × max_retry times (a cam
+        // that never answers one step fails with that step's timeout).
+        let alive = e.is_retryable()
+            && if connect {
+                round < rounds.saturating_mul(2)
+            } else {
+                self.running.as_ref().is_some_and(|r| now < r.deadline)
+            };
+        let again = alive || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
+        if (round < rounds || alive) && again {
+            log::debug!("handshake failed ({e}), starting over");
+            if matches!(e, Error::ResyncFailed { .. }) {
+                self.resync_silent = self.resync_silent.saturating_add(1);
+            }
+            self.host
+                .set_config(self.host_config_now(self.resync_fast, self.resync_silent));
+            self.host.connect(now);
+            self.phase = Phase::Resync {
+                round: round.saturating_add(1),
+                reopened,
+                then,
+            };
+            return;
+        }
+        self.host.set_config(self.config.host_config());
+        if !connect && !reopened && self.running.is_some() {
+            log::warn!("resync failed ({e}): reopening the port");
+            self.stats.reopens += 1;
+            self.port_cmds.push_back(PortCommand::Reopen);
+            self.phase = Phase::Port { then };
+            return;
+        }
+        self.connected = false;
+        self.finish(Err(e));
+    }
+
+    fn request_failed(&mut self, now: Instant, e: Error) {
+        let Some(r) = &self.running else {
+            return;
+        };
+        let partial = self.host.take_partial();
+        if matches!(e, Error::Overflow { .. }) {
+            // The endpoint's own bound (host::response_limit): the rest of
+            // that answer may still come; resync before the next request.
+            self.needs_resync = true;
+        }
+        if e.is_retryable() {
+            // Recovered from (resync, resume) while the deadline allows.
+            log::debug!("{e}");
+            let then = if r.retries && now < r.deadline {
+                After::Resume {
+                    partial,
+                    rebooted: false,
+                }
+            } else {
+                After::Fail(e)
+            };
+            self.begin_resync(now, then);
+        } else {
+            self.step(now, Input::Failed(e));
+        }
+    }
+
+    fn begin_resync(&mut self, now: Instant, then: After) {
+        self.begin_resync_with(now, then, true);
+    }
+
+    /// `keep`: keep the negotiated caps (not for a renegotiation).
+    fn begin_resync_with(&mut self, now: Instant, then: After, keep: bool) {
+        log::info!("resynchronizing");
+        self.stats.resyncs += 1;
+        let in_session = self.connected;
+        self.resync_fast = in_session;
+        self.resync_silent = 0;
+        self.host.set_config(self.host_config_now(in_session, 0));
+        // In a session the negotiated caps stay: SYNC then SET_CAPS.
+        if !(in_session && keep && self.host.resync_keep_caps(now)) {
+            self.host.connect(now);
+        }
+        self.phase = Phase::Resync {
+            round: 1,
+            reopened: false,
+            then,
+        };
+    }
+
+    /// Runs the task until it sends a request or finishes.
+    fn step(&mut self, now: Instant, mut input: Input) {
+        loop {
+            let Some(r) = self.running.as_mut() else {
+                return;
+            };
+            let action = r.task.step(&mut self.cache, input);
+            match action {
+                Action::Send(cmd, info) => {
+                    let (op, channel) = (cmd.opcode, cmd.channel.0);
+                    match self.host.request(now, &cmd) {
+                        Ok(()) => {
+                            let ack = self.host.caps().flags.ack();
+                            self.phase = Phase::Request(InFlight {
+                                op,
+                                channel,
+                                offset: info.offset,
+                                fast_fail: info.resumable && ack,
+                                resent_by_cam: ack && info.data_answer,
+                                sent_at: now,
+                                seen: self.host.progress_at(),
+                                got_first: false,
+                                steps: 0,
+                                max_answer: info.max_answer,
+                            });
+                            return;
+                        }
+                        Err(e) => {
+                            input = Input::Failed(Error::from_request(e, op, channel, info.offset));
+                        }
+                    }
+                }
+                Action::Oneway(cmd, value) => {
+                    let op = cmd.opcode;
+                    let r = self.host.send_oneway(&cmd);
+                    // The cam reboots: the link is gone.
+                    self.connected = false;
+                    let out: Result<Box<dyn Any + Send>> = match r {
+                        Ok(()) => Ok(value),
+                        Err(e) => Err(Error::from_request(e, op, 0, None)),
+                    };
+                    self.finish(out);
+                    return;
+                }
+                Action::Resync => {
+                    // Connect, resync() and a renegotiation: the full
+                    // handshake, with the configuration's caps.
+                    self.begin_resync_with(
+                        now,
+                        After::Resume {
+                            partial: Bytes::new(),
+                            rebooted: false,
+                        },
+                        false,
+                    );
+                    return;
+                }
+                Action::Done(out) => {
+                    if let Some(r) = &self.running {
+                        if let Some(p) = self.progress.as_mut() {
+                            p.done = r.task.done();
+                        }
+                    }
+                    self.finish(out);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, out: Result<Box<dyn Any + Send>>) {
+        self.phase = Phase::Idle;
+        if let Some(r) = self.running.take() {
+            self.output = Some((r.serial, out));
+        }
+        self.pending_start = false;
+    }
+}
+
+/// Where a request stands, for errors and timers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendInfo {
+    /// Offset of a read or write.
+    pub offset: Option<u32>,
+    /// The task resumes after a failure: give up early on an overdue answer.
+    pub resumable: bool,
+    /// The answer is data (retransmitted by the cam), not a status packet.
+    pub data_answer: bool,
+    /// Most bytes the answer may carry (a read's length): more is
+    /// [`Error::Overflow`] as soon as it arrives, never more memory.
+    pub max_answer: Option<u32>,
+}
