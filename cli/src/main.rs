@@ -84,7 +84,7 @@ struct Global {
     /// Seed of the drop simulation.
     #[arg(long, global = true, default_value_t = 0)]
     seed: u64,
-    /// Board of the embedded simulated cam (h7plus, rt1062, n6, ae3).
+    /// Board of the embedded simulated cam (h7plus, rt1062, n6, ae3, h7).
     #[arg(long, global = true, default_value = "n6", value_parser = board)]
     sim_board: Board,
     /// More output on stderr (-v info, -vv debug).

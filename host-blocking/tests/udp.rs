@@ -11,7 +11,6 @@ use std::thread::JoinHandle;
 use common::*;
 use omv_blocking::transport::UdpTransport;
 use omv_blocking::{Camera, CameraConfig};
-use omv_proto::device::DeviceConfig;
 use omv_sim::serve::{serve, MonotonicClock, ServeOptions};
 use omv_sim::udp::{UdpStats, UdpTransport as CamUdp, DEFAULT_UDP_MAX_PAYLOAD};
 
@@ -24,10 +23,10 @@ struct UdpCam {
 impl UdpCam {
     fn start() -> UdpCam {
         let log = ScriptLog::default();
-        let config = standard_sim(log).device(DeviceConfig {
-            max_payload: DEFAULT_UDP_MAX_PAYLOAD,
-            ..quick_device()
-        });
+        // The board's packet buffer gives way to what fits one datagram.
+        let config = standard_sim(log)
+            .device(quick_device())
+            .max_payload(DEFAULT_UDP_MAX_PAYLOAD);
         let mut cam = config.build().expect("sim builds");
         standard_setup(&mut cam);
         let mut udp = CamUdp::bind("127.0.0.1:0").expect("bind");

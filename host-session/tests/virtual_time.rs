@@ -419,15 +419,13 @@ fn a_resumed_stdin_upload_restarts_from_offset_0() {
 
 #[test]
 fn any_max_payload_the_cam_announces_is_accepted() {
-    use omv_proto::device::DeviceConfig;
-    // An N6 or AE3 announces 8178 (an 8 KiB buffer).
-    let dev = DeviceConfig {
-        max_payload: 8178,
-        ..DeviceConfig::default()
-    };
+    // An N6 or AE3 announces 8178 (an 8 KiB buffer): the board decides.
     let mut cfg = SessionConfig::default();
     cfg.max_payload = 8178;
-    let mut w = World::new(SimConfig::new().channel("bulk", 1 << 20).device(dev), cfg);
+    let sim = SimConfig::new()
+        .board(omv_sim::board::Board::N6)
+        .channel("bulk", 1 << 20);
+    let mut w = World::new(sim, cfg);
     assert_eq!(w.s.caps().max_payload, 8178);
     let id = bulk_id(&mut w);
     let data = w

@@ -71,6 +71,39 @@ pub struct DeviceConfig {
     pub memory: Option<MemoryStats>,
     /// Name listed for channel 0 (the transport), e.g. `usb`.
     pub transport_name: String,
+    /// The start-up configuration: the caps the cam boots with and that a
+    /// SYNC (or [`DeviceEndpoint::restore_startup_config`]) restores
+    /// (PROTOCOL.md section 6). `None`: the firmware's, every supported
+    /// flag on (CRC and sequence numbers always) and `max_payload`. A script's `protocol.init` replaces it
+    /// ([`DeviceEndpoint::set_startup_caps`]).
+    pub startup_caps: Option<Caps>,
+    /// Behave like the firmware's blocking send loop (PROTOCOL.md sections
+    /// 4, 6 and 7) instead of abandoning an answer when the host moves on:
+    ///
+    /// * while the cam waits for an ACK (or sends an answer with ACKs off)
+    ///   it sees only SYNC and that ACK; other requests wait in its input
+    ///   buffer (at most one packet buffer, `max_payload + 14` bytes) and
+    ///   are processed, sequence check included, once the answer is done;
+    /// * a read from a channel without zero-copy reads (`readp`) is sent
+    ///   piece by piece, and neither a SYNC nor a retransmit give-up ends
+    ///   it: they reset the protocol and cancel only the current piece; the
+    ///   read goes on with the next one, each with its full resend schedule;
+    /// * only closing the port ([`DeviceEndpoint::set_transport_active`])
+    ///   ends it (the remaining pieces are still read from the channel, as
+    ///   the firmware's loop does, so stdout text is consumed).
+    ///
+    /// Off by default: a host must close and reopen the port to get out.
+    pub firmware_send_loop: bool,
+}
+
+impl DeviceConfig {
+    /// The start-up configuration this configuration gives: `startup_caps`
+    /// (or every supported flag and `max_payload`), limited to what the cam
+    /// supports (CRC and sequence numbers always) and to
+    /// `[MIN_PAYLOAD, max_payload]`.
+    pub fn startup(&self) -> Caps {
+        resolve_startup(self)
+    }
 }
 
 impl Default for DeviceConfig {
@@ -91,6 +124,8 @@ impl Default for DeviceConfig {
             sysinfo: SysInfo::default(),
             memory: None,
             transport_name: String::from("usb"),
+            startup_caps: None,
+            firmware_send_loop: false,
         }
     }
 }
@@ -110,11 +145,32 @@ pub enum DeviceEvent {
 
 /// Why the protocol state was reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResetCause {
     /// A PROTO_SYNC arrived.
     Sync,
     /// A packet was never acknowledged after every retransmission.
     RetransmitGaveUp,
+    /// The application called [`DeviceEndpoint::restore_startup_config`]
+    /// (the soft reset after a script, `protocol.init`).
+    Restart,
+}
+
+/// Why [`DeviceEndpoint::set_startup_caps`] refused a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartupCapsError {
+    /// `max_payload` outside `[MIN_PAYLOAD, the cam's largest]` (the
+    /// firmware's `protocol.init` raises then).
+    #[error("start-up max_payload {got} is outside {min}..={max}")]
+    MaxPayload {
+        /// The value asked for.
+        got: u16,
+        /// [`MIN_PAYLOAD`](crate::MIN_PAYLOAD).
+        min: u16,
+        /// The cam's largest payload ([`DeviceConfig::max_payload`]).
+        max: u16,
+    },
 }
 
 /// Why a channel could not be registered.
@@ -182,6 +238,23 @@ enum ChannelOp {
     Ioctl { request: u32, args: Vec<u8> },
 }
 
+/// Input that arrived while the firmware send loop was busy.
+enum Deferred {
+    /// A complete packet.
+    Packet(Packet),
+    /// A CRC-valid header the framer rejected: NAK it later.
+    Nak(Header, Status),
+}
+
+impl Deferred {
+    fn wire_len(&self) -> usize {
+        match self {
+            Deferred::Packet(p) => p.header.wire_len(),
+            Deferred::Nak(..) => HEADER_SIZE,
+        }
+    }
+}
+
 struct QueuedEvent {
     channel: ChannelId,
     event: Option<u16>,
@@ -202,12 +275,16 @@ pub struct DeviceEndpoint {
     app_events: VecDeque<DeviceEvent>,
     stats: Stats,
     dropped_events: u64,
-    /// Caps at start-up and after a reset (PROTO_SYNC, [`DeviceEndpoint::reinit`]).
-    startup: Caps,
     /// Event packets the host acknowledged.
     event_acks: u64,
     /// When the last successful CHANNEL_LOCK of any channel happened.
     last_lock: Option<Instant>,
+    /// A host has the port open (see [`DeviceEndpoint::set_transport_active`]).
+    transport_active: bool,
+    /// Firmware send loop: input waiting for the current answer to end.
+    deferred: VecDeque<Deferred>,
+    deferred_bytes: usize,
+    deferred_dropped: u64,
 }
 
 impl core::fmt::Debug for DeviceEndpoint {
@@ -226,9 +303,11 @@ impl DeviceEndpoint {
     pub fn new(config: DeviceConfig) -> DeviceEndpoint {
         let mut slots = Vec::with_capacity(ChannelId::COUNT);
         slots.resize_with(ChannelId::COUNT, || None);
+        // The cam boots with its start-up configuration.
+        let caps = resolve_startup(&config);
         DeviceEndpoint {
-            framer: Framer::new(device_framer(Caps::DEFAULT)),
-            caps: Caps::DEFAULT,
+            framer: Framer::new(device_framer(caps)),
+            caps,
             sequence: 0,
             slots,
             transmits: VecDeque::new(),
@@ -238,29 +317,30 @@ impl DeviceEndpoint {
             app_events: VecDeque::new(),
             stats: Stats::default(),
             dropped_events: 0,
-            startup: Caps::DEFAULT,
             event_acks: 0,
             last_lock: None,
+            transport_active: true,
+            deferred: VecDeque::new(),
+            deferred_bytes: 0,
+            deferred_dropped: 0,
             config,
         }
     }
 
     /// Re-initialises the protocol as the firmware's `omv_protocol_init`
     /// does (a script's `protocol.init`, the soft reset after a script):
-    /// the configuration is replaced, the caps become `startup` (limited
-    /// to what the configuration supports) and are what PROTO_SYNC restores
+    /// the configuration is replaced, `startup` becomes its start-up
+    /// configuration ([`DeviceConfig::startup_caps`], limited to what the
+    /// configuration supports), in force now and what PROTO_SYNC restores
     /// from now on; the sequence is 0, queued packets, events, the
-    /// unfinished answer and buffered input are dropped, and locks are
-    /// released. Channels and statistics stay. No application event.
+    /// unfinished answer and buffered input are dropped, locks are released
+    /// and the lock timestamp forgotten. Channels and statistics stay. No
+    /// application event (see [`restore_startup_config`](Self::restore_startup_config)
+    /// for the same with the current configuration, and an event).
     pub fn reinit(&mut self, config: DeviceConfig, startup: Caps) {
-        let flags = CapFlags(startup.flags.0 & config.supported.0 & CapFlags::KNOWN.0);
-        let max_payload = startup.max_payload.clamp(
-            crate::MIN_PAYLOAD,
-            config.max_payload.max(crate::MIN_PAYLOAD),
-        );
         self.config = config;
-        self.startup = Caps { flags, max_payload };
-        self.reset_state();
+        self.config.startup_caps = Some(startup);
+        self.reset_state(true);
         self.framer.clear();
     }
 
@@ -282,6 +362,67 @@ impl DeviceEndpoint {
     /// Current caps.
     pub fn caps(&self) -> Caps {
         self.caps
+    }
+
+    /// The start-up configuration a SYNC restores (see
+    /// [`DeviceConfig::startup_caps`]): flags limited to the supported ones,
+    /// `max_payload` to `[MIN_PAYLOAD, DeviceConfig::max_payload]`.
+    pub fn startup_caps(&self) -> Caps {
+        resolve_startup(&self.config)
+    }
+
+    /// Replaces the start-up configuration (what a script's
+    /// `protocol.init` does); it takes effect at the next SYNC or
+    /// [`restore_startup_config`](Self::restore_startup_config). Flags the
+    /// cam does not support are dropped.
+    pub fn set_startup_caps(&mut self, caps: Caps) -> Result<(), StartupCapsError> {
+        let max = self.config.max_payload;
+        if caps.max_payload < crate::MIN_PAYLOAD || caps.max_payload > max {
+            return Err(StartupCapsError::MaxPayload {
+                got: caps.max_payload,
+                min: crate::MIN_PAYLOAD,
+                max,
+            });
+        }
+        self.config.startup_caps = Some(caps);
+        Ok(())
+    }
+
+    /// Whether a host has the port open. Starts true; input makes it true.
+    pub fn transport_active(&self) -> bool {
+        self.transport_active
+    }
+
+    /// Tells the endpoint the port closed (`false`: the host closed its
+    /// serial port, the TCP connection ended) or opened again. While
+    /// closed nothing is sent and events are dropped, as the firmware's
+    /// inactive transport does. Closing ends the answer being sent (with
+    /// [`DeviceConfig::firmware_send_loop`] the only way to end an
+    /// abandoned long read), drops queued packets, events and buffered
+    /// input, and stops waiting for an ACK. Input arriving marks the
+    /// transport active again.
+    pub fn set_transport_active(&mut self, active: bool) {
+        if self.transport_active && !active {
+            self.close_transport();
+        }
+        self.transport_active = active;
+    }
+
+    /// Requests dropped because they arrived while the firmware send loop
+    /// was busy and its input buffer was full.
+    pub fn deferred_dropped(&self) -> u64 {
+        self.deferred_dropped
+    }
+
+    /// Restores the start-up configuration now, as the firmware does when
+    /// it re-initialises its protocol (the soft reset after a script ends,
+    /// `protocol.init`): the reset a PROTO_SYNC performs, without its ACK.
+    /// Sequence 0, the start-up caps, the input buffer emptied, every lock
+    /// released and the lock timestamp forgotten, any answer being sent and
+    /// every queued event dropped.
+    /// Reports [`DeviceEvent::ProtocolReset`] with [`ResetCause::Restart`].
+    pub fn restore_startup_config(&mut self) {
+        self.reset_protocol(ResetCause::Restart);
     }
 
     /// Current sequence counter.
@@ -415,7 +556,7 @@ impl DeviceEndpoint {
     /// queued is redundant and not queued again, so that a periodic event
     /// (stdout's NOTIFY) cannot push older events out of a full queue.
     pub fn send_event(&mut self, channel: ChannelId, event: Option<u16>, ack_req: bool) {
-        if !self.caps.flags.events() {
+        if !self.caps.flags.events() || !self.transport_active {
             self.dropped_events += 1;
             return;
         }
@@ -437,8 +578,9 @@ impl DeviceEndpoint {
         });
     }
 
-    /// Feeds bytes received from the host.
+    /// Feeds bytes received from the host (which marks the transport active).
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.transport_active = true;
         self.framer.push(data);
         loop {
             let expected = if self.caps.flags.seq() {
@@ -468,8 +610,12 @@ impl DeviceEndpoint {
                     // that ACK: let the retransmit timer handle it.
                     if self.inflight.is_none() && !header.flags.intersects(Flags::ACK | Flags::NAK)
                     {
-                        self.abort_message();
-                        self.nak(&header, status);
+                        if self.config.firmware_send_loop && self.message.is_some() {
+                            self.defer(Deferred::Nak(header, status));
+                        } else {
+                            self.abort_message();
+                            self.nak(&header, status);
+                        }
                     }
                 }
             }
@@ -491,7 +637,11 @@ impl DeviceEndpoint {
                     self.stats.sent = self.stats.sent.wrapping_add(1);
                 } else {
                     self.stats.transport_errors = self.stats.transport_errors.wrapping_add(1);
+                    // The firmware's read loop ignores the failed send and
+                    // goes on with the next piece.
+                    let read = self.take_continuing_read();
                     self.reset_protocol(ResetCause::RetransmitGaveUp);
+                    self.message = read;
                 }
             }
         }
@@ -516,6 +666,9 @@ impl DeviceEndpoint {
     /// Next bytes to send to the host. Responses are generated lazily, one
     /// packet per call, so a large read never sits in memory at once.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if !self.transport_active {
+            return None;
+        }
         if self.transmits.is_empty() {
             self.pump(now);
         }
@@ -572,8 +725,22 @@ impl DeviceEndpoint {
             }
             return;
         }
+        let busy = self.inflight.is_some() || self.message.is_some();
+        if self.config.firmware_send_loop && busy {
+            // The firmware scans for SYNC only while it waits for an ACK;
+            // sending with ACKs off it reads no input at all.
+            let sync = h.opcode == Opcode::PROTO_SYNC && h.channel == ChannelId::SYSTEM;
+            if !(sync && self.inflight.is_some()) {
+                self.defer(Deferred::Packet(p));
+                return;
+            }
+        }
         if h.opcode == Opcode::PROTO_SYNC && h.channel == ChannelId::SYSTEM {
+            // A SYNC in the firmware's read loop cancels the current piece
+            // only; the read goes on.
+            let read = self.take_continuing_read();
             self.reset_protocol(ResetCause::Sync);
+            self.message = read;
             // The ACK carries the SYNC's sequence and does not advance the counter.
             let ack = Header {
                 sequence: h.sequence,
@@ -603,9 +770,16 @@ impl DeviceEndpoint {
         }
         match h.opcode {
             Opcode::PROTO_GET_CAPS => {
+                // The start-up configuration: what the firmware reports
+                // after a SYNC, when hosts ask. (Asked again on a link
+                // whose caps were changed, the firmware reports the current
+                // ones; hosts renegotiating expect what the cam can do.)
+                // The flags SET_CAPS honours (a host asking for what is
+                // announced gets it, even after a re-init that started with
+                // fewer), and the start-up payload.
                 let caps = Caps {
-                    flags: self.config.supported,
-                    max_payload: self.config.max_payload,
+                    flags: CapFlags(self.config.supported.0 & CapFlags::KNOWN.0),
+                    max_payload: self.startup_caps().max_payload,
                 };
                 self.respond(&h, Bytes::copy_from_slice(&caps.encode()));
             }
@@ -816,6 +990,13 @@ impl DeviceEndpoint {
     /// no ACK is outstanding.
     fn pump(&mut self, now: Instant) {
         while self.inflight.is_none() && self.transmits.is_empty() {
+            if self.message.is_none() {
+                if let Some(d) = self.deferred.pop_front() {
+                    self.deferred_bytes -= d.wire_len();
+                    self.process_deferred(now, d);
+                    continue;
+                }
+            }
             if let Some(ev) = self.events.pop_front() {
                 self.emit_event(now, ev);
                 continue;
@@ -1026,25 +1207,159 @@ impl DeviceEndpoint {
         self.transmits.push_back(wire);
     }
 
+    /// Firmware send loop: keeps input for when the current answer is done,
+    /// within the firmware's input buffer (one packet buffer).
+    fn defer(&mut self, d: Deferred) {
+        let room = usize::from(self.config.max_payload) + HEADER_SIZE + crate::header::TRAILER_SIZE;
+        if self.deferred_bytes + d.wire_len() > room {
+            self.deferred_dropped += 1;
+            return;
+        }
+        self.deferred_bytes += d.wire_len();
+        self.deferred.push_back(d);
+    }
+
+    /// Input deferred by the firmware send loop, now that it is idle: the
+    /// checks the firmware makes when it parses the packet at last.
+    fn process_deferred(&mut self, now: Instant, d: Deferred) {
+        match d {
+            Deferred::Nak(h, status) => self.nak(&h, status),
+            Deferred::Packet(p) => {
+                let h = p.header;
+                let exempt = h.flags.intersects(Flags::ACK | Flags::NAK)
+                    || h.opcode.is_event()
+                    || h.opcode == Opcode::PROTO_SYNC;
+                if self.caps.flags.seq() && h.sequence != self.sequence && !exempt {
+                    self.stats.sequence_errors = self.stats.sequence_errors.wrapping_add(1);
+                    self.nak(&h, Status::SEQUENCE);
+                } else {
+                    self.handle_packet(now, p);
+                }
+            }
+        }
+    }
+
+    /// Firmware send loop: the read that survives a protocol reset (one
+    /// sent piece by piece from a channel without `readp`), taken out of
+    /// `message` so the reset does not drop it.
+    fn take_continuing_read(&mut self) -> Option<Message> {
+        if !self.config.firmware_send_loop {
+            return None;
+        }
+        let Some(Message::Read { header, .. }) = &self.message else {
+            return None;
+        };
+        let readp = match self.slots.get(usize::from(header.channel.0)) {
+            Some(Some(s)) => s.ops.contains(Ops::READP),
+            _ => return None,
+        };
+        if readp {
+            return None;
+        }
+        self.message.take()
+    }
+
+    /// The port closed: nothing more can be sent.
+    fn close_transport(&mut self) {
+        if let (
+            true,
+            Some(Message::Read {
+                header,
+                offset,
+                remaining,
+                ..
+            }),
+        ) = (self.config.firmware_send_loop, self.message.take())
+        {
+            // The firmware's read loop runs to its end with every send
+            // failing: each remaining piece is still read from the channel.
+            let piece = self.read_piece_len();
+            if let Some(Some(slot)) = self.slots.get_mut(usize::from(header.channel.0)) {
+                if !slot.ops.contains(Ops::READP) {
+                    let mut scratch = alloc::vec![0u8; usize::from(piece)];
+                    let (mut offset, mut remaining) = (offset, remaining);
+                    while remaining > 0 {
+                        let want = remaining.min(u32::from(piece)) as usize;
+                        match slot.backend.read(offset, &mut scratch[..want]) {
+                            Ok(n) if n > 0 => {
+                                let n = n.min(want) as u32;
+                                remaining -= n;
+                                offset = offset.wrapping_add(n);
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+            }
+        }
+        self.message = None;
+        self.inflight = None;
+        self.transmits.clear();
+        self.events.clear();
+        self.deferred.clear();
+        self.deferred_bytes = 0;
+        self.framer.clear();
+    }
+
+    fn read_piece_len(&self) -> u16 {
+        self.config
+            .read_piece
+            .unwrap_or(self.caps.max_payload)
+            .min(self.caps.max_payload)
+            .max(1)
+    }
+
     fn reset_protocol(&mut self, cause: ResetCause) {
-        self.reset_state();
-        if cause == ResetCause::RetransmitGaveUp {
+        self.reset_state(cause == ResetCause::Restart);
+        if cause != ResetCause::Sync {
             self.framer.clear();
         }
         self.app_events.push_back(DeviceEvent::ProtocolReset(cause));
     }
 
-    fn reset_state(&mut self) {
+    /// What every protocol reset does. The firmware restores its start-up
+    /// configuration (PROTOCOL.md section 6), not the protocol's minimal
+    /// defaults. A re-initialisation (`reinit`: the firmware's init after a
+    /// soft reset) also forgets the lock timestamp; a SYNC or a give-up
+    /// keeps it.
+    fn reset_state(&mut self, reinit: bool) {
         self.sequence = 0;
-        self.caps = self.startup;
-        self.framer.set_config(device_framer(self.startup));
+        self.caps = self.startup_caps();
+        self.framer.set_config(device_framer(self.caps));
         self.transmits.clear();
         self.inflight = None;
         self.message = None;
         self.events.clear();
+        if reinit {
+            self.last_lock = None;
+        }
+        // The firmware empties its input buffer.
+        self.deferred.clear();
+        self.deferred_bytes = 0;
         for s in self.slots.iter_mut().flatten() {
             s.backend.reset();
         }
+    }
+}
+
+/// The start-up caps of `config`, limited to what the cam supports. CRC
+/// and sequence numbers count as supported at start-up whatever
+/// `supported` says: every handshake begins with them (the host's default
+/// caps), and a cam without them could never be reached.
+fn resolve_startup(config: &DeviceConfig) -> Caps {
+    let supported = CapFlags((config.supported.0 | Caps::DEFAULT.flags.0) & CapFlags::KNOWN.0);
+    match config.startup_caps {
+        Some(c) => Caps {
+            flags: CapFlags(c.flags.0 & supported.0),
+            max_payload: c.max_payload.clamp(
+                crate::MIN_PAYLOAD,
+                config.max_payload.max(crate::MIN_PAYLOAD),
+            ),
+        },
+        None => Caps {
+            flags: supported,
+            max_payload: config.max_payload.max(crate::MIN_PAYLOAD),
+        },
     }
 }
 

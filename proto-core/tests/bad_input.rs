@@ -81,9 +81,14 @@ struct Cam {
 }
 
 impl Cam {
-    /// A cam after SYNC (default caps: CRC and sequence on, max_payload 50).
+    /// A cam after SYNC (default caps: CRC and sequence on, max_payload 50:
+    /// its start-up configuration is the protocol's minimal one, so that
+    /// the hand-driven host needs no ACKs).
     fn new() -> Cam {
-        let mut ep = DeviceEndpoint::new(DeviceConfig::default());
+        let mut ep = DeviceEndpoint::new(DeviceConfig {
+            startup_caps: Some(Caps::DEFAULT),
+            ..DeviceConfig::default()
+        });
         ep.register_at(
             BUF,
             "buf",

@@ -1,7 +1,7 @@
 //! Board profiles: what a simulated cam says about itself (SYS_INFO,
 //! PROTO_VERSION) and the sizes its channels use.
 //!
-//! Four boards: OpenMV Cam H7 Plus, RT1062, N6 and AE3. The values are
+//! Five boards: OpenMV Cam H7 Plus, RT1062, N6, AE3 and H7. The values are
 //! plausible for each board (CPU core, sensors, memory, hardware blocks)
 //! but synthetic: the device ids are made up, and the per-board USB PIDs
 //! under OpenMV's VID 0x37C5 are the simulator's own.
@@ -9,6 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use omv_proto::payload_for_buffer;
 use omv_proto::sysinfo::{HwCaps, SysInfo};
 use omv_proto::version::Version;
 
@@ -23,6 +24,8 @@ pub const PROTOCOL_VERSION: [u8; 3] = [1, 0, 2];
 /// Firmware version every board reports.
 pub const FIRMWARE_VERSION: [u8; 3] = [5, 0, 0];
 
+/// Image sensor chip id: OmniVision OV7725.
+pub const SENSOR_OV7725: u32 = 0x7721;
 /// Image sensor chip id: OmniVision OV5640.
 pub const SENSOR_OV5640: u32 = 0x5640;
 /// Image sensor chip id: PixArt PAG7936.
@@ -41,19 +44,29 @@ pub enum Board {
     N6,
     /// OpenMV AE3 (Alif Ensemble E3, Cortex-M55 + Ethos-U55).
     Ae3,
+    /// OpenMV Cam H7 (STM32H743, Cortex-M7, no SDRAM): a 512-byte packet
+    /// buffer, as on the M4 and M7 before it.
+    H7,
 }
 
 impl Board {
     /// Every board, in a stable order.
-    pub const ALL: [Board; 4] = [Board::H7Plus, Board::Rt1062, Board::N6, Board::Ae3];
+    pub const ALL: [Board; 5] = [
+        Board::H7Plus,
+        Board::Rt1062,
+        Board::N6,
+        Board::Ae3,
+        Board::H7,
+    ];
 
-    /// The short name parsed by [`FromStr`] ("h7plus", "rt1062", "n6", "ae3").
+    /// The short name parsed by [`FromStr`] ("h7plus", "rt1062", "n6", "ae3", "h7").
     pub const fn name(self) -> &'static str {
         match self {
             Board::H7Plus => "h7plus",
             Board::Rt1062 => "rt1062",
             Board::N6 => "n6",
             Board::Ae3 => "ae3",
+            Board::H7 => "h7",
         }
     }
 
@@ -64,6 +77,7 @@ impl Board {
             Board::Rt1062 => "OpenMV Cam RT1062",
             Board::N6 => "OpenMV Cam N6",
             Board::Ae3 => "OpenMV AE3",
+            Board::H7 => "OpenMV Cam H7",
         }
     }
 
@@ -144,6 +158,11 @@ pub struct BoardProfile {
     pub cpu_mhz: u32,
     /// Start of the code in the address space (for profile records).
     pub code_base: u32,
+    /// Largest payload the cam offers: its protocol packet buffer (512,
+    /// 4096 or 8192 bytes by board) minus header and CRC, so 498, 4082 or
+    /// 8178 (PROTOCOL.md section 1). Announced by GET_CAPS; SET_CAPS above
+    /// it is refused, and so is a longer packet.
+    pub max_payload: u16,
 }
 
 const fn usb_id(pid: u16) -> u32 {
@@ -186,6 +205,7 @@ impl BoardProfile {
                 stdout_capacity: 1024,
                 cpu_mhz: 480,
                 code_base: 0x0800_0000,
+                max_payload: payload_for_buffer(4096),
             },
             Board::Rt1062 => BoardProfile {
                 board,
@@ -207,6 +227,7 @@ impl BoardProfile {
                 stdout_capacity: 1024,
                 cpu_mhz: 600,
                 code_base: 0x6000_0000,
+                max_payload: payload_for_buffer(4096),
             },
             Board::N6 => BoardProfile {
                 board,
@@ -233,6 +254,7 @@ impl BoardProfile {
                 stdout_capacity: 2048,
                 cpu_mhz: 800,
                 code_base: 0x7000_0000,
+                max_payload: payload_for_buffer(8192),
             },
             Board::Ae3 => BoardProfile {
                 board,
@@ -255,6 +277,23 @@ impl BoardProfile {
                 stdout_capacity: 512,
                 cpu_mhz: 400,
                 code_base: 0x8000_0000,
+                max_payload: payload_for_buffer(8192),
+            },
+            Board::H7 => BoardProfile {
+                board,
+                sysinfo: info(
+                    0x411F_C271, // Cortex-M7 r1p1
+                    [0x0027_0031, 0x3239_5117, 0x3532_3233],
+                    0x124A,
+                    [SENSOR_OV7725, 0, 0],
+                    HwCaps::JPEG | HwCaps::CRC | HwCaps::SD,
+                    [2 * 1024, 1024, 512, 256],
+                ),
+                version: version([4, 0, 1]),
+                stdout_capacity: 512,
+                cpu_mhz: 480,
+                code_base: 0x0800_0000,
+                max_payload: payload_for_buffer(512),
             },
         }
     }
@@ -322,7 +361,7 @@ mod tests {
         let e = "h8".parse::<Board>().unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("\"h8\""), "{msg}");
-        assert!(msg.contains("h7plus, rt1062, n6, ae3"), "{msg}");
+        assert!(msg.contains("h7plus, rt1062, n6, ae3, h7"), "{msg}");
         assert!("".parse::<Board>().is_err());
         assert!("openmv".parse::<Board>().is_err());
     }
@@ -347,7 +386,10 @@ mod tests {
             .iter()
             .map(|b| b.profile().sysinfo.usb_pid())
             .collect();
-        assert_eq!(pids.len(), 4);
+        assert_eq!(pids.len(), Board::ALL.len());
+        // Per-board packet buffers: 512, 4096 and 8192 bytes.
+        let payloads: Vec<u16> = Board::ALL.iter().map(|b| b.profile().max_payload).collect();
+        assert_eq!(payloads, [4082, 4082, 8178, 8178, 498]);
         assert_eq!(Board::N6.profile().pmu_event_count(), 8);
         assert_eq!(Board::Ae3.profile().pmu_event_count(), 4);
         assert_eq!(Board::H7Plus.profile().pmu_event_count(), 0);

@@ -221,8 +221,13 @@ pub struct SimConfig {
     pub engine: ScriptEngine,
     /// Faults to inject (including the seed).
     pub faults: FaultConfig,
-    /// Protocol settings (sysinfo and version are taken from the board).
+    /// Protocol settings (sysinfo, version and `max_payload` are taken
+    /// from the board; a smaller start-up payload is
+    /// [`DeviceConfig::startup_caps`]).
     pub device: DeviceConfig,
+    /// The largest payload announced and accepted, instead of the board's
+    /// packet buffer ([`BoardProfile::max_payload`]); e.g. 1400 over UDP.
+    pub max_payload: Option<u16>,
     /// The stream produces frames by itself at `fps` (the test pattern or
     /// `frames_dir`), with no script taking snapshots. Off by default: as
     /// on a cam, frames come from a script's `csi.snapshot()`.
@@ -247,6 +252,7 @@ impl Default for SimConfig {
             engine: ScriptEngine::Python(None),
             faults: FaultConfig::default(),
             device: DeviceConfig::default(),
+            max_payload: None,
             free_running_frames: false,
             script_call_timeout: crate::runtime::DEFAULT_CALL_TIMEOUT,
             flash_dir: None,
@@ -416,9 +422,29 @@ impl SimConfig {
         self
     }
 
-    /// Sets the protocol settings (sysinfo and version still come from the board).
+    /// Sets the protocol settings (sysinfo, version and `max_payload` still
+    /// come from the board).
     pub fn device(mut self, device: DeviceConfig) -> Self {
         self.device = device;
+        self
+    }
+
+    /// Announces and accepts payloads up to `n` bytes instead of the
+    /// board's packet buffer (see [`max_payload`](Self::max_payload)).
+    pub fn max_payload(mut self, n: u16) -> Self {
+        self.max_payload = Some(n);
+        self
+    }
+
+    /// The firmware's abandoned long read (PROTOCOL.md sections 6 and 7):
+    /// a read the host gave up on goes on piece by piece, through SYNCs
+    /// and retransmit give-ups, with other requests waiting, until the port
+    /// closes ([`SimCam::port_closed`]). Sets
+    /// [`DeviceConfig::firmware_send_loop`]; off by default, because a host
+    /// must close and reopen the port to get out of it. (Call it after
+    /// [`device`](Self::device), which replaces the whole configuration.)
+    pub fn abandoned_reads(mut self, on: bool) -> Self {
+        self.device.firmware_send_loop = on;
         self
     }
 
@@ -679,6 +705,26 @@ impl SimCam {
         self.faults.stats()
     }
 
+    /// The host closed the port (its serial port's descriptor, the TCP
+    /// connection): the cam's transport is inactive until bytes arrive
+    /// again. What was being sent is dropped (with
+    /// [`SimConfig::abandoned_reads`], the only way to end an abandoned
+    /// read), and so are queued events and buffered input.
+    pub fn port_closed(&mut self) {
+        log::debug!("cam: port closed");
+        self.dev.set_transport_active(false);
+        self.faults.clear();
+    }
+
+    /// The port was closed and opened again (for links with no moment of
+    /// their own for the close, such as the in-memory ones): as
+    /// [`port_closed`](Self::port_closed), then the transport is active
+    /// again, so events flow before the new host sends anything.
+    pub fn port_reopened(&mut self) {
+        self.port_closed();
+        self.dev.set_transport_active(true);
+    }
+
     /// Bytes received from the host.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         let mut buf = std::mem::take(&mut self.rx_scratch);
@@ -879,8 +925,15 @@ impl SimCam {
             self.dev.unregister(id);
         }
         self.fail_ack_waiters();
-        self.dev
-            .reinit(device_config(&self.config, &self.profile), Caps::DEFAULT);
+        // CRC and sequence numbers only (as main's runtime chose: no events,
+        // so the stock host's timeout can fire and it resyncs), with the
+        // board's largest payload, which GET_CAPS then announces.
+        let dc = device_config(&self.config, &self.profile);
+        let startup = Caps {
+            max_payload: dc.max_payload,
+            ..Caps::DEFAULT
+        };
+        self.dev.reinit(dc, startup);
         self.seen_acks = self.dev.event_acks();
     }
 
@@ -931,6 +984,9 @@ fn device_config(config: &SimConfig, profile: &BoardProfile) -> DeviceConfig {
     let mut dc = config.device.clone();
     dc.sysinfo = profile.sysinfo;
     dc.version = profile.version;
+    // The board's packet buffer (or the override): announced, and the most
+    // SET_CAPS accepts.
+    dc.max_payload = config.max_payload.unwrap_or(profile.max_payload);
     if dc.memory.is_none() {
         dc.memory = Some(memory_of(profile));
     }
@@ -1035,6 +1091,9 @@ fn boot(
 ) -> Result<DeviceEndpoint, SimError> {
     let dc = device_config(config, profile);
     let mut dev = DeviceEndpoint::new(dc);
+    // No host has opened the port yet: events go nowhere, as on a cam
+    // whose transport is inactive. The host's first bytes change that.
+    dev.set_transport_active(false);
     let reg = |dev: &mut DeviceEndpoint, id, name: &str, b: Box<dyn ChannelBackend>| {
         dev.register_at(id, name, b)
             .map(|_| ())
@@ -1094,6 +1153,9 @@ fn boot(
 impl SansIoCam for SimCam {
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
         SimCam::handle_input(self, now, data)
+    }
+    fn transport_closed(&mut self) {
+        SimCam::port_closed(self)
     }
     fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         SimCam::poll_transmit(self, now)

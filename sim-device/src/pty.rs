@@ -5,9 +5,12 @@
 //! * Both sides are raw (`cfmakeraw` on the slave): no echo, no line
 //!   editing, no CR/LF translation. A host setting a baud rate on the slave
 //!   changes nothing, as over USB.
-//! * The cam keeps its own descriptor of the slave open, so when a host
-//!   closes the port the master never sees the hang-up (EIO): the next host
-//!   can open the same path and connect.
+//! * When the host closes the port (its last descriptor of the slave) the
+//!   master sees a hang-up: the cam is told its transport closed
+//!   ([`Transport::take_closed`]), which is what ends an abandoned long
+//!   read on a real cam. The pty lives on while the cam holds the master:
+//!   the next host opens the same path and connects. (A host that closes
+//!   and reopens between two polls of the cam goes unnoticed.)
 //! * Writes never block the cam for long: when no host reads (the slave
 //!   input queue is full) data is discarded after
 //!   [`Pty::set_write_timeout`], like a USB cam whose host stopped reading,
@@ -62,9 +65,11 @@ fn sys(call: &'static str) -> impl FnOnce(Errno) -> PtyError {
 pub struct Pty {
     master: PtyMaster,
     path: PathBuf,
-    /// Our own descriptor of the slave, so a host closing it is not a hang-up.
-    _slave: File,
     write_timeout: StdDuration,
+    /// A host has sent something since the last hang-up.
+    host_present: bool,
+    /// The host hung up; not yet reported by `take_closed`.
+    closed_pending: bool,
     /// True after a write timed out, until the host shows signs of life.
     stalled: bool,
     discarded: u64,
@@ -122,7 +127,9 @@ impl Pty {
         grantpt(&master).map_err(sys("grantpt"))?;
         unlockpt(&master).map_err(sys("unlockpt"))?;
         let path = PathBuf::from(ptsname_r(&master).map_err(sys("ptsname_r"))?);
-        let slave = open_raw(&path)?;
+        // Raw mode is a property of the terminal: it outlives this
+        // descriptor and holds for every host that opens the slave.
+        drop(open_raw(&path)?);
         let flags = fcntl(&master, FcntlArg::F_GETFL).map_err(sys("fcntl(F_GETFL)"))?;
         fcntl(
             &master,
@@ -133,8 +140,9 @@ impl Pty {
         Ok(Pty {
             master,
             path,
-            _slave: slave,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            host_present: false,
+            closed_pending: false,
             stalled: false,
             discarded: 0,
         })
@@ -156,6 +164,15 @@ impl Pty {
         self.discarded
     }
 
+    /// No host has the slave open (a hang-up on the master).
+    fn hung_up(&mut self) {
+        if self.host_present {
+            log::info!("pty: the host closed the port");
+            self.host_present = false;
+            self.closed_pending = true;
+        }
+    }
+
     fn discard(&mut self, n: usize) {
         if !self.stalled {
             log::info!("pty: the host is not reading; discarding output until it does");
@@ -173,8 +190,9 @@ impl Transport for Pty {
                 return Ok(Recv::Timeout);
             }
             if !ev.contains(PollFlags::POLLIN) {
-                // POLLHUP with no slave open (cannot happen while we hold
-                // one, but never spin on it).
+                // POLLHUP: no host has the port open. Poll reports it at
+                // once, so wait out the timeout rather than spin.
+                self.hung_up();
                 std::thread::sleep(timeout);
                 return Ok(Recv::Timeout);
             }
@@ -186,6 +204,7 @@ impl Transport for Pty {
                     log::info!("pty: the host is back");
                     self.stalled = false;
                 }
+                self.host_present = true;
                 Ok(Recv::Data(n))
             }
             Err(e)
@@ -195,11 +214,16 @@ impl Transport for Pty {
                 Ok(Recv::Timeout)
             }
             Err(e) if e.raw_os_error() == Some(Errno::EIO as i32) => {
+                self.hung_up();
                 std::thread::sleep(timeout.max(StdDuration::from_millis(1)));
                 Ok(Recv::Timeout)
             }
             Err(e) => Err(e),
         }
+    }
+
+    fn take_closed(&mut self) -> bool {
+        std::mem::take(&mut self.closed_pending)
     }
 
     fn send(&mut self, mut data: &[u8]) -> io::Result<()> {
@@ -289,6 +313,90 @@ mod tests {
             drop(host);
             thread::sleep(StdDuration::from_millis(30));
         }
+        stop.store(true, Ordering::SeqCst);
+        assert_eq!(t.join().unwrap().unwrap(), ServeEnd::Shutdown);
+    }
+
+    /// A read request on channel 1 (seq 0) after a SYNC: a long read.
+    fn long_read_request() -> Vec<u8> {
+        let h = omv_proto::Header {
+            channel: omv_proto::ChannelId(1),
+            opcode: omv_proto::Opcode::CHANNEL_READ,
+            ..omv_proto::Header::default()
+        };
+        let payload = [0u32.to_le_bytes(), 100_000u32.to_le_bytes()].concat();
+        let mut w = Vec::new();
+        omv_proto::packet::encode_packet(&h, &payload, true, &mut w);
+        w
+    }
+
+    /// Bytes that arrive within `t`.
+    fn drain_for(f: &mut File, t: StdDuration) -> Vec<u8> {
+        let deadline = StdInstant::now() + t;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if left.is_zero() {
+                return out;
+            }
+            if poll_one(&*f, PollFlags::POLLIN, left)
+                .unwrap()
+                .contains(PollFlags::POLLIN)
+            {
+                let mut buf = [0u8; 4096];
+                let k = f.read(&mut buf).unwrap();
+                out.extend_from_slice(&buf[..k]);
+            }
+        }
+    }
+
+    #[test]
+    fn closing_the_port_ends_an_abandoned_read() {
+        let mut pty = Pty::open().unwrap();
+        let path = pty.path().to_path_buf();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let t = thread::spawn(move || {
+            let mut cam = DeviceEndpoint::new(DeviceConfig {
+                firmware_send_loop: true,
+                read_piece: Some(512),
+                rtx_timeout: omv_proto::Duration::from_millis(200),
+                ..DeviceConfig::default()
+            });
+            cam.register_at(
+                omv_proto::ChannelId(1),
+                "bulk",
+                Box::new(crate::user::BufferChannel::with_pattern(100_000)),
+            )
+            .unwrap();
+            serve(
+                &mut cam,
+                &mut pty,
+                &MonotonicClock::new(),
+                &s,
+                &ServeOptions::default(),
+            )
+        });
+        // A host asks for a long read, hears the first piece, and leaves
+        // without ACKing it.
+        let mut host = open_raw(&path).unwrap();
+        host.write_all(&SYNC).unwrap();
+        assert_eq!(
+            read_exact_within(&mut host, 10, StdDuration::from_secs(5)),
+            SYNC_ACK
+        );
+        host.write_all(&long_read_request()).unwrap();
+        let first = read_exact_within(&mut host, 10 + 512 + 4, StdDuration::from_secs(5));
+        assert_eq!(first[5], omv_proto::Opcode::CHANNEL_READ.0);
+        drop(host);
+        thread::sleep(StdDuration::from_millis(100));
+        // The next host: its SYNC is answered, and nothing of the old read
+        // follows (it would, right after the ACK, had the close not ended it).
+        let mut host = open_raw(&path).unwrap();
+        nix::sys::termios::tcflush(&host, nix::sys::termios::FlushArg::TCIFLUSH).unwrap();
+        host.write_all(&SYNC).unwrap();
+        let got = drain_for(&mut host, StdDuration::from_millis(700));
+        assert_eq!(got, SYNC_ACK, "only the SYNC's ACK");
         stop.store(true, Ordering::SeqCst);
         assert_eq!(t.join().unwrap().unwrap(), ServeEnd::Shutdown);
     }

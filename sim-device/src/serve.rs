@@ -33,11 +33,17 @@ pub trait SansIoCam {
     fn handle_timeout(&mut self, now: Instant);
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// The host closed the port (a TCP client left, a pty's host closed
+    /// its descriptor). The default does nothing.
+    fn transport_closed(&mut self) {}
 }
 
 impl SansIoCam for DeviceEndpoint {
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
         DeviceEndpoint::handle_input(self, now, data)
+    }
+    fn transport_closed(&mut self) {
+        self.set_transport_active(false)
     }
     fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         DeviceEndpoint::poll_transmit(self, now)
@@ -63,6 +69,9 @@ impl<C: SansIoCam + ?Sized> SansIoCam for &mut C {
     fn poll_timeout(&self) -> Option<Instant> {
         (**self).poll_timeout()
     }
+    fn transport_closed(&mut self) {
+        (**self).transport_closed()
+    }
 }
 
 /// What one [`Transport::recv`] produced.
@@ -83,6 +92,12 @@ pub trait Transport {
     /// Writes all of `data`. A transport whose peer is not reading may
     /// discard data after a while rather than block forever.
     fn send(&mut self, data: &[u8]) -> io::Result<()>;
+    /// True (once) when the host closed the port but the transport goes on
+    /// for the next one (a pty's host closed its descriptor); [`serve`]
+    /// then calls [`SansIoCam::transport_closed`]. The default: never.
+    fn take_closed(&mut self) -> bool {
+        false
+    }
 }
 
 /// Real monotonic time as protocol [`Instant`]s (microseconds since the
@@ -203,7 +218,11 @@ pub fn serve<C: SansIoCam + ?Sized, T: Transport + ?Sized>(
         let now = clock.now();
         let wait = wait_for(cam.poll_timeout(), now, options.max_wait, spun);
         spun = wait.is_zero();
-        match transport.recv(&mut buf, wait).map_err(ServeError::Read)? {
+        let got = transport.recv(&mut buf, wait).map_err(ServeError::Read)?;
+        if transport.take_closed() {
+            cam.transport_closed();
+        }
+        match got {
             Recv::Data(n) => {
                 spun = false;
                 let now = clock.now();

@@ -341,7 +341,9 @@ fn valid_raw_size(w: u32, h: u32, cfg: &StreamConfig) -> bool {
 
 impl ChannelBackend for StreamChannel {
     fn ops(&self) -> Ops {
-        Ops::READ | Ops::LOCK | Ops::SIZE | Ops::SHAPE | Ops::POLL | Ops::IOCTL
+        // Zero-copy reads, as the firmware's stream channel (its frame
+        // buffer): a read is one answer, which a SYNC abandons whole.
+        Ops::READ | Ops::READP | Ops::LOCK | Ops::SIZE | Ops::SHAPE | Ops::POLL | Ops::IOCTL
     }
 
     fn flags(&self) -> Option<ChannelFlags> {
@@ -384,6 +386,14 @@ impl ChannelBackend for StreamChannel {
     fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<usize, ChannelError> {
         let slot = self.slot.as_ref().ok_or(ChannelError::Failed)?;
         copy_exact(&slot.bytes, offset, buf)
+    }
+
+    fn readp(&mut self, offset: u32, len: u32) -> Result<&[u8], ChannelError> {
+        let slot = self.slot.as_ref().ok_or(ChannelError::Failed)?;
+        let start = usize::try_from(offset).map_err(|_| ChannelError::Failed)?;
+        let len = usize::try_from(len).map_err(|_| ChannelError::Failed)?;
+        let end = start.checked_add(len).ok_or(ChannelError::Failed)?;
+        slot.bytes.get(start..end).ok_or(ChannelError::Failed)
     }
 
     fn ioctl(&mut self, request: u32, args: &[u8]) -> Result<(), ChannelError> {
@@ -601,6 +611,10 @@ mod tests {
         assert_eq!(s.read(25, &mut b), Err(ChannelError::Failed));
         assert_eq!(s.read(34, &mut b[..1]), Err(ChannelError::Failed));
         assert_eq!(s.read(u32::MAX, &mut b), Err(ChannelError::Failed));
+        // The zero-copy view follows the same range rules.
+        assert_eq!(s.readp(24, 10).map(<[u8]>::len), Ok(10));
+        assert_eq!(s.readp(25, 10), Err(ChannelError::Failed));
+        assert_eq!(s.readp(u32::MAX, 2), Err(ChannelError::Failed));
         assert_eq!(s.read(u32::MAX - 3, &mut b), Err(ChannelError::Failed));
     }
 

@@ -3,7 +3,8 @@
 //!
 //! While no client is connected the cam keeps running (scripts, frames,
 //! timers) and what it sends is discarded, as a USB cam's output with no
-//! host attached.
+//! host attached. A disconnect tells the cam its transport closed
+//! ([`SansIoCam::transport_closed`]).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -123,6 +124,9 @@ impl TcpServer {
                         Ok(ServeEnd::Closed) => log::info!("tcp: client {peer} disconnected"),
                         Err(e) => log::warn!("tcp: client {peer} dropped: {e}"),
                     }
+                    // The connection is gone: the cam's transport is inactive
+                    // (this is what ends an abandoned read on a real cam).
+                    cam.transport_closed();
                 }
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock

@@ -507,11 +507,17 @@ fn sys_reset_reboots_the_cam() {
         .unwrap();
     l.settle();
     assert_eq!(l.cam.stats().reboots, 1);
+    // The protocol state is dropped: the cam boots with its start-up
+    // configuration (everything on, the board's largest payload).
     assert_eq!(
         l.cam.endpoint().caps(),
-        omv_proto::caps::Caps::DEFAULT,
+        omv_proto::caps::Caps {
+            flags: omv_proto::caps::CapFlags::KNOWN,
+            max_payload: l.cam.endpoint().config().max_payload,
+        },
         "protocol state dropped"
     );
+    assert_eq!(l.cam.endpoint().sequence(), 0);
     l.connect().expect("reconnect after reset");
     let names: Vec<(u8, String)> = list(&mut l).into_iter().map(|e| (e.id.0, e.name)).collect();
     assert!(names.contains(&(api.0, "status".to_string())), "{names:?}");
@@ -656,4 +662,142 @@ fn garbage_input_never_panics_and_a_sync_still_recovers() {
         }
         assert!(recovered, "seed {seed}: no SYNC ACK after garbage");
     }
+}
+
+/// Per-board packet buffers (PROTOCOL.md section 1): each board announces
+/// its largest payload, grants it to a host asking for more, refuses
+/// SET_CAPS above it and NAKs a longer packet OVERFLOW.
+#[test]
+fn boards_announce_and_enforce_their_packet_buffer() {
+    for (board, max) in [
+        (Board::H7, 498u16),
+        (Board::H7Plus, 4082),
+        (Board::Rt1062, 4082),
+        (Board::N6, 8178),
+        (Board::Ae3, 8178),
+    ] {
+        let cam = SimConfig::new()
+            .board(board)
+            .in_process(|_, _| {})
+            .channel("bulk", 50_000)
+            .build()
+            .unwrap();
+        assert_eq!(cam.board().max_payload, max);
+        let host = HostEndpoint::new(HostConfig {
+            max_payload: omv_proto::MAX_PAYLOAD,
+            ..HostConfig::default()
+        });
+        let mut l = SimLink::new(host, cam);
+        assert_eq!(l.connect().unwrap().max_payload, max, "{board}");
+        let caps = ok(&mut l, Command::system(Opcode::PROTO_GET_CAPS)).into_bytes();
+        assert_eq!(u16::from_le_bytes([caps[4], caps[5]]), max, "{board}");
+        // A read arrives in pieces of at most `max` bytes, and intact.
+        let (data, _) = read_all(&mut l, ChannelId(4), 50_000);
+        assert_eq!(data, pattern(50_000), "{board}");
+        // SET_CAPS one byte over the buffer: NAK INVALID.
+        let mut over = [0u8; 16];
+        over[0] = 0x0f;
+        over[4..6].copy_from_slice(&(max + 1).to_le_bytes());
+        let set = |p: &[u8]| Command {
+            opcode: Opcode::PROTO_SET_CAPS,
+            channel: ChannelId::SYSTEM,
+            payload: p.to_vec().into(),
+        };
+        assert_eq!(nak(&mut l, set(&over)), Status::INVALID, "{board}");
+        // A write packet longer than the negotiated payload: NAK OVERFLOW.
+        let len = usize::from(max) + 1;
+        let mut w = Vec::new();
+        let h = omv_proto::Header {
+            sequence: l.host.sequence(),
+            channel: ChannelId(4),
+            opcode: Opcode::CHANNEL_WRITE,
+            ..omv_proto::Header::default()
+        };
+        let payload = [
+            &0u32.to_le_bytes()[..],
+            &((len - 8) as u32).to_le_bytes(),
+            &vec![1u8; len - 8],
+        ]
+        .concat();
+        omv_proto::packet::encode_packet(&h, &payload, true, &mut w);
+        let answer = l.raw_exchange(&w);
+        assert_eq!(answer[5], Opcode::CHANNEL_WRITE.0, "{board}");
+        assert_eq!(answer[4] & 0x02, 0x02, "{board}: NAK");
+        assert_eq!(
+            &answer[10..12],
+            &Status::OVERFLOW.0.to_le_bytes(),
+            "{board}"
+        );
+    }
+}
+
+/// With abandoned reads on, a read the host stopped listening to goes on
+/// through its SYNCs until the port is reopened; off (the default), the
+/// host's resync ends it.
+#[test]
+fn abandoned_read_ends_only_when_the_port_is_reopened() {
+    for on in [false, true] {
+        let cam = SimConfig::new()
+            .in_process(|_, _| {})
+            .channel("bulk", 200_000)
+            .device(omv_proto::device::DeviceConfig {
+                read_piece: Some(512),
+                ..Default::default()
+            })
+            .abandoned_reads(on)
+            .build()
+            .unwrap();
+        let mut l = link(cam);
+        let now = l.now();
+        l.host
+            .request(now, &Command::read(ChannelId(4), 0, 200_000))
+            .unwrap();
+        let req = l.host.poll_transmit().unwrap();
+        l.cam.handle_input(now, &req);
+        // The host hears the first piece only, then gives up on the read.
+        assert!(l.cam.poll_transmit(now).is_some());
+        l.host.disconnect();
+        let connected = l.connect();
+        if !on {
+            connected.expect("the resync ends the read");
+            continue;
+        }
+        assert!(connected.is_err(), "the cam is still sending the read");
+        assert!(l.cam.endpoint().poll_timeout().is_some());
+        l.cam.port_reopened();
+        l.host.disconnect();
+        l.connect().expect("a reopened port gets the cam back");
+        let (data, _) = read_all(&mut l, ChannelId(4), 3000);
+        assert_eq!(data, pattern(3000));
+    }
+}
+
+/// PROTO_SYNC restores the start-up configuration, and GET_CAPS right
+/// after it announces that configuration.
+#[test]
+fn sync_restores_the_start_up_configuration() {
+    let cam = SimConfig::new()
+        .board(Board::N6)
+        .in_process(|_, _| {})
+        .build()
+        .unwrap();
+    let host = HostEndpoint::new(HostConfig {
+        ack: false,
+        events: false,
+        max_payload: 600,
+        ..HostConfig::default()
+    });
+    let mut l = SimLink::new(host, cam);
+    let c = l.connect().unwrap();
+    assert_eq!((c.max_payload, c.flags.ack()), (600, false));
+    assert_eq!(l.cam.endpoint().caps(), c);
+    let sync = l.raw_exchange(&[0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac]);
+    assert_eq!(sync, [0xaa, 0xd5, 0, 0, 1, 0, 0, 0, 0x08, 0x46]);
+    let now = l.cam.endpoint().caps();
+    assert_eq!(
+        (now.flags, now.max_payload),
+        (omv_proto::caps::CapFlags::KNOWN, 8178)
+    );
+    l.host.disconnect();
+    assert_eq!(l.connect().unwrap(), c, "the host renegotiates its own");
 }

@@ -226,3 +226,79 @@ fn invalid_options_print_one_line_and_exit_2() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--drop-rate"));
 }
+
+/// One packet as a host sends it (CRC on).
+fn host_packet(seq: u8, channel: u8, flags: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let h = omv_proto::Header {
+        sequence: seq,
+        channel: omv_proto::ChannelId(channel),
+        flags: omv_proto::Flags(flags),
+        opcode: omv_proto::Opcode(opcode),
+        length: 0,
+    };
+    let mut w = Vec::new();
+    omv_proto::packet::encode_packet(&h, payload, true, &mut w);
+    w
+}
+
+/// `--board h7` announces its 512-byte buffer (498), and with
+/// `--abandoned-reads` a read the client left unfinished ends when the TCP
+/// connection closes: the next client's SYNC gets its ACK and nothing more.
+#[test]
+fn board_buffer_and_abandoned_read_over_tcp() {
+    let (mut child, addr, _out) = start(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--board",
+        "h7",
+        "--abandoned-reads",
+        "--channel",
+        "bulk:64K",
+    ]);
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(&SYNC).unwrap();
+    let mut ack = [0u8; 10];
+    c.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, SYNC_ACK);
+    c.write_all(&host_packet(0, 0, 0, 0x01, &[])).unwrap(); // GET_CAPS
+    let mut caps = [0u8; 10 + 16 + 4];
+    c.read_exact(&mut caps).unwrap();
+    assert_eq!(u16::from_le_bytes([caps[14], caps[15]]), 498);
+    // ACK the caps (they asked for one), then a 64 KiB read of bulk (id 4).
+    c.write_all(&host_packet(0, 0, 0x01, 0x01, &[])).unwrap();
+    let req = [0u32.to_le_bytes(), (64u32 << 10).to_le_bytes()].concat();
+    c.write_all(&host_packet(1, 4, 0, 0x26, &req)).unwrap();
+    let mut first = [0u8; 10 + 498 + 4];
+    c.read_exact(&mut first).unwrap();
+    assert_eq!(first[5], 0x26, "a CHANNEL_READ piece");
+    assert_eq!(u16::from_le_bytes([first[6], first[7]]), 498);
+    // Leave without ACKing it.
+    drop(c);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.write_all(&SYNC).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, SYNC_ACK);
+    let quiet_until = Instant::now() + Duration::from_millis(700);
+    let mut more = [0u8; 64];
+    loop {
+        let left = quiet_until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        c.set_read_timeout(Some(left)).unwrap();
+        match c.read(&mut more) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!("the old read went on: {other:?}"),
+        }
+    }
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), 0);
+}

@@ -138,4 +138,15 @@ fn runs_exercise_every_fault_and_operation() {
         );
     }
     assert!(s.uploads_ok > 0 && s.events > 0 && s.resyncs > 0);
+    // The firmware behaviours the cam shows by default are met.
+    for path in [
+        "host_dropped_rtx_copy",
+        "host_dropped_crc_off_copy",
+        "lock_busy_after_another_channel",
+    ] {
+        assert!(
+            s.notes.get(path).is_some_and(|n| *n > 0),
+            "never took the path {path}:\n{totals}"
+        );
+    }
 }

@@ -46,10 +46,10 @@ struct Cli {
     /// Let --tcp/--udp bind a non-loopback address (anyone who can reach it can run code as this user).
     #[arg(long)]
     allow_remote: bool,
-    /// Largest payload the cam announces (50 to 65521; default 4082, and 1400 with --udp).
+    /// Largest payload the cam announces and accepts (50 to 65521), instead of the board's packet buffer (default 1400 with --udp).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(50..=65521))]
     max_payload: Option<u16>,
-    /// Board profile: h7plus, rt1062, n6 or ae3.
+    /// Board profile: h7plus, rt1062, n6, ae3 or h7 (its max payload: 4082, 4082, 8178, 8178, 498).
     #[arg(long, default_value = "h7plus", value_parser = parse_board)]
     board: Board,
     /// Register the profile channel (id 4).
@@ -85,6 +85,11 @@ struct Cli {
     /// Stream frame rate (0.1 to 1000).
     #[arg(long, value_name = "N", value_parser = fps)]
     fps: Option<f32>,
+    /// The firmware's abandoned long read: a read the host gave up on goes
+    /// on piece by piece (512-byte pieces), through SYNCs, until the port is
+    /// closed (pty: the host closes it; TCP: the connection ends).
+    #[arg(long)]
+    abandoned_reads: bool,
     /// Python interpreter that runs scripts (default: python3 on PATH).
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
@@ -256,6 +261,11 @@ fn main() -> ExitCode {
         .board(cli.board)
         .profiler(cli.profiler)
         .faults(faults);
+    if cli.abandoned_reads {
+        // The firmware reads callback channels 512 bytes at a time.
+        config.device.read_piece = Some(512);
+        config = config.abandoned_reads(true);
+    }
     for c in cli.channels {
         config = config.channel_spec(c);
     }
@@ -278,11 +288,7 @@ fn main() -> ExitCode {
         .free_running_frames(cli.free_running_frames)
         .script_call_timeout(omv_proto::Duration::from_millis(cli.script_timeout_ms));
     if let Some(n) = max_payload {
-        let device = omv_proto::device::DeviceConfig {
-            max_payload: n,
-            ..config.device.clone()
-        };
-        config = config.device(device);
+        config = config.max_payload(n);
     }
     let mut cam = match config.build() {
         Ok(c) => c,

@@ -653,6 +653,7 @@ impl World {
                     let p = self.inj.profile;
                     let late = p.h2c.delay_max + p.stall_max;
                     self.model.maybe_lock = Some(self.now + late);
+                    self.model.maybe_lock_pending = true;
                 }
                 return Ok(Err(e));
             }
@@ -666,6 +667,12 @@ impl World {
         let b = &self.model.users[&ch.0];
         let (lm, empty) = (b.lock, b.is_empty());
         let (last, maybe) = (self.model.last_lock, self.model.maybe_lock);
+        // Any lock sent earlier has been processed by the time this answer
+        // came (the cam handles requests in order).
+        let pending = std::mem::take(&mut self.model.maybe_lock_pending);
+        if pending {
+            self.model.maybe_lock = Some(recv);
+        }
         if self.cam_resets != resets {
             // The cam reset while the request was out: its answer reflects
             // the state before or after the reset, and the lock may or may
@@ -674,8 +681,9 @@ impl World {
             return match a {
                 Answer::Reply(Reply::Ack) => {
                     b.lock.locked = None;
-                    self.model.last_lock = Some((send, recv));
-                    self.model.maybe_lock = None;
+                    // Locked before or after the reset: a re-initialisation
+                    // forgets the timestamp, a SYNC keeps it. It may count.
+                    self.model.maybe_lock = Some(recv);
                     Ok(Ok(false))
                 }
                 Answer::Nak(Status::BUSY) => Ok(Ok(true)),
@@ -695,21 +703,27 @@ impl World {
                 let b = self.model.users.get_mut(&ch.0).expect("user");
                 b.lock.locked = Some(true);
                 self.model.last_lock = Some((send, recv));
+                self.model.last_lock_channel = Some(ch.0);
                 self.model.maybe_lock = None;
                 Ok(Ok(false))
             }
             Answer::Nak(Status::BUSY) => {
                 // Any channel's lock counts: the cam keeps one timestamp.
-                let too_soon = last
-                    .map(|(_, r)| r)
-                    .into_iter()
-                    .chain(maybe)
-                    .any(|r| send.saturating_duration_since(r) < interval);
+                let too_soon = pending
+                    || last
+                        .map(|(_, r)| r)
+                        .into_iter()
+                        .chain(maybe)
+                        .any(|r| send.saturating_duration_since(r) < interval);
                 self.stats.note(if lm.locked == Some(false) && !empty {
                     "lock_busy_interval"
                 } else {
                     "lock_busy_locked_or_empty"
                 });
+                if self.model.last_lock_channel.is_some_and(|c| c != ch.0) && too_soon {
+                    // The cam keeps one lock timestamp for all channels.
+                    self.stats.note("lock_busy_after_another_channel");
+                }
                 if lm.locked == Some(false) && !empty && !too_soon {
                     return Err(self.violation(format!(
                         "{what}: BUSY but the channel is unlocked, not empty, and the last lock {last:?} (maybe {maybe:?}) was over {interval:?} before"

@@ -247,8 +247,14 @@ pub struct Model {
     /// channel: the cam keeps one timestamp and refuses every lock for
     /// `lock_interval` after it (PROTOCOL.md section 3).
     pub last_lock: Option<(Instant, Instant)>,
+    /// The channel of `last_lock`.
+    pub last_lock_channel: Option<u8>,
     /// The latest time a lock whose answer was lost may have succeeded.
     pub maybe_lock: Option<Instant>,
+    /// A lock whose answer was lost may still be waiting in the cam (a
+    /// stalled cam processes it later): until the next lock's answer, when
+    /// it has been processed for sure, any time counts.
+    pub maybe_lock_pending: bool,
 }
 
 impl Model {
@@ -264,7 +270,9 @@ impl Model {
             exec_credits: Vec::new(),
             runs_seen: 0,
             last_lock: None,
+            last_lock_channel: None,
             maybe_lock: None,
+            maybe_lock_pending: false,
         }
     }
 
@@ -278,11 +286,20 @@ impl Model {
         // The lock timestamp survives a protocol reset (the firmware's does).
     }
 
-    /// The cam rebooted.
-    pub fn on_reboot(&mut self, keep_user: bool) {
+    /// The cam re-initialised its protocol (a fresh endpoint, as the
+    /// firmware's protocol init after a soft reset): locks released and,
+    /// unlike after a SYNC, the lock timestamp cleared.
+    pub fn on_protocol_reinit(&mut self) {
         self.on_protocol_reset();
         self.last_lock = None;
+        self.last_lock_channel = None;
         self.maybe_lock = None;
+        self.maybe_lock_pending = false;
+    }
+
+    /// The cam rebooted.
+    pub fn on_reboot(&mut self, keep_user: bool) {
+        self.on_protocol_reinit();
         if !keep_user {
             for b in self.users.values_mut() {
                 *b = BufModel::new(b.spec.clone());

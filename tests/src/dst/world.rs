@@ -387,7 +387,17 @@ impl World {
                 )
             });
         }
+        let dups = self.host.stats().duplicates;
         self.host.handle_input(self.now, &c.bytes);
+        if self.host.stats().duplicates > dups {
+            // With CRC off the cam resends without RTX (PROTOCOL.md
+            // section 4): the host recognised such a copy by its content.
+            self.stats.note(if self.host.caps().flags.crc() {
+                "host_dropped_rtx_copy"
+            } else {
+                "host_dropped_crc_off_copy"
+            });
+        }
     }
 
     fn deliver_to_cam(&mut self, c: Chunk) -> Result<(), Violation> {
@@ -424,6 +434,10 @@ impl World {
                         ResetCause::RetransmitGaveUp => {
                             self.disruptions += 1;
                             "retransmit_gave_up"
+                        }
+                        _ => {
+                            self.disruptions += 1;
+                            "restart"
                         }
                     };
                     *self.stats.cam_resets.entry(name).or_default() += 1;
@@ -500,7 +514,7 @@ impl World {
                 self.cam_resets += 1;
                 self.cam_reset_since_caps = true;
                 self.cam.protocol_reset();
-                self.model.on_protocol_reset();
+                self.model.on_protocol_reinit();
                 self.new_incarnation();
                 self.disruptions += 1;
                 self.trace.mix(&[0xE4]);
