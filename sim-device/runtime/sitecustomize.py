@@ -110,3 +110,29 @@ def _threshold(*args):
 
 
 _gc.threshold = _threshold
+
+
+# Firmware modules the simulator does not model: importing one fails with a
+# message that says so, instead of a bare ModuleNotFoundError.
+_NOT_SIMULATED_MODULES = frozenset(
+    (
+        "tof", "fir", "ml", "lcd", "display", "tv", "audio", "mjpeg", "gif",
+        "rpc", "rtsp", "pyb", "network", "bluetooth", "tfp410", "buzzer",
+        "imu", "mutex", "openamp", "ulab", "lvgl",
+    )
+)
+
+
+class _NotSimulatedFinder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in _NOT_SIMULATED_MODULES:
+            raise ModuleNotFoundError(
+                "the firmware module %r is not simulated by omv-sim" % name, name=name
+            )
+        return None
+
+
+import sys as _sys
+
+_sys.meta_path.append(_NotSimulatedFinder())

@@ -438,6 +438,7 @@ fn init_limits_and_not_simulated_calls() {
         "machine.I2C is not simulated",
         "BAYER/YUV422 is not simulated",
         "omv.disable_fb is not simulated",
+        "the firmware module 'tof' is not simulated",
     ] {
         assert!(out.contains(what), "{what}: {out}");
     }
