@@ -4,10 +4,11 @@
 //! omv demo                          # the embedded simulated cam: a tour
 //! omv --port /dev/ttyACM0 info      # a real cam (or omv-sim --pty)
 //! omv --tcp 127.0.0.1:5555 run script.py
+//! omv --udp 127.0.0.1:5556 info     # omv-sim --udp, one packet per datagram
 //! omv --port /dev/pts/5 read bulk --out bulk.bin
 //! ```
 //!
-//! With neither `--port` nor `--tcp` the target is a simulated cam started
+//! With none of `--port`, `--tcp` and `--udp` the target is a simulated cam started
 //! in this process (sim-device's `SimCam` over an in-memory link), with a
 //! profile channel and two user channels: `ticks` (milliseconds since
 //! start, 10 digits) and `bulk` (1 MiB, byte i = i % 251).
@@ -49,11 +50,14 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Global {
     /// Serial port of the cam (e.g. /dev/ttyACM0, or omv-sim --pty's path).
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "tcp")]
+    #[arg(long, global = true, value_name = "PATH", conflicts_with_all = ["tcp", "udp"])]
     port: Option<String>,
     /// TCP address of the cam (e.g. omv-sim --tcp's address).
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR", conflicts_with = "udp")]
     tcp: Option<String>,
+    /// UDP address of the cam (e.g. omv-sim --udp's address): one packet per datagram.
+    #[arg(long, global = true, value_name = "ADDR")]
+    udp: Option<String>,
     /// Serial baud rate (921600 switches a USB cam to the protocol).
     #[arg(long, global = true, default_value_t = 921_600)]
     baudrate: u32,
@@ -373,10 +377,11 @@ fn start_sim(board: Board) -> CliResult<EmbeddedSim> {
 }
 
 fn connect(g: &Global) -> CliResult<Target> {
-    let (mut cam, sim) = match (&g.port, &g.tcp) {
-        (Some(p), _) => (Camera::new(config(g, p)), None),
-        (None, Some(a)) => (Camera::tcp(a, config(g, a)), None),
-        (None, None) => {
+    let (mut cam, sim) = match (&g.port, &g.tcp, &g.udp) {
+        (Some(p), _, _) => (Camera::new(config(g, p)), None),
+        (None, Some(a), _) => (Camera::tcp(a, config(g, a)), None),
+        (None, None, Some(a)) => (Camera::udp(a, config(g, a)), None),
+        (None, None, None) => {
             let sim = start_sim(g.sim_board)?;
             let link = sim
                 .take_link()

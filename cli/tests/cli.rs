@@ -534,3 +534,39 @@ fn run_fails_on_an_uncaught_exception() {
     assert!(text(&out).contains("fine 3"), "{}", text(&out));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn omv_over_udp() {
+    use omv_sim::serve::{serve, MonotonicClock, ServeOptions};
+    use omv_sim::udp::{UdpTransport, DEFAULT_UDP_MAX_PAYLOAD};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    init_log();
+    let mut cam = standard_sim(ScriptLog::default())
+        .max_payload(DEFAULT_UDP_MAX_PAYLOAD)
+        .build()
+        .unwrap();
+    standard_setup(&mut cam);
+    let mut udp = UdpTransport::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let server = std::thread::spawn(move || {
+        serve(
+            &mut cam,
+            &mut udp,
+            &MonotonicClock::new(),
+            &s,
+            &ServeOptions::default(),
+        )
+        .unwrap();
+    });
+    let o = omv(&["--udp", &addr, "read", "bulk", "--size", "100000"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, pattern(0, 100_000));
+    let o = omv(&["--udp", &addr, "--tcp", &addr, "info"]);
+    assert_eq!(o.status.code(), Some(2), "--udp and --tcp conflict");
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+}

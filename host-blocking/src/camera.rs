@@ -24,7 +24,7 @@ use crate::driver::READ_BUF;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventHandler, EventState};
 use crate::symbols::SymbolTable;
-use crate::transport::{SerialTransport, TcpTransport, Transport};
+use crate::transport::{SerialTransport, TcpTransport, Transport, UdpTransport};
 use crate::types::{
     ChannelKey, ChannelStatus, DecodeFrame, Frame, ProfileEntry, RawFrame, SystemInfo,
 };
@@ -44,6 +44,8 @@ enum Connector {
     Serial,
     /// Connect to a TCP address.
     Tcp(String),
+    /// Send datagrams to a UDP address.
+    Udp(String),
     /// A transport given by the caller (taken by the first connect).
     Provided(Option<Port>),
 }
@@ -126,6 +128,14 @@ impl Camera {
     /// `config.port` is ignored.
     pub fn tcp(addr: &str, config: CameraConfig) -> Camera {
         Camera::with_connector(config, Connector::Tcp(addr.to_string()), addr.to_string())
+    }
+
+    /// A camera reached over UDP at `addr` (`host:port`), one packet per
+    /// datagram (e.g. `omv-sim --udp`), not yet connected. `config.port`
+    /// is ignored. Keep `max_payload` within a datagram the path carries
+    /// (the cam announces 1400 in the firmware's network example).
+    pub fn udp(addr: &str, config: CameraConfig) -> Camera {
+        Camera::with_connector(config, Connector::Udp(addr.to_string()), addr.to_string())
     }
 
     /// A camera on an already open transport (an in-memory link, a custom
@@ -212,6 +222,14 @@ impl Camera {
                         port: addr.clone(),
                         source,
                     }
+                })?;
+                Ok(Box::new(t))
+            }
+            Connector::Udp(addr) => {
+                self.port = None;
+                let t = UdpTransport::connect(addr).map_err(|source| Error::Io {
+                    port: addr.clone(),
+                    source,
                 })?;
                 Ok(Box::new(t))
             }
