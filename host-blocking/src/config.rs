@@ -213,19 +213,9 @@ impl CameraConfig {
         c
     }
 
-    /// The sans-IO host endpoint's settings.
+    /// The sans-IO host endpoint's settings (the session's mapping).
     pub fn host_config(&self) -> HostConfig {
-        HostConfig {
-            crc: self.crc,
-            seq: self.seq,
-            ack: self.ack,
-            events: self.events,
-            max_payload: self.max_payload,
-            timeout: self.timeout,
-            max_retry: self.max_retry,
-            drop_rate: self.drop_rate,
-            seed: self.seed,
-        }
+        self.session_config().host_config()
     }
 }
 
