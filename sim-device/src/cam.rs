@@ -937,6 +937,19 @@ impl SimCam {
         self.seen_acks = self.dev.event_acks();
     }
 
+    /// A silent protocol reset (what a firmware watchdog or protocol
+    /// re-initialisation does without telling the host): sequence, caps and
+    /// locks go back to the start-up configuration and queued packets are
+    /// dropped; channels, their contents and the running script are kept.
+    /// For fault injection in simulations.
+    pub fn protocol_reset(&mut self) {
+        let dc = self.dev.config().clone();
+        let startup = self.dev.startup_caps();
+        self.dev.reinit(dc, startup);
+        self.fail_ack_waiters();
+        log::info!("cam: silent protocol reset");
+    }
+
     /// Behaves like a rebooted cam: the running script stops, every protocol
     /// state (sequence, caps, locks, queued packets) is dropped, the
     /// built-in and `--channel` channels start fresh, and channels

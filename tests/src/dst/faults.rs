@@ -13,7 +13,8 @@
 //! these rules: a fault kind is injected only when the capabilities in
 //! force on both sides (and the ones being negotiated) can detect it.
 
-use omv_proto::{fault, Duration};
+use omv_proto::fault::{self, PacketFaults};
+use omv_proto::Duration;
 
 use super::dice::Dice;
 
@@ -161,40 +162,6 @@ impl FaultCounts {
     }
 }
 
-/// Probabilities of the packet faults in one direction (per packet).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct PacketFaults {
-    /// Lose the packet.
-    pub drop: f64,
-    /// Flip one bit.
-    pub flip: f64,
-    /// Deliver it twice.
-    pub duplicate: f64,
-    /// Cut it short.
-    pub truncate: f64,
-    /// Insert a garbage burst before it.
-    pub garbage: f64,
-    /// Hold it (and what follows) back by up to `delay_max`.
-    pub delay: f64,
-    /// Longest extra delay.
-    pub delay_max: Duration,
-}
-
-impl PacketFaults {
-    /// These rates as omv-proto's shared fault configuration, with packets
-    /// split into chunks with probability `split`.
-    pub fn with_split(&self, split: f64) -> fault::PacketFaults {
-        fault::PacketFaults::NONE
-            .with_drop(self.drop)
-            .with_flip(self.flip)
-            .with_duplicate(self.duplicate)
-            .with_truncate(self.truncate)
-            .with_garbage(self.garbage)
-            .with_delay(self.delay, self.delay_max)
-            .with_split(split)
-    }
-}
-
 /// Everything a run may inject, drawn once per seed.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FaultProfile {
@@ -215,24 +182,8 @@ pub struct FaultProfile {
 impl FaultProfile {
     /// No faults at all.
     pub const NONE: FaultProfile = FaultProfile {
-        h2c: PacketFaults {
-            drop: 0.0,
-            flip: 0.0,
-            duplicate: 0.0,
-            truncate: 0.0,
-            garbage: 0.0,
-            delay: 0.0,
-            delay_max: Duration::ZERO,
-        },
-        c2h: PacketFaults {
-            drop: 0.0,
-            flip: 0.0,
-            duplicate: 0.0,
-            truncate: 0.0,
-            garbage: 0.0,
-            delay: 0.0,
-            delay_max: Duration::ZERO,
-        },
+        h2c: PacketFaults::NONE,
+        c2h: PacketFaults::NONE,
         stall: 0.0,
         stall_max: Duration::ZERO,
         protocol_reset: 0.0,
@@ -257,14 +208,18 @@ impl FaultProfile {
                 intensity * d.unit() * 2.0
             }
         };
-        let dir = |d: &mut Dice| PacketFaults {
-            drop: rate(d),
-            flip: rate(d),
-            duplicate: rate(d) / 2.0,
-            truncate: rate(d) / 2.0,
-            garbage: rate(d) / 2.0,
-            delay: rate(d),
-            delay_max: timeout.saturating_mul(d.range(1, 3) as u32) / 2,
+        let dir = |d: &mut Dice| {
+            let (drop, flip) = (rate(d), rate(d));
+            let (duplicate, truncate, garbage) = (rate(d) / 2.0, rate(d) / 2.0, rate(d) / 2.0);
+            let delay = rate(d);
+            let delay_max = timeout.saturating_mul(d.range(1, 3) as u32) / 2;
+            PacketFaults::NONE
+                .with_drop(drop)
+                .with_flip(flip)
+                .with_duplicate(duplicate)
+                .with_truncate(truncate)
+                .with_garbage(garbage)
+                .with_delay(delay, delay_max)
         };
         let h2c = dir(d);
         let c2h = dir(d);

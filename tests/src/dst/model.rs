@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use omv_proto::Instant;
 
-use super::cam::{runner_text, UserSpec};
+use super::cam::{runner_text, UserSpec, SOFT_REBOOT_TEXT};
 
 /// One byte of a user channel as the model knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,8 +238,8 @@ pub struct Model {
     pub stdout: StdoutModel,
     /// The stdin upload buffer, `None` when unknown (failed upload).
     pub stdin: Option<Vec<u8>>,
-    /// Scripts an EXEC was sent for and that have not run yet: every run
-    /// must consume one with exactly its bytes.
+    /// Scripts an `Exec` was started for: every run must be exactly one of
+    /// them (never doubled, truncated or mixed).
     pub exec_credits: Vec<Vec<u8>>,
     /// Runs already checked.
     pub runs_seen: usize,
@@ -313,9 +313,7 @@ impl Model {
     /// credit exactly; its output goes to stdout.
     pub fn on_run(&mut self, index: usize, script: &[u8]) -> Result<(), String> {
         match self.exec_credits.iter().position(|c| c == script) {
-            Some(i) => {
-                self.exec_credits.remove(i);
-            }
+            Some(_) => {}
             None => {
                 let hint = self
                     .exec_credits
@@ -334,7 +332,9 @@ impl Model {
                 ));
             }
         }
+        // The script prints, ends, and the cam soft-resets.
         self.stdout.produce(&runner_text(index, script));
+        self.stdout.produce(SOFT_REBOOT_TEXT);
         self.runs_seen = index + 1;
         Ok(())
     }
@@ -403,6 +403,9 @@ mod tests {
         m.exec_credits.push(b"abc".to_vec());
         assert!(m.on_run(0, b"abcabc").unwrap_err().contains("twice"));
         m.on_run(0, b"abc").unwrap();
-        assert_eq!(m.stdout.unread.len(), runner_text(0, b"abc").len());
+        assert_eq!(
+            m.stdout.unread.len(),
+            runner_text(0, b"abc").len() + SOFT_REBOOT_TEXT.len()
+        );
     }
 }

@@ -31,8 +31,11 @@ pub struct RunStats {
     pub quiet_recoveries: u64,
     /// Scripts uploaded and acknowledged.
     pub uploads_ok: u64,
-    /// Scripts run more than once because an EXEC's ACK was lost.
+    /// Scripts run more than once by one `Exec` (its ACK and the
+    /// script-started event both lost, or events off).
     pub reexecutions: u64,
+    /// Scripts the cam's runner received.
+    pub script_runs: u64,
     /// Cam events the host received.
     pub events: u64,
     /// Cam-side activity: prints, event bursts, registrations...
@@ -117,6 +120,7 @@ impl Totals {
         t.quiet_recoveries += s.quiet_recoveries;
         t.uploads_ok += s.uploads_ok;
         t.reexecutions += s.reexecutions;
+        t.script_runs += s.script_runs;
         t.events += s.events;
         add_map(&mut t.cam_actions, &s.cam_actions);
         add_map(&mut t.cam_resets, &s.cam_resets);
@@ -149,8 +153,12 @@ impl fmt::Display for Totals {
         let failed: u64 = s.failures.values().sum();
         writeln!(
             f,
-            "operations: {} — {} succeeded ({} of them predicted NAKs), {} failed with a typed error",
-            s.ops, s.ok, s.expected_naks, failed
+            "operations: {} — {} succeeded ({} of them predicted NAKs), {} failed with a typed error ({:.2}%)",
+            s.ops,
+            s.ok,
+            s.expected_naks,
+            failed,
+            failed as f64 * 100.0 / s.ops.max(1) as f64
         )?;
         writeln!(
             f,
@@ -159,8 +167,8 @@ impl fmt::Display for Totals {
         )?;
         writeln!(
             f,
-            "uploads acknowledged: {}, scripts re-run after a lost EXEC ACK: {}, payload bytes: {}",
-            s.uploads_ok, s.reexecutions, s.payload_bytes
+            "uploads acknowledged: {}, script runs: {}, scripts re-run by one exec: {}, payload bytes: {}",
+            s.uploads_ok, s.script_runs, s.reexecutions, s.payload_bytes
         )?;
         writeln!(
             f,

@@ -8,10 +8,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use omv_proto::caps::CapFlags;
 use omv_proto::device::DeviceConfig;
-use omv_proto::host::HostConfig;
 use omv_proto::memory::{MemoryEntry, MemoryKind, MemoryStats};
 use omv_proto::sysinfo::SysInfo;
 use omv_proto::{ChannelId, Duration};
+use omv_session::SessionConfig;
+use omv_sim::board::Board;
 
 use super::cam::{CamSetup, UserSpec};
 use super::dice::Dice;
@@ -43,8 +44,9 @@ pub struct Phase {
 /// Everything drawn from the seed before the run starts.
 #[derive(Clone, Debug)]
 pub struct Scenario {
-    /// Host configuration (initial caps, timeout, SYNC attempts).
-    pub host: HostConfig,
+    /// Host session configuration (initial caps, timeout, SYNC attempts;
+    /// the default deadlines).
+    pub host: SessionConfig,
     /// The cam.
     pub cam: CamSetup,
     /// Link timing.
@@ -53,8 +55,6 @@ pub struct Scenario {
     pub faults: FaultProfile,
     /// Phases.
     pub phases: Vec<Phase>,
-    /// Attempts per operation in fault phases.
-    pub attempts: u32,
 }
 
 impl Scenario {
@@ -69,24 +69,22 @@ impl Scenario {
             .max((4 * packet_us + 5000).div_ceil(1000));
         let timeout = Duration::from_millis(timeout_ms);
         let want = Wanted::random(d);
-        let host = HostConfig {
-            crc: want.crc,
-            seq: want.seq,
-            ack: want.ack,
-            events: want.events,
-            max_payload: want.max_payload,
-            timeout,
-            max_retry: d.range(1, 3) as u8,
-            drop_rate: 0.0,
-            seed: 0,
-        };
+        let mut host = SessionConfig::default();
+        host.crc = want.crc;
+        host.seq = want.seq;
+        host.ack = want.ack;
+        host.events = want.events;
+        host.max_payload = want.max_payload;
+        host.timeout = timeout;
+        host.max_retry = d.range(1, 3) as u8;
         let rtx_floor = (3 * packet_us + 2000).div_ceil(1000).max(20);
+        let board = d.pick(&[Board::H7Plus, Board::H7Plus, Board::Rt1062, Board::N6, Board::H7]);
+        let max_payload = if d.chance(0.7) {
+            None
+        } else {
+            Some(d.range(50, 4082) as u16)
+        };
         let config = DeviceConfig {
-            max_payload: if d.chance(0.7) {
-                omv_proto::FIRMWARE_DEFAULT_PAYLOAD
-            } else {
-                d.range(50, 4082) as u16
-            },
             supported: if d.chance(0.8) {
                 CapFlags::KNOWN
             } else {
@@ -138,8 +136,10 @@ impl Scenario {
             })
             .collect();
         let cam = CamSetup {
-            config,
-            stdout_capacity: d.pick(&[512, 1024, 2048]),
+            board,
+            device: config,
+            max_payload,
+            free_running_frames: d.chance(0.15),
             users,
         };
         let mut period = || Duration::from_micros(d.pick(&[0u64, 0, 125, 1000]));
@@ -170,7 +170,6 @@ impl Scenario {
             link,
             faults,
             phases,
-            attempts: d.range(1, 3) as u32,
         }
     }
 }
@@ -250,22 +249,22 @@ fn run_dice(mut d: Dice, seed: Option<u64>, opts: &Options) -> SeedOutcome {
         fault_dice,
         opts.trace_lines,
     );
-    world.app.attempts = scenario.attempts;
     world.trace.deliveries = opts.trace_deliveries;
     world.trace.log(world.now, || {
-        let c = &scenario.cam.config;
+        let c = &scenario.cam.device;
         format!(
-            "scenario: host {:?}; cam max_payload {} supported {:?} rtx {:?}x{} read_piece {:?} event_queue {}; link {:?}; {} phases, {} attempts",
+            "scenario: host {:?}; cam {:?} max_payload {:?} frames {} supported {:?} rtx {:?}x{} read_piece {:?} event_queue {}; link {:?}; {} phases",
             scenario.host,
-            c.max_payload,
+            scenario.cam.board,
+            scenario.cam.max_payload,
+            scenario.cam.free_running_frames,
             c.supported,
             c.rtx_timeout,
             c.rtx_retries,
             c.read_piece,
             c.event_queue,
             scenario.link,
-            scenario.phases.len(),
-            scenario.attempts
+            scenario.phases.len()
         )
     });
     let mut wl = Workload::new(workload_dice);
@@ -283,6 +282,19 @@ fn run_dice(mut d: Dice, seed: Option<u64>, opts: &Options) -> SeedOutcome {
         }
     };
     world.stats.faults = world.inj.counts;
+    let ss = world.session.stats();
+    for (k, v) in [
+        ("session_resumes", ss.resumes),
+        ("session_fast_naks", ss.fast_naks),
+        ("session_ack_resends", ss.ack_resends),
+        ("session_fast_fails", ss.fast_fails),
+        ("session_reopens", ss.reopens),
+        ("session_resyncs", ss.resyncs),
+    ] {
+        if v > 0 {
+            *world.stats.notes.entry(k).or_default() += v;
+        }
+    }
     world.stats.virtual_time = Duration::from_micros(world.now.as_micros());
     SeedOutcome {
         seed,
@@ -327,7 +339,7 @@ impl World {
             }
             self.set_faults(false);
             // "Faults stop": let what is still in flight arrive.
-            let t = self.host.config().timeout;
+            let t = self.session.config().timeout;
             self.settle(t.saturating_mul(10))?;
             self.app.quiet = true;
             self.app.recovery_left = 1;
@@ -344,18 +356,18 @@ impl World {
             self.between(b)?;
         }
         self.schedule_faults(wl);
-        let max_payload = usize::from(self.host.caps().max_payload);
-        let op = wl.op(&self.model, max_payload);
+        let max_payload = usize::from(self.session.caps().max_payload.max(omv_proto::MIN_PAYLOAD));
+        let op = wl.op(&self.model, max_payload, self.setup.free_running_frames);
         self.op_label = format!("op #{} {}", self.stats.ops, op.describe());
         self.trace
             .log(self.now, || format!("=== {}", op.describe()));
         let before = self.disruptions;
-        self.run_op(&op)?;
+        self.run_workload_op(&op)?;
         self.after_op(&op, before)
     }
 
     fn schedule_faults(&mut self, wl: &mut Workload) {
-        let t = self.host.config().timeout.as_micros() as u64;
+        let t = self.session.config().timeout.as_micros() as u64;
         let p = self.inj.profile;
         if self.inj.roll(p.stall) {
             let at = self.inj.dice().below(2 * t);
@@ -383,10 +395,10 @@ impl World {
     }
 
     fn events_on(&self) -> bool {
-        self.host.is_connected()
-            && !self.app.needs_resync
-            && self.host.caps().flags.events()
-            && self.cam.ep.caps().flags.events()
+        self.port_open
+            && self.session.is_connected()
+            && self.session.caps().flags.events()
+            && self.cam.sim.endpoint().caps().flags.events()
     }
 
     fn between(&mut self, b: Between) -> Result<(), Violation> {
@@ -411,25 +423,22 @@ impl World {
                 if self.app.quiet && self.events_on() {
                     // The event may queue behind a packet the cam is still
                     // retransmitting: wait for its whole retransmission chain.
-                    let c = &self.setup.config;
+                    let c = &self.setup.device;
                     let chain = c.rtx_timeout.saturating_mul((2u32 << c.rtx_retries) - 1);
-                    let wait = chain + self.host.config().timeout.saturating_mul(10);
+                    let wait = chain + self.session.config().timeout.saturating_mul(10);
                     let before = self.disruptions;
-                    let dropped = self.cam.ep.dropped_events();
+                    let dropped = self.cam.sim.stats().dropped_events;
                     self.saw_list_event = false;
                     let end = self.now + wait;
                     let seen = self.run_until(end, |w| w.saw_list_event)?;
                     // Excused: a reset, or a full event queue (the cam
                     // reports the events it dropped).
-                    let excused =
-                        self.disruptions != before || self.cam.ep.dropped_events() != dropped;
+                    let excused = self.disruptions != before
+                        || self.cam.sim.stats().dropped_events != dropped;
                     if !seen && !excused {
                         return Err(self.violation(format!(
-                            "a channel was registered with events on and no faults, but the host did not see CHANNEL_REGISTERED within {wait:?}"
+                            "a channel was registered with events on and no faults, but the session did not report CHANNEL_REGISTERED within {wait:?}"
                         )));
-                    }
-                    if self.host.take_channels_changed() {
-                        self.app.list_stale = true;
                     }
                 }
             }
@@ -465,8 +474,7 @@ impl World {
 
     /// Invariants after every operation.
     fn after_op(&mut self, op: &Op, disruptions_before: u64) -> Result<(), Violation> {
-        self.check_runs_now()?;
-        self.check_counters()?;
+        self.check_runs()?;
         let touched = match op {
             Op::Read { ch, .. } | Op::Write { ch, .. } => Some(ch.0),
             _ => None,
@@ -476,41 +484,15 @@ impl World {
         } else if let Some(id) = touched {
             self.check_buffer(id)?;
         }
-        if self.model.stdout.anchored {
-            let actual = self.cam.peek_stdout();
-            if !actual.iter().eq(self.model.stdout.unread.iter()) {
-                return Err(self.violation(format!(
-                    "stdout holds {} bytes, the model expects {}",
-                    actual.len(),
-                    self.model.stdout.unread.len()
-                )));
-            }
-        }
-        if self.app.quiet && self.host.is_connected() && !self.app.needs_resync {
-            let t = self.host.config().timeout;
+        if self.app.quiet && self.port_open && self.session.is_connected() {
+            let t = self.session.config().timeout;
             self.settle(t.saturating_mul(10))?;
-            let (h, c) = (self.host.caps(), self.cam.ep.caps());
+            let (h, c) = (self.session.caps(), self.cam.sim.endpoint().caps());
             if h != c {
                 return Err(self.violation(format!(
                     "after a successful exchange the host uses {h:?} and the cam {c:?}"
                 )));
             }
-            if h.flags.seq() && self.host.sequence() != self.cam.ep.sequence() {
-                return Err(self.violation(format!(
-                    "after a successful exchange host sequence {} != cam sequence {}",
-                    self.host.sequence(),
-                    self.cam.ep.sequence()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    fn check_runs_now(&mut self) -> Result<(), Violation> {
-        // Runs happen inside the cam's input handling and are checked
-        // there; this only asserts none slipped through.
-        if self.model.runs_seen != self.cam.run_count() {
-            return Err(self.violation("a script run was not checked"));
         }
         Ok(())
     }

@@ -69,7 +69,7 @@ pub enum Op {
         /// Length.
         len: u32,
     },
-    /// A write, split by the driver into max_payload - 8 pieces.
+    /// A resumable write (the session splits it).
     Write {
         /// Channel.
         ch: ChannelId,
@@ -78,7 +78,7 @@ pub enum Op {
         /// Bytes.
         data: Vec<u8>,
     },
-    /// The exactly-once script upload (RESET, writes from 0, EXEC).
+    /// The session's exactly-once `Exec` (RESET, writes from 0, EXEC).
     Upload {
         /// The script.
         script: Vec<u8>,
@@ -92,11 +92,8 @@ pub enum Op {
         /// Raw arguments.
         args: Vec<u8>,
     },
-    /// A consuming read of stdout.
-    ReadStdout {
-        /// Length asked.
-        len: u32,
-    },
+    /// A consuming read of everything stdout holds.
+    ReadStdout,
     /// CHANNEL_SIZE.
     Size {
         /// Channel.
@@ -125,7 +122,7 @@ pub enum Op {
         /// Channel.
         ch: ChannelId,
     },
-    /// New caps, by GET_CAPS/SET_CAPS (`full`: by a whole resync).
+    /// New caps asked for (`full`: by a whole resync, else `UpdateCaps`).
     Renegotiate {
         /// The caps asked for.
         want: Wanted,
@@ -134,12 +131,12 @@ pub enum Op {
     },
     /// CHANNEL_LIST (compared with the cam's list).
     List,
-    /// A system query: STATS, VERSION, SYS_INFO, GET_CAPS, SYS_MEMORY.
+    /// A system query: STATS, VERSION, SYS_INFO, GET_CAPS (raw), SYS_MEMORY.
     Query {
         /// Opcode.
         opcode: Opcode,
     },
-    /// A malformed or invalid request that must be NAKed INVALID.
+    /// A malformed or invalid raw request: the cam NAKs it INVALID.
     Bad {
         /// The request.
         cmd: Command,
@@ -148,6 +145,12 @@ pub enum Op {
     },
     /// SYS_RESET: the cam reboots and the link drops.
     SysReset,
+    /// A frame from the stream channel (lock, size, read, unlock).
+    ReadFrame,
+    /// CHANNEL_POLL and the channel list, as `ReadStatus`.
+    Status,
+    /// Stop the running script.
+    Stop,
 }
 
 impl Op {
@@ -158,7 +161,7 @@ impl Op {
             Op::Write { .. } => "write",
             Op::Upload { .. } => "upload",
             Op::Ioctl { .. } => "ioctl",
-            Op::ReadStdout { .. } => "read_stdout",
+            Op::ReadStdout => "read_stdout",
             Op::Size { .. } => "size",
             Op::Shape { .. } => "shape",
             Op::Poll => "poll",
@@ -171,6 +174,9 @@ impl Op {
             Op::Query { .. } => "query",
             Op::Bad { .. } => "bad_request",
             Op::SysReset => "sys_reset",
+            Op::ReadFrame => "read_frame",
+            Op::Status => "status",
+            Op::Stop => "stop",
         }
     }
 
@@ -284,7 +290,8 @@ impl Workload {
     }
 
     /// The next host operation.
-    pub fn op(&mut self, m: &Model, max_payload: usize) -> Op {
+    /// The next operation (`frames`: the cam streams frames).
+    pub fn op(&mut self, m: &Model, max_payload: usize, frames: bool) -> Op {
         let kind = self
             .d
             .weighted(&[18, 14, 8, 5, 8, 5, 2, 4, 7, 5, 4, 3, 5, 6, 1, 3]);
@@ -352,15 +359,14 @@ impl Workload {
                 } else {
                     self.any_channel(m)
                 };
-                let mut request = match self.d.weighted(&[3, 4, 2, 1]) {
+                // No raw STDIN_EXEC: only the session's Exec runs scripts
+                // (a raw one would run whatever stdin holds).
+                let request = match self.d.weighted(&[3, 4, 2, 1]) {
                     0 => omv_sim::stdio::STDIN_STOP,
                     1 => omv_sim::stdio::STDIN_RESET,
-                    2 => omv_sim::stdio::STDIN_EXEC,
+                    2 => omv_sim::stdio::STDIN_STOP,
                     _ => self.d.pick(&[0, 4, 99, u32::MAX]),
                 };
-                if request == omv_sim::stdio::STDIN_EXEC && m.stdin.is_none() {
-                    request = omv_sim::stdio::STDIN_STOP;
-                }
                 let args = if self.d.chance(0.1) {
                     let n = self.d.range_usize(1, 8);
                     self.d.bytes(n)
@@ -369,20 +375,19 @@ impl Workload {
                 };
                 Op::Ioctl { ch, request, args }
             }
-            4 => Op::ReadStdout {
-                len: match self.d.weighted(&[40, 40, 20]) {
-                    0 => self.d.range(1, 100) as u32,
-                    1 => self.d.range(1, 2100) as u32,
-                    _ => self.d.range(1, 10_000) as u32,
-                },
-            },
+            4 => Op::ReadStdout,
             5 => Op::Size {
                 ch: self.any_channel(m),
             },
             6 => Op::Shape {
                 ch: self.any_channel(m),
             },
-            7 => Op::Poll,
+            7 => match self.d.weighted(&[2, 1, 1, 1]) {
+                0 => Op::Poll,
+                1 => Op::Status,
+                2 if frames => Op::ReadFrame,
+                _ => Op::Stop,
+            },
             8 => Op::Lock {
                 ch: self.any_channel(m),
             },
@@ -561,17 +566,29 @@ impl Workload {
     pub fn events(&mut self) -> Vec<EventSpec> {
         let d = &mut self.d;
         (0..d.range(1, 6))
-            .map(|_| EventSpec {
-                channel: {
+            .map(|_| {
+                let channel = {
                     let any = d.range(0, 31) as u8;
                     ChannelId(d.pick(&[0, 0, 1, 2, 3, any]))
-                },
-                event: if d.chance(0.3) {
+                };
+                let mut event = if d.chance(0.3) {
                     None
                 } else {
                     Some(d.range(0, 5) as u16)
-                },
-                ack_req: d.chance(0.3),
+                };
+                // Never a lie about the script or the protocol: a
+                // SOFT_REBOOT (system 2) or SCRIPT_STARTED (stdin 1) the
+                // cam did not do would rightly mislead the host.
+                if (channel == ChannelId::SYSTEM && event == Some(2))
+                    || (channel == ChannelId::STDIN && event == Some(1))
+                {
+                    event = Some(4);
+                }
+                EventSpec {
+                    channel,
+                    event,
+                    ack_req: d.chance(0.3),
+                }
             })
             .collect()
     }
