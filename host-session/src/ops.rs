@@ -360,6 +360,10 @@ pub(crate) struct ReadTask {
     got: Vec<u8>,
     /// Held a lock when it started: may not resume.
     locked: Option<bool>,
+    /// The channel consumes what it sends (stdout): after a failure the
+    /// bytes the cam sent but the host lost are gone, so a resumed read
+    /// would join the text across a hole; the read ends with what arrived.
+    consuming: bool,
 }
 
 impl ReadTask {
@@ -370,6 +374,7 @@ impl ReadTask {
             len,
             got: Vec::new(),
             locked: None,
+            consuming: false,
         }
     }
 
@@ -429,6 +434,12 @@ impl Task for ReadTask {
                 Err(e) => fail(e),
             },
             Input::Resumed { partial, rebooted } => {
+                if self.consuming && (!self.got.is_empty() || !partial.is_empty()) {
+                    return match self.append(&partial) {
+                        Ok(()) => done(core::mem::take(&mut self.got)),
+                        Err(e) => fail(e),
+                    };
+                }
                 // Bytes from before a soft reboot cannot be joined with
                 // bytes from after it; with none received yet, ask again.
                 if rebooted && (!self.got.is_empty() || !partial.is_empty()) {
@@ -969,6 +980,7 @@ struct SizedRead {
     size: Option<u32>,
     read: Option<ReadTask>,
     wrap: bool,
+    consuming: bool,
 }
 impl SizedRead {
     fn new(id: ChannelId, size: Option<u32>, wrap: bool) -> SizedRead {
@@ -977,10 +989,17 @@ impl SizedRead {
             size,
             read: None,
             wrap,
+            consuming: false,
         }
+    }
+    /// Of a channel that consumes what it sends (see [`ReadTask`]).
+    fn consuming(mut self) -> SizedRead {
+        self.consuming = true;
+        self
     }
     fn start_read(&mut self, cx: &mut Cache, n: u32) -> Action {
         let mut r = ReadTask::new(self.id, 0, n);
+        r.consuming = self.consuming;
         let a = r.step(cx, Input::Start);
         self.read = Some(r);
         self.wrapped(a)
@@ -1198,12 +1217,12 @@ op!(
     /// characters split across reads are kept whole; invalid bytes become
     /// U+FFFD.
     ReadStdout => Option<String>, retries = true, |_s| builtin("stdout", |id| Box::new(Text {
-        inner: Box::new(SizedRead::new(id, None, false)),
+        inner: Box::new(SizedRead::new(id, None, false).consuming()),
     }))
 );
 op!(
     /// The script's pending output as bytes (empty when none).
-    ReadStdoutBytes => Vec<u8>, retries = true, |_s| builtin("stdout", |id| Box::new(SizedRead::new(id, None, false)))
+    ReadStdoutBytes => Vec<u8>, retries = true, |_s| builtin("stdout", |id| Box::new(SizedRead::new(id, None, false).consuming()))
 );
 
 struct Text {

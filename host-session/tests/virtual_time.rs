@@ -534,3 +534,46 @@ fn soak_report() {
         100.0 * failed as f64 / total as f64
     );
 }
+
+/// DST seed 23: a stdout read whose answer was cut by a resync resumed
+/// and joined the text across the bytes the cam had sent (and consumed)
+/// but the host lost. A consuming read ends with what arrived instead:
+/// every read is a contiguous run of what the cam printed, in order.
+#[test]
+fn a_stdout_read_cut_by_a_resync_never_joins_across_lost_bytes() {
+    let cam = SimConfig::new().board(omv_sim::board::Board::H7);
+    let mut cfg = SessionConfig::default();
+    cfg.max_payload = 64;
+    let mut w = World::new(cam, cfg);
+    let text: Vec<u8> = (0..400u32).map(|i| b'a' + (i % 26) as u8).collect();
+    w.cam.output().write(&text);
+    let mut muted_at = None;
+    let sent0 = w.cam.stats().device.sent;
+    let first = w
+        .run_with(ops::ReadStdoutBytes, |w| {
+            // The size answer, then two fragments of the read.
+            let sent = w.cam.stats().device.sent - sent0;
+            match muted_at {
+                None if sent >= 3 => {
+                    w.mute = true;
+                    muted_at = Some(w.now);
+                }
+                Some(t) if w.now.saturating_duration_since(t) > Duration::from_millis(300) => {
+                    w.mute = false;
+                }
+                _ => {}
+            }
+        })
+        .unwrap();
+    assert!(muted_at.is_some() && !w.mute);
+    assert!(w.s.stats().resyncs > 1, "{:?}", w.s.stats());
+    // The bytes the cam sent while the host was deaf are lost; what was
+    // returned is the start of the text, and the rest reads on after the
+    // hole, never joined to it.
+    assert!(first.len() < text.len());
+    assert_eq!(first[..], text[..first.len()]);
+    let rest = w.run(ops::ReadStdoutBytes).unwrap();
+    let at = text.len() - rest.len();
+    assert!(at > first.len(), "nothing was lost?");
+    assert_eq!(rest[..], text[at..]);
+}
