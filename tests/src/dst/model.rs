@@ -199,6 +199,9 @@ impl StdoutModel {
     /// A read returned `data` while unanchored: it must be a contiguous run
     /// of the expected text; the model drops everything up to its end.
     pub fn check_unanchored_read(&mut self, data: &[u8]) -> Result<(), String> {
+        if data.is_empty() {
+            return Ok(());
+        }
         let u: Vec<u8> = self.unread.iter().copied().collect();
         match u.windows(data.len()).position(|w| w == data) {
             Some(k) => {
@@ -206,8 +209,11 @@ impl StdoutModel {
                 Ok(())
             }
             None => Err(format!(
-                "stdout read returned {} bytes that were never printed in this order",
-                data.len()
+                "stdout read returned {} bytes that were never printed in this order: {:?} (expected, {} bytes: {:?})",
+                data.len(),
+                String::from_utf8_lossy(&data[..data.len().min(120)]),
+                u.len(),
+                String::from_utf8_lossy(&u[..u.len().min(120)])
             )),
         }
     }
