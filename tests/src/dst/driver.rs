@@ -254,6 +254,13 @@ impl World {
             }
             Op::SysReset => {
                 let r = self.run_op(name, ops::Reset)?;
+                if r.is_ok() {
+                    // The application waits for the port to drop (the
+                    // request has no answer), as a user of a rebooting cam.
+                    let wait = self.session.config().timeout.saturating_mul(4);
+                    let end = self.now + wait;
+                    self.run_until(end, |w| !w.port_open)?;
+                }
                 classify(&r).unwrap_or(Outcome::Ok)
             }
         };

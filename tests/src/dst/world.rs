@@ -147,6 +147,14 @@ pub struct World {
     tbuf: Vec<u8>,
     /// The cam's reboot counter last seen (a SYS_RESET reboots it).
     reboots_seen: u64,
+    /// Soft reboots (scripts that ended) of the cam, and SOFT_REBOOT
+    /// events the session reported, counted by [`World::unheard_soft_reboot`].
+    soft_seen: (u64, u64),
+    /// The session's resync count when a soft reboot went unheard.
+    pub unheard_since: Option<u64>,
+    /// The session's resync count and the cam's soft reboots when it last
+    /// changed.
+    resync_mark: (u64, u64),
 }
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -192,6 +200,9 @@ impl World {
             saw_list_event: false,
             tbuf: Vec::new(),
             reboots_seen: 0,
+            soft_seen: (0, 0),
+            unheard_since: None,
+            resync_mark: (0, 0),
         }
     }
 
@@ -503,6 +514,12 @@ impl World {
                 self.session.handle_timeout(self.now);
                 timers = true;
             }
+            if self.session.resync_count() != self.resync_mark.0 {
+                self.resync_mark = (
+                    self.session.resync_count(),
+                    self.cam.sim.stats().soft_reboots,
+                );
+            }
             while let Some(e) = self.session.poll_event() {
                 self.stats.events += 1;
                 if matches!(
@@ -573,6 +590,40 @@ impl World {
     pub fn settle(&mut self, max: Duration) -> Result<bool, Violation> {
         let end = self.now + max;
         self.run_until(end, |w| w.quiescent())
+    }
+
+    /// A script ended (the cam restarted its protocol with its start-up
+    /// caps) and the session was not told (events off on either side, or
+    /// the event lost): until the session resyncs, host and cam may
+    /// disagree, and the first request may fail. Updated before each
+    /// operation; true while such a soft reboot is pending.
+    pub fn unheard_soft_reboot(&mut self) -> bool {
+        let cam = self.cam.sim.stats().soft_reboots;
+        let heard = self.session.event_state().soft_reboots;
+        let (c0, h0) = self.soft_seen;
+        if cam.saturating_sub(c0) > heard.saturating_sub(h0) {
+            self.unheard_since = Some(self.session.resync_count());
+            self.stats.note("soft_reboot_unheard");
+        }
+        self.soft_seen = (cam, heard);
+        if self
+            .unheard_since
+            .is_some_and(|r| self.session.resync_count() > r)
+        {
+            self.unheard_since = None;
+        }
+        self.unheard_since.is_some()
+    }
+
+    /// The cam soft-rebooted since the session's last resync: the session
+    /// resyncs before its next request (or after it fails, if it was not
+    /// told), so the two sides may disagree until then.
+    pub fn soft_reboot_since_resync(&mut self) -> bool {
+        let (r, soft) = (self.session.resync_count(), self.cam.sim.stats().soft_reboots);
+        if r != self.resync_mark.0 {
+            self.resync_mark = (r, soft);
+        }
+        soft > self.resync_mark.1
     }
 
     /// Runs one session operation to its end, within the session's
