@@ -155,6 +155,12 @@ pub struct Session {
     resync_fast: bool,
     /// Rounds of the resync in flight in which SYNC got no answer.
     resync_silent: u8,
+    /// Requests given up early in a row (fast fails) with no answer
+    /// data since: each doubles the fast threshold, so that a request
+    /// whose answer takes longer than the threshold (a large write on a
+    /// slow link: the round trip is measured on small packets) is not
+    /// given up on forever.
+    fast_backoff: u8,
 }
 
 /// What the session knows about the cam, shared with the tasks.
@@ -208,6 +214,7 @@ impl Session {
             progress: None,
             pending_start: false,
             resync_fast: false,
+            fast_backoff: 0,
             resync_silent: 0,
         }
     }
@@ -297,9 +304,12 @@ impl Session {
     }
 
     /// The fast-retransmit threshold now in force: `max(fast_min,
-    /// 4 × round trip)`, at most half the per-packet timeout.
+    /// 4 × round trip)`, doubled for each request given up early in a row
+    /// (until answer data arrives), at most half the per-packet timeout.
     pub fn fast_threshold(&self) -> Duration {
-        let t = (self.round_trip() * 4).max(self.config.fast_min);
+        let t = (self.round_trip() * 4)
+            .max(self.config.fast_min)
+            .saturating_mul(1 << self.fast_backoff.min(6));
         t.min(self.config.timeout / 2)
     }
 
@@ -583,6 +593,7 @@ impl Session {
             // Overdue after every ask: the request or its answer is gone
             // for good. Resync and resume rather than wait out the timeout.
             self.stats.fast_fails += 1;
+            self.fast_backoff = self.fast_backoff.saturating_add(1);
             let e = Error::Timeout {
                 op,
                 channel,
@@ -645,6 +656,9 @@ impl Session {
                 }
                 f.seen = p;
                 f.steps = 0;
+                if self.host.received_len() > 0 {
+                    self.fast_backoff = 0;
+                }
                 if let Some(d) = sample {
                     self.sample_rtt(d);
                 }
@@ -727,7 +741,10 @@ impl Session {
                     self.sample_rtt(now.saturating_duration_since(f.sent_at));
                 }
                 match r {
-                    Ok(reply) => self.step(now, Input::Reply(reply)),
+                    Ok(reply) => {
+                        self.fast_backoff = 0;
+                        self.step(now, Input::Reply(reply))
+                    }
                     Err(e) => {
                         let e = Error::from_request(e, f.op, f.channel, f.offset);
                         self.request_failed(now, e);
