@@ -936,6 +936,9 @@ impl HostEndpoint {
     fn send_sync(&mut self, now: Instant) {
         self.sequence = 0;
         self.last_acked = None;
+        // Sequence numbers start over: an ACK of the exchange before could
+        // match a packet of the next one (DST seed 261).
+        self.last_ack = None;
         self.framer.clear();
         let h = self.header(ChannelId::SYSTEM, Flags::NONE, Opcode::PROTO_SYNC, 0);
         self.transmit(&h, &[]);
@@ -1011,7 +1014,8 @@ impl HostEndpoint {
     }
 
     /// Sends the last ACK again (the cam may still wait for it when it was
-    /// lost; a cam that does not ignores it). False when none was sent.
+    /// lost; a cam that does not ignores it). False when none was sent
+    /// since the last SYNC.
     pub fn resend_last_ack(&mut self) -> bool {
         match self.last_ack {
             Some(h) if self.connected => {

@@ -407,3 +407,28 @@ fn any_announced_max_payload_is_accepted() {
     );
     assert_eq!(link.connect().unwrap().max_payload, 6000);
 }
+
+/// DST seed 261: after a resync the host sent the last ACK of the exchange
+/// before it again (the lost-ACK answer of fast retransmit). Sequence
+/// numbers start over at every SYNC, so that stale ACK matched the first
+/// packet of the next read, which the host had not received: the cam went
+/// on with the second, and the host took it for the first (wrong bytes,
+/// with sequence checking off). No ACK from before a SYNC is sent again.
+#[test]
+fn an_ack_from_before_a_resync_is_never_sent_again() {
+    let mut link = link(HostConfig::default());
+    link.connect().unwrap();
+    let Ok(Reply::Data(d)) = link.request(&Command::read(BUF, 0, 10_000)) else {
+        panic!("read failed");
+    };
+    assert_eq!(d[..], pattern(20_000)[..10_000]);
+    // Within the exchange the last ACK can be sent again.
+    assert!(link.host.resend_last_ack());
+    while link.host.poll_transmit().is_some() {}
+    // The in-session resync: SYNC, then SET_CAPS (no ACK asked for).
+    assert!(link.host.resync_keep_caps(link.now));
+    assert!(matches!(link.run(), Completion::Connected(Ok(_))));
+    start(&mut link, &Command::read(BUF, 0, 10_000));
+    assert!(!link.host.resend_last_ack());
+    assert!(acks(&mut link).is_empty());
+}
