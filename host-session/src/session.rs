@@ -623,9 +623,17 @@ impl Session {
     }
 
     fn after_endpoint(&mut self, now: Instant) {
-        self.take_events(now);
+        let reboot = self.take_events();
+        // Answers first: what arrived before a SOFT_REBOOT event (the link
+        // is FIFO) was sent before the reboot. Resyncing first abandoned
+        // an EXEC whose ACK came in the same read as the script's
+        // SOFT_REBOOT, and ran the script again, over and over (DST seed
+        // 583).
         while let Some(c) = self.host.poll_completion() {
             self.completion(now, c);
+        }
+        if reboot {
+            self.soft_reboot(now);
         }
         if let Phase::Request(f) = &self.phase {
             let got = self.host.received_len();
@@ -669,7 +677,8 @@ impl Session {
         }
     }
 
-    fn take_events(&mut self, now: Instant) {
+    /// Takes the endpoint's events; true when one was SOFT_REBOOT.
+    fn take_events(&mut self) -> bool {
         if self.host.take_channels_changed() {
             self.cache.stale = true;
         }
@@ -691,9 +700,7 @@ impl Session {
             }
             self.events.push_back(e);
         }
-        if reboot {
-            self.soft_reboot(now);
-        }
+        reboot
     }
 
     /// SOFT_REBOOT: the cam re-initialised its protocol (sequence 0,

@@ -369,3 +369,95 @@ fn a_write_slower_than_the_fast_threshold_completes() {
         .unwrap();
     assert!(back == data);
 }
+
+/// DST seed 583: the EXEC's ACK and the script's SOFT_REBOOT event came in
+/// one read (a USB frame). The session handled the event first: it
+/// resynced at once, abandoning the EXEC whose answer it held, and with
+/// the script-started event lost (a cam event queue of one) it ran the
+/// script again, which soft-rebooted again, until the deadline: hundreds
+/// of runs of one exec. Answers are now handled before the event.
+#[test]
+fn an_exec_acked_in_the_same_read_as_its_soft_reboot_runs_once() {
+    use omv_session::{ops, Session, SessionConfig};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let mut cam = omv_sim::cam::SimConfig::new()
+        .device(DeviceConfig {
+            event_queue: 1,
+            ..DeviceConfig::default()
+        })
+        .in_process(move |_, _| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let mut s = Session::new(SessionConfig::default());
+    s.port_opened();
+    let mut now = Instant::ZERO;
+    let mut step = |s: &mut Session, now: &mut Instant| {
+        let mut buf = Vec::new();
+        let mut moved = false;
+        while s.poll_transmit(*now, &mut buf).is_some() {
+            cam.handle_input(*now, &buf);
+            buf.clear();
+            moved = true;
+        }
+        // Everything the cam sent, in one read.
+        let mut read = Vec::new();
+        while let Some(b) = cam.poll_transmit(*now) {
+            read.extend_from_slice(&b);
+        }
+        if !read.is_empty() {
+            s.handle_input(*now, &read);
+            moved = true;
+        }
+        while s.poll_event().is_some() {}
+        if !moved {
+            let next = [s.poll_timeout(), cam.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("something pending");
+            *now = (*now).max(next);
+            cam.handle_timeout(*now);
+            s.handle_timeout(*now);
+        }
+    };
+    let c = s.start(now, ops::Connect).unwrap();
+    let out = loop {
+        if let Some(o) = s.take_output(&c) {
+            break o;
+        }
+        step(&mut s, &mut now);
+    };
+    out.unwrap();
+    let t0 = now;
+    let e = s
+        .start(
+            now,
+            ops::Exec {
+                script: "print(1)\n".into(),
+            },
+        )
+        .unwrap();
+    let mut steps = 0;
+    let out = loop {
+        if let Some(o) = s.take_output(&e) {
+            break o;
+        }
+        step(&mut s, &mut now);
+        steps += 1;
+        // (Before the fix: a livelock at one instant, the script re-run
+        // on every round.)
+        assert!(
+            steps < 10_000,
+            "no end after {} runs",
+            runs.load(Ordering::SeqCst)
+        );
+    };
+    out.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(now.saturating_duration_since(t0) < omv_proto::Duration::from_secs(1));
+}
