@@ -19,8 +19,9 @@
 //!   [`Session::fast_threshold`] (`max(fast_min, 4 × round trip)`, the
 //!   round trip being the least of the last 8 measured from a request to
 //!   its answer's first packet, never from an answer that was asked for
-//!   again; doubled after each request given up early in a row, until
-//!   answer data arrives), the session sends the last ACK again (the cam may be waiting
+//!   again; for long requests doubled after each one given up early,
+//!   until answers show it was raised too far), the session sends the
+//!   last ACK again (the cam may be waiting
 //!   for it: the lost-ACK case) and a NAK for the awaited packet (the
 //!   firmware then resends at once). The firmware resends a packet at
 //!   most 3 times before it resets, so the session asks at most twice per

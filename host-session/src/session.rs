@@ -84,6 +84,8 @@ struct InFlight {
     /// Fast-retransmit steps taken since the last progress.
     steps: u8,
     max_answer: Option<u32>,
+    /// The request's payload length.
+    len: usize,
 }
 
 #[derive(Debug)]
@@ -155,12 +157,18 @@ pub struct Session {
     resync_fast: bool,
     /// Rounds of the resync in flight in which SYNC got no answer.
     resync_silent: u8,
-    /// Requests given up early in a row (fast fails) with no answer
-    /// data since: each doubles the fast threshold, so that a request
-    /// whose answer takes longer than the threshold (a large write on a
-    /// slow link: the round trip is measured on small packets) is not
-    /// given up on forever.
+    /// Requests given up early on their status answer (fast fails of
+    /// writes and the like): each doubles the fast threshold of requests at least half as long as the longest of them
+    /// ([`backoff_len`](Self::backoff_len)), so that a request whose answer
+    /// takes longer than the threshold (a large write on a slow link: the
+    /// round trip is measured on small packets) is not given up on
+    /// forever. Such a request answered in less than half its threshold
+    /// takes one step off.
     fast_backoff: u8,
+    /// The backoff applies to requests of at least half this length: the
+    /// first request given up early since the backoff was 0, or a later
+    /// one less than half as long.
+    backoff_len: usize,
 }
 
 /// What the session knows about the cam, shared with the tasks.
@@ -215,6 +223,7 @@ impl Session {
             pending_start: false,
             resync_fast: false,
             fast_backoff: 0,
+            backoff_len: 0,
             resync_silent: 0,
         }
     }
@@ -303,13 +312,24 @@ impl Session {
         Duration::from_micros(min.unwrap_or(0))
     }
 
-    /// The fast-retransmit threshold now in force: `max(fast_min,
-    /// 4 × round trip)`, doubled for each request given up early in a row
-    /// (until answer data arrives), at most half the per-packet timeout.
+    /// The fast-retransmit threshold of short requests: `max(fast_min,
+    /// 4 × round trip)`, at most half the per-packet timeout. Long
+    /// requests given up early get a doubled threshold each time (one step
+    /// off for each answered in less than half of it).
     pub fn fast_threshold(&self) -> Duration {
-        let t = (self.round_trip() * 4)
-            .max(self.config.fast_min)
-            .saturating_mul(1 << self.fast_backoff.min(6));
+        let t = (self.round_trip() * 4).max(self.config.fast_min);
+        t.min(self.config.timeout / 2)
+    }
+
+    /// The threshold for a request of `len` payload bytes (raised for long
+    /// requests after early give-ups, see `fast_backoff`).
+    fn fast_threshold_for(&self, len: usize) -> Duration {
+        let t = (self.round_trip() * 4).max(self.config.fast_min);
+        let t = if self.fast_backoff > 0 && len * 2 >= self.backoff_len {
+            t.saturating_mul(1 << self.fast_backoff)
+        } else {
+            t
+        };
         t.min(self.config.timeout / 2)
     }
 
@@ -563,7 +583,7 @@ impl Session {
         if !self.host.caps().flags.ack() {
             return None;
         }
-        let thr = self.fast_threshold();
+        let thr = self.fast_threshold_for(f.len);
         let limit = match (f.resent_by_cam, f.fast_fail) {
             (true, true) => 3,
             (true, false) => 2,
@@ -583,7 +603,7 @@ impl Session {
         f.steps += 1;
         let steps = f.steps;
         let (resent, fast_fail) = (f.resent_by_cam, f.fast_fail);
-        let (op, channel, offset) = (f.op, f.channel, f.offset);
+        let (op, channel, offset, len) = (f.op, f.channel, f.offset, f.len);
         let last = match (resent, fast_fail) {
             (true, true) => 3,
             (false, true) => 1,
@@ -593,13 +613,20 @@ impl Session {
             // Overdue after every ask: the request or its answer is gone
             // for good. Resync and resume rather than wait out the timeout.
             self.stats.fast_fails += 1;
-            self.fast_backoff = self.fast_backoff.saturating_add(1);
             let e = Error::Timeout {
                 op,
                 channel,
                 offset,
-                timeout: self.fast_threshold() * u32::from(steps),
+                timeout: self.fast_threshold_for(len) * u32::from(steps),
             };
+            if !resent {
+                // A status answer (the cam never resends it): maybe
+                // simply not due yet after a long request.
+                self.fast_backoff = (self.fast_backoff + 1).min(6);
+                if self.backoff_len == 0 || len * 2 < self.backoff_len {
+                    self.backoff_len = len.max(1);
+                }
+            }
             self.abandon_request();
             self.request_failed(now, e);
             return;
@@ -664,9 +691,6 @@ impl Session {
                 }
                 f.seen = p;
                 f.steps = 0;
-                if self.host.received_len() > 0 {
-                    self.fast_backoff = 0;
-                }
                 if let Some(d) = sample {
                     self.sample_rtt(d);
                 }
@@ -749,7 +773,19 @@ impl Session {
                 }
                 match r {
                     Ok(reply) => {
-                        self.fast_backoff = 0;
+                        // An answer well within the threshold: it was
+                        // raised too far (by losses rather than a slow
+                        // request); come down a step.
+                        let took = now.saturating_duration_since(f.sent_at);
+                        if self.fast_backoff > 0
+                            && f.len * 2 >= self.backoff_len
+                            && took * 2 < self.fast_threshold_for(f.len)
+                        {
+                            self.fast_backoff -= 1;
+                            if self.fast_backoff == 0 {
+                                self.backoff_len = 0;
+                            }
+                        }
                         self.step(now, Input::Reply(reply))
                     }
                     Err(e) => {
@@ -937,6 +973,7 @@ impl Session {
                                 got_first: false,
                                 steps: 0,
                                 max_answer: info.max_answer,
+                                len: cmd.payload.len(),
                             });
                             return;
                         }

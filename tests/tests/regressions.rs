@@ -370,6 +370,41 @@ fn a_write_slower_than_the_fast_threshold_completes() {
     assert!(back == data);
 }
 
+/// DST seed 604: the same over an exec, whose every attempt starts with a
+/// quick STDIN_RESET answer (which must not undo the raised threshold of
+/// the long write after it): the upload of a 2812-byte script was resent
+/// until its deadline. It runs once.
+#[test]
+fn an_exec_slower_than_the_fast_threshold_runs_once() {
+    use omv_session::{ops, Session, SessionConfig};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let cam = omv_sim::cam::SimConfig::new()
+        .in_process(move |_, _| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let mut s = Session::new(SessionConfig::default());
+    s.port_opened();
+    let mut w = Serial {
+        s,
+        cam,
+        h2c: Pipe::default(),
+        c2h: Pipe::default(),
+        now: Instant::ZERO,
+    };
+    w.run(ops::Connect).unwrap();
+    let script = "x = 1\n".repeat(469);
+    w.run(ops::Exec {
+        script: script.into(),
+    })
+    .unwrap_or_else(|e| panic!("{e} {:?}", w.s.stats()));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
 /// DST seed 583: the EXEC's ACK and the script's SOFT_REBOOT event came in
 /// one read (a USB frame). The session handled the event first: it
 /// resynced at once, abandoning the EXEC whose answer it held, and with
