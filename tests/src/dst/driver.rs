@@ -368,6 +368,13 @@ impl World {
         }
         if runs > 1 {
             self.stats.reexecutions += runs - 1;
+            // Without faults no EXEC answer or script-started event is
+            // lost: exactly once.
+            if self.app.quiet {
+                return Err(self.violation(format!(
+                    "Exec ran its script {runs} times with faults off"
+                )));
+            }
         }
         Ok(classify(&r).unwrap_or(Outcome::Ok))
     }

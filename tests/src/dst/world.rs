@@ -152,9 +152,12 @@ pub struct World {
     soft_seen: (u64, u64),
     /// The session's resync count when a soft reboot went unheard.
     pub unheard_since: Option<u64>,
-    /// The session's resync count and the cam's soft reboots when it last
-    /// changed.
+    /// The session's resync count and the cam's silent resets when it
+    /// last changed.
     resync_mark: (u64, u64),
+    /// The cam's retransmit give-ups (each a protocol reset the host is
+    /// not told of), summed over its incarnations, and its counter now.
+    give_ups: (u64, u32),
 }
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -203,6 +206,7 @@ impl World {
             soft_seen: (0, 0),
             unheard_since: None,
             resync_mark: (0, 0),
+            give_ups: (0, 0),
         }
     }
 
@@ -514,11 +518,16 @@ impl World {
                 self.session.handle_timeout(self.now);
                 timers = true;
             }
+            let te = self.cam.sim.endpoint().stats().transport_errors;
+            if te != self.give_ups.1 {
+                let (sum, last) = self.give_ups;
+                // A reboot starts the counter over.
+                let new = if te >= last { te - last } else { te };
+                self.give_ups = (sum + u64::from(new), te);
+                self.stats.note("cam_retransmit_give_up");
+            }
             if self.session.resync_count() != self.resync_mark.0 {
-                self.resync_mark = (
-                    self.session.resync_count(),
-                    self.cam.sim.stats().soft_reboots,
-                );
+                self.resync_mark = (self.session.resync_count(), self.silent_resets());
             }
             while let Some(e) = self.session.poll_event() {
                 self.stats.events += 1;
@@ -592,13 +601,20 @@ impl World {
         self.run_until(end, |w| w.quiescent())
     }
 
-    /// A script ended (the cam restarted its protocol with its start-up
-    /// caps) and the session was not told (events off on either side, or
+    /// Protocol resets of the cam that only a SOFT_REBOOT event could
+    /// tell the host: scripts that ended, and retransmit give-ups (never
+    /// told).
+    pub fn silent_resets(&self) -> u64 {
+        self.cam.sim.stats().soft_reboots + self.give_ups.0
+    }
+
+    /// A script ended or the cam gave up a retransmission (it restarted
+    /// its protocol with its start-up caps) and the session was not told (events off on either side, or
     /// the event lost): until the session resyncs, host and cam may
     /// disagree, and the first request may fail. Updated before each
     /// operation; true while such a soft reboot is pending.
     pub fn unheard_soft_reboot(&mut self) -> bool {
-        let cam = self.cam.sim.stats().soft_reboots;
+        let cam = self.silent_resets();
         let heard = self.session.event_state().soft_reboots;
         let (c0, h0) = self.soft_seen;
         if cam.saturating_sub(c0) > heard.saturating_sub(h0) {
@@ -619,7 +635,7 @@ impl World {
     /// resyncs before its next request (or after it fails, if it was not
     /// told), so the two sides may disagree until then.
     pub fn soft_reboot_since_resync(&mut self) -> bool {
-        let (r, soft) = (self.session.resync_count(), self.cam.sim.stats().soft_reboots);
+        let (r, soft) = (self.session.resync_count(), self.silent_resets());
         if r != self.resync_mark.0 {
             self.resync_mark = (r, soft);
         }
@@ -680,10 +696,23 @@ impl World {
 /// `opcode/seq/flags/len` of a packet, for the log.
 fn summarize(p: &[u8]) -> String {
     match omv_proto::header::Header::decode(p) {
-        Ok(h) => format!(
-            "{} ch{} seq{} {:?} len{}",
-            h.opcode, h.channel.0, h.sequence, h.flags, h.length
-        ),
+        Ok(h) => {
+            let body = p.get(omv_proto::header::HEADER_SIZE..).unwrap_or(&[]);
+            let caps = match omv_proto::caps::Caps::decode(body) {
+                Ok(c)
+                    if h.length == 16
+                        && (h.opcode == omv_proto::Opcode::PROTO_SET_CAPS
+                            || h.opcode == omv_proto::Opcode::PROTO_GET_CAPS) =>
+                {
+                    format!(" {:?}/{}", c.flags, c.max_payload)
+                }
+                _ => String::new(),
+            };
+            format!(
+                "{} ch{} seq{} {:?} len{}{caps}",
+                h.opcode, h.channel.0, h.sequence, h.flags, h.length
+            )
+        }
         Err(_) => format!("{} bytes", p.len()),
     }
 }
