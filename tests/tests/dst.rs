@@ -9,7 +9,7 @@
 use omv_tests::dst::{run_bytes, run_many, run_seed, Options, SeedOutcome};
 
 /// Seeds run by a plain `cargo test` (both halves together).
-const DEFAULT_SEEDS: u64 = 400;
+const DEFAULT_SEEDS: u64 = 1000;
 
 fn env(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
@@ -128,9 +128,13 @@ fn runs_exercise_every_fault_and_operation() {
         "lock",
         "unlock",
         "renegotiate",
+        "reconnect",
         "list",
         "query",
         "bad_request",
+        "sys_reset",
+        "connect",
+        "status",
     ] {
         assert!(
             s.by_op.get(op).is_some_and(|(ok, _)| *ok > 0),
@@ -142,7 +146,11 @@ fn runs_exercise_every_fault_and_operation() {
     for path in [
         "host_dropped_rtx_copy",
         "host_dropped_crc_off_copy",
-        "lock_busy_after_another_channel",
+        "port_reopen",
+        "reboot",
+        "session_resumes",
+        "session_fast_naks",
+        "session_fast_fails",
     ] {
         assert!(
             s.notes.get(path).is_some_and(|n| *n > 0),

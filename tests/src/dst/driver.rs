@@ -46,26 +46,24 @@ fn classify<T>(r: &Result<T, Error>) -> Option<Outcome> {
 
 impl World {
     /// Counts an outcome and applies the recovery rule: in a quiet phase
-    /// at most one failure (before the first success), then none.
+    /// at most one failure (before the first success over the link), then
+    /// none.
     pub fn outcome(&mut self, name: &'static str, o: Outcome) -> Result<(), super::Violation> {
         self.stats.ops += 1;
         match o {
-            Outcome::Ok => {
-                self.stats.success(name, false);
-                if self.app.quiet {
-                    self.app.recovery_left = 0;
-                }
-            }
-            Outcome::Refused => {
-                self.stats.success(name, true);
-                if self.app.quiet {
-                    self.app.recovery_left = 0;
-                }
-            }
+            // The recovery allowance ends with the first operation that
+            // succeeds over the link (see `run::World::step`).
+            Outcome::Ok => self.stats.success(name, false),
+            Outcome::Refused => self.stats.success(name, true),
             Outcome::Failed(e) => {
                 self.stats.fail(name, error_kind(&e));
                 if self.app.quiet {
-                    if self.app.recovery_left > 0 {
+                    // The cam reset on its own during the operation (a
+                    // retransmit give-up, a script's end): a disruption.
+                    if self.silent_resets() != self.app.silent_at_start {
+                        self.stats.quiet_recoveries += 1;
+                        self.stats.note("quiet_failure_after_cam_reset");
+                    } else if self.app.recovery_left > 0 {
                         self.app.recovery_left -= 1;
                         self.stats.quiet_recoveries += 1;
                     } else {
@@ -104,6 +102,7 @@ impl World {
 
     /// Runs one workload operation and checks its outcome.
     pub fn run_workload_op(&mut self, op: &Op) -> Result<(), super::Violation> {
+        self.app.silent_at_start = self.silent_resets();
         if !self.ensure_connected()? {
             return Ok(());
         }
@@ -242,8 +241,12 @@ impl World {
                 )?;
                 match &r {
                     // SYS_RESET/SYS_BOOT on a data channel: sent without
-                    // waiting for an answer.
-                    Ok(None) => Outcome::Ok,
+                    // waiting for an answer (the session then reconnects);
+                    // if the cam reboots, the port drops.
+                    Ok(None) => {
+                        self.await_port_drop()?;
+                        Outcome::Ok
+                    }
                     Ok(Some(reply)) => {
                         return Err(self.violation(format!(
                             "the cam accepted a bad request ({why}): {reply:?}"
@@ -255,16 +258,22 @@ impl World {
             Op::SysReset => {
                 let r = self.run_op(name, ops::Reset)?;
                 if r.is_ok() {
-                    // The application waits for the port to drop (the
-                    // request has no answer), as a user of a rebooting cam.
-                    let wait = self.session.config().timeout.saturating_mul(4);
-                    let end = self.now + wait;
-                    self.run_until(end, |w| !w.port_open)?;
+                    self.await_port_drop()?;
                 }
                 classify(&r).unwrap_or(Outcome::Ok)
             }
         };
         self.outcome(name, o)
+    }
+
+    /// After a request without answer that may reboot the cam: the
+    /// application waits for the port to drop, as a user of a rebooting
+    /// cam does.
+    fn await_port_drop(&mut self) -> Result<(), super::Violation> {
+        let wait = self.session.config().timeout.saturating_mul(4);
+        let end = self.now + wait;
+        self.run_until(end, |w| !w.port_open)?;
+        Ok(())
     }
 
     fn read(&mut self, ch: ChannelId, offset: u32, len: u32) -> Result<Outcome, super::Violation> {

@@ -367,8 +367,15 @@ impl World {
             // most one failure.
             self.app.recovery_left = 1;
         }
+        let sent = self.host_packets;
+        let failed = self.stats.failures.values().sum::<u64>();
         self.run_workload_op(&op)?;
-        self.after_op(&op, before)
+        let exchanged = self.host_packets != sent;
+        if self.app.quiet && exchanged && self.stats.failures.values().sum::<u64>() == failed {
+            // A success over the link: the link has recovered.
+            self.app.recovery_left = 0;
+        }
+        self.after_op(&op, before, exchanged)
     }
 
     fn schedule_faults(&mut self, wl: &mut Workload) {
@@ -478,7 +485,14 @@ impl World {
     }
 
     /// Invariants after every operation.
-    fn after_op(&mut self, op: &Op, disruptions_before: u64) -> Result<(), Violation> {
+    /// `exchanged`: the operation sent something (cached answers and
+    /// empty reads do not, and cannot find out that the cam reset).
+    fn after_op(
+        &mut self,
+        op: &Op,
+        disruptions_before: u64,
+        exchanged: bool,
+    ) -> Result<(), Violation> {
         self.check_runs()?;
         let touched = match op {
             Op::Read { ch, .. } | Op::Write { ch, .. } => Some(ch.0),
@@ -489,7 +503,7 @@ impl World {
         } else if let Some(id) = touched {
             self.check_buffer(id)?;
         }
-        if self.app.quiet && self.port_open && self.session.is_connected() {
+        if self.app.quiet && exchanged && self.port_open && self.session.is_connected() {
             let t = self.session.config().timeout;
             self.settle(t.saturating_mul(10))?;
             let (h, c) = (self.session.caps(), self.cam.sim.endpoint().caps());

@@ -311,7 +311,13 @@ impl Workload {
                     }
                 }
                 _ => {
-                    let ch = self.any_channel(m);
+                    let mut ch = self.any_channel(m);
+                    // A read by id of stdout, which consumes what it
+                    // sends, cannot resume: the session's ReadStdout is
+                    // the way (a by-id read has no idea).
+                    if ch == ChannelId::STDOUT {
+                        ch = ChannelId::STDIN;
+                    }
                     let len = if self.d.chance(0.3) {
                         0
                     } else {

@@ -108,6 +108,8 @@ pub struct App {
     /// Failures still tolerated in this quiet phase (one, before the
     /// first success).
     pub recovery_left: u32,
+    /// [`World::silent_resets`] when the operation started.
+    pub silent_at_start: u64,
 }
 
 /// The world. See the module documentation.
@@ -158,6 +160,8 @@ pub struct World {
     /// The cam's retransmit give-ups (each a protocol reset the host is
     /// not told of), summed over its incarnations, and its counter now.
     give_ups: (u64, u32),
+    /// Packets the session put on the link.
+    pub host_packets: u64,
 }
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -207,6 +211,7 @@ impl World {
             unheard_since: None,
             resync_mark: (0, 0),
             give_ups: (0, 0),
+            host_packets: 0,
         }
     }
 
@@ -479,6 +484,7 @@ impl World {
             while self.session.poll_transmit(self.now, &mut self.tbuf).is_some() {
                 let p = std::mem::take(&mut self.tbuf);
                 if self.port_open {
+                    self.host_packets += 1;
                     self.send(Dir::HostToCam, p);
                 }
                 moved = true;
