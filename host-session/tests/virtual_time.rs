@@ -577,3 +577,105 @@ fn a_stdout_read_cut_by_a_resync_never_joins_across_lost_bytes() {
     assert!(at > first.len(), "nothing was lost?");
     assert_eq!(rest[..], text[at..]);
 }
+
+fn faulty(seed: u64, drop: f64, rx_drop: f64, corrupt: f64) -> FaultConfig {
+    FaultConfig {
+        drop_rate: drop,
+        rx_drop_rate: rx_drop,
+        corrupt_rate: corrupt,
+        chunk_max: 700,
+        seed,
+        ..FaultConfig::default()
+    }
+}
+
+fn fast(drop_rate: f64, seed: u64) -> SessionConfig {
+    let mut c = SessionConfig::default();
+    c.timeout = Duration::from_millis(150);
+    c.max_retry = 5;
+    c.drop_rate = drop_rate;
+    c.seed = seed;
+    c
+}
+
+/// Was `host-blocking/tests/faults.rs`'s wall-clock `exec_is_exactly_once`
+/// (`dups <= 2`): on virtual time the outcome is exact. Each of 12 uploads
+/// under drops on both sides (and the host's stock `drop_rate`) runs its
+/// script exactly once, in order.
+#[test]
+fn exec_runs_every_script_exactly_once_under_faults() {
+    let runs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = runs.clone();
+    let cam = SimConfig::new()
+        .in_process(move |script, _| log.lock().unwrap().push(script.to_vec()))
+        .faults(faulty(5, 0.03, 0.05, 0.0));
+    let mut w = World::new(cam, fast(0.02, 9));
+    let scripts: Vec<String> = (0..12)
+        .map(|i| format!("# script {i}\n{}", format!("v{i} = {i}\n").repeat(1200)))
+        .collect();
+    for s in &scripts {
+        w.run(ops::Exec {
+            script: s.clone().into(),
+        })
+        .unwrap();
+    }
+    let runs = runs.lock().unwrap();
+    let want: Vec<&[u8]> = scripts.iter().map(|s| s.as_bytes()).collect();
+    let got: Vec<&[u8]> = runs.iter().map(|r| r.as_slice()).collect();
+    assert!(got == want, "{} runs of {} scripts", got.len(), want.len());
+    assert!(w.s.host_stats().simulated_drops > 0);
+}
+
+/// Was `reads_are_exact_with_host_drop_rate` (`duplicates > 0 ||
+/// timeouts > 0`): the host's stock `drop_rate` drops received packets
+/// and ACKs; the cam's retransmissions carry the reads, exactly, and the
+/// host drops the copies whose ACK it had dropped.
+#[test]
+fn reads_are_exact_with_host_drop_rate() {
+    let mut w = World::new(bulk_cam(FaultConfig::default()), fast(0.05, 7));
+    let id = bulk_id(&mut w);
+    for round in 0..6u32 {
+        let off = round * 10_007;
+        let d = w
+            .run(ops::ReadAt {
+                id,
+                offset: off,
+                len: 150_000,
+            })
+            .unwrap();
+        assert!(d[..] == pattern(1 << 20)[off as usize..off as usize + 150_000]);
+    }
+    let h = w.s.host_stats();
+    assert!(h.simulated_drops > 0, "{h:?}");
+    assert!(h.duplicates > 0, "{h:?}");
+    assert!(w.cam.stats().device.retransmits > 0);
+}
+
+/// Was `reads_and_writes_are_exact_with_faults_on_both_sides`
+/// (`resyncs > 1 || checksum > 0`): both happen, and every byte is exact.
+#[test]
+fn reads_and_writes_are_exact_with_faults_on_both_sides() {
+    let mut w = World::new(bulk_cam(faulty(11, 0.03, 0.03, 0.02)), fast(0.02, 3));
+    let id = bulk_id(&mut w);
+    for round in 0..5u8 {
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i as u8) ^ round).collect();
+        let at = u32::from(round) * 50_000;
+        w.run(ops::WriteAt {
+            id,
+            offset: at,
+            data: data.clone().into(),
+        })
+        .unwrap();
+        let back = w
+            .run(ops::ReadAt {
+                id,
+                offset: at,
+                len: 30_000,
+            })
+            .unwrap();
+        assert!(back == data, "round {round}");
+    }
+    assert!(w.cam.fault_stats().total() > 0);
+    assert!(w.s.resync_count() > 1, "{:?}", w.s.stats());
+    assert!(w.s.host_stats().checksum > 0, "{:?}", w.s.host_stats());
+}
