@@ -129,7 +129,7 @@ fn reads_exact_with_drops_over_a_pty() {
     let id = cam.get_channel_id("big").unwrap().unwrap();
     let d = cam.retry(|c| c.channel_read_at(id, 1000, 300_000)).unwrap();
     assert_eq!(d, pattern(1000, 300_000));
-    assert!(cam.host_stats().simulated_drops > 0);
+    assert!(cam.session_stats().simulated_drops > 0);
 }
 
 #[test]

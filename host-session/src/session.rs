@@ -10,9 +10,12 @@ use core::marker::PhantomData;
 use bytes::Bytes;
 use omv_proto::caps::Caps;
 use omv_proto::channel::ChannelEntry;
+use omv_proto::fault::{Entropy, StreamDrops};
+use omv_proto::header::Header;
 use omv_proto::host::{Completion, HostEndpoint, HostStats};
+use omv_proto::rng::SimRng;
 use omv_proto::version::Version;
-use omv_proto::{Duration, Instant, Opcode};
+use omv_proto::{Duration, Flags, Instant, Opcode};
 
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
@@ -64,6 +67,9 @@ pub struct SessionStats {
     pub ack_resends: u64,
     /// Requests given up early because their answer was overdue.
     pub fast_fails: u64,
+    /// Packets lost on purpose by [`SessionConfig::drop_rate`] (received
+    /// packets and ACKs sent).
+    pub simulated_drops: u64,
 }
 
 /// What the request in flight is, for error messages and timers.
@@ -155,6 +161,10 @@ pub struct Session {
     resync_fast: bool,
     /// Rounds of the resync in flight in which SYNC got no answer.
     resync_silent: u8,
+    /// The stock `drop_rate` (`None` when zero).
+    drops: Option<StreamDrops>,
+    /// What survived `drops` of the last input.
+    rx_kept: Vec<u8>,
 }
 
 /// What the session knows about the cam, shared with the tasks.
@@ -190,6 +200,7 @@ impl core::fmt::Debug for Session {
 impl Session {
     /// A session that is not connected yet.
     pub fn new(config: SessionConfig) -> Session {
+        let drops = drops_for(&config);
         Session {
             host: HostEndpoint::new(config.host_config()),
             config,
@@ -209,6 +220,8 @@ impl Session {
             pending_start: false,
             resync_fast: false,
             resync_silent: 0,
+            drops,
+            rx_kept: Vec::new(),
         }
     }
 
@@ -220,7 +233,18 @@ impl Session {
     /// Changes the configuration; caps apply at the next (re)negotiation.
     pub fn set_config(&mut self, config: SessionConfig) {
         self.host.set_config(config.host_config());
+        if (config.drop_rate, config.seed) != (self.config.drop_rate, self.config.seed) {
+            self.drops = drops_for(&config);
+        }
         self.config = config;
+    }
+
+    /// Replaces the random source of [`SessionConfig::drop_rate`] (a test
+    /// steering which packets are lost); no effect while the rate is zero.
+    pub fn set_drop_entropy(&mut self, rng: impl Entropy + Send + 'static) {
+        if let Some(d) = self.drops.as_mut() {
+            d.set_entropy(rng);
+        }
     }
 
     /// True after a successful connect, until the port is closed or a
@@ -331,6 +355,9 @@ impl Session {
     /// the endpoint starts from scratch.
     pub fn port_opened(&mut self) {
         self.host = HostEndpoint::new(self.config.host_config());
+        if let Some(d) = self.drops.as_mut() {
+            d.clear();
+        }
         self.connected = false;
         self.needs_resync = false;
         self.cache.locks = 0;
@@ -439,6 +466,9 @@ impl Session {
         };
         if ok {
             self.host = HostEndpoint::new(self.host_config_now(false, 0));
+            if let Some(d) = self.drops.as_mut() {
+                d.clear();
+            }
             self.resync_fast = false;
             self.host.connect(now);
             self.stats.resyncs += 1;
@@ -464,9 +494,17 @@ impl Session {
     /// allocate once `buf` has grown.
     #[must_use]
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
-        let p = self.host.poll_transmit()?;
-        buf.extend_from_slice(&p);
-        Some(p.len())
+        loop {
+            let p = self.host.poll_transmit()?;
+            if let Some(d) = self.drops.as_mut() {
+                if is_ack(&p) && d.drops_packet(&p) {
+                    self.stats.simulated_drops += 1;
+                    continue;
+                }
+            }
+            buf.extend_from_slice(&p);
+            return Some(p.len());
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
@@ -492,7 +530,19 @@ impl Session {
 
     /// Feeds bytes read from the port.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        self.host.handle_input(now, data);
+        if let Some(d) = self.drops.as_mut() {
+            let before = d.dropped();
+            self.rx_kept.clear();
+            d.filter(data, &mut self.rx_kept);
+            self.stats.simulated_drops += d.dropped() - before;
+            let kept = core::mem::take(&mut self.rx_kept);
+            if !kept.is_empty() {
+                self.host.handle_input(now, &kept);
+            }
+            self.rx_kept = kept;
+        } else {
+            self.host.handle_input(now, data);
+        }
         self.after_endpoint(now);
     }
 
@@ -966,6 +1016,16 @@ impl Session {
         }
         self.pending_start = false;
     }
+}
+
+/// The drop simulation of `config`, when its rate is not zero.
+fn drops_for(config: &SessionConfig) -> Option<StreamDrops> {
+    (config.drop_rate > 0.0).then(|| StreamDrops::new(config.drop_rate, SimRng::new(config.seed)))
+}
+
+/// An ACK the host sends (the packets `drop_rate` loses on the way out).
+fn is_ack(packet: &[u8]) -> bool {
+    Header::decode(packet).is_ok_and(|h| h.flags.contains(Flags::ACK) && h.length == 0)
 }
 
 /// Where a request stands, for errors and timers.
