@@ -554,6 +554,14 @@ impl Camera {
         self.run(ops::ReadAt { id, offset, len })
     }
 
+    /// Reads everything available on channel `id` now (size, then read;
+    /// empty when nothing is). A soft reboot during the read (a script
+    /// ending) reads again, whole, rather than failing with
+    /// [`Rebooted`](omv_session::Error::Rebooted).
+    pub fn channel_read_available(&mut self, id: ChannelId) -> Result<Vec<u8>> {
+        self.run(ops::ReadAvailable { id })
+    }
+
     /// Writes `data` at `offset` to channel `id`, split into packets of
     /// `max_payload - 8` bytes at increasing offsets; after a failure it
     /// resumes at the first byte not acknowledged (stdin: from 0).
@@ -883,7 +891,8 @@ impl Camera {
 
     /// Reads the profile records collected since the last reset (lock,
     /// shape, read, unlock), naming functions from `symbols` when given.
-    /// `None` when the cam has no profile channel or no data.
+    /// `None` when the cam has no profile channel or no data (a BUSY lock
+    /// is asked again a few times first: see [`ops::ReadProfile`]).
     pub fn read_profile(
         &mut self,
         symbols: Option<&SymbolTable>,

@@ -78,8 +78,9 @@ struct InFlight {
     op: Opcode,
     channel: u8,
     offset: Option<u32>,
-    /// Give up after `thr × 3` (reads) or `thr` (status answers)
-    /// without progress instead of the full timeout: the task resumes.
+    /// Give up after `thr × 3` (resumable reads) or `thr` (status
+    /// answers) without progress instead of the full timeout: the task
+    /// resumes, or reports after a resync.
     fast_fail: bool,
     /// The answer is retransmitted by the cam (data packets with ACKs on).
     resent_by_cam: bool,
@@ -107,6 +108,10 @@ enum Phase {
     /// Waiting for [`Session::port_command_done`].
     Port {
         then: After,
+    },
+    /// The task waits until then ([`Action::Wait`]), then resumes.
+    Wait {
+        until: Instant,
     },
 }
 
@@ -519,6 +524,9 @@ impl Session {
         if let Some(fast) = self.fast_deadline() {
             t = Some(t.map_or(fast, |t| t.min(fast)));
         }
+        if let Phase::Wait { until } = self.phase {
+            t = Some(t.map_or(until, |t| t.min(until)));
+        }
         t
     }
 
@@ -571,6 +579,18 @@ impl Session {
         if let Some(fast) = self.fast_deadline() {
             if now >= fast {
                 self.fast_step(now);
+            }
+        }
+        if let Phase::Wait { until } = self.phase {
+            if now >= until {
+                self.phase = Phase::Idle;
+                self.step(
+                    now,
+                    Input::Resumed {
+                        partial: Bytes::new(),
+                        rebooted: false,
+                    },
+                );
             }
         }
         self.host.handle_timeout(now);
@@ -757,6 +777,14 @@ impl Session {
                 );
             }
             Phase::Idle => self.needs_resync = true,
+            // The task goes on after a resync instead of after its wait.
+            Phase::Wait { .. } => self.begin_resync(
+                now,
+                After::Resume {
+                    partial: Bytes::new(),
+                    rebooted: true,
+                },
+            ),
             // The reboot may have undone the handshake's SET_CAPS: start
             // the resync over.
             Phase::Resync { .. } => {
@@ -956,7 +984,11 @@ impl Session {
                                 op,
                                 channel,
                                 offset: info.offset,
-                                fast_fail: info.resumable && ack,
+                                // A status answer is never resent by the
+                                // cam: once overdue it is gone, whatever
+                                // the request (the task sends it again
+                                // after the resync, or reports).
+                                fast_fail: (info.resumable || !info.data_answer) && ack,
                                 resent_by_cam: ack && info.data_answer,
                                 sent_at: now,
                                 seen: self.host.progress_at(),
@@ -996,6 +1028,21 @@ impl Session {
                     );
                     return;
                 }
+                Action::Wait { time, op, channel } => {
+                    let until = now + time;
+                    if until >= r.deadline {
+                        // No time left to wait: the task decides.
+                        input = Input::Failed(Error::DeadlineExceeded {
+                            op,
+                            channel,
+                            done: r.task.done(),
+                            deadline: r.budget,
+                        });
+                        continue;
+                    }
+                    self.phase = Phase::Wait { until };
+                    return;
+                }
                 Action::Done(out) => {
                     if let Some(r) = &self.running {
                         if let Some(p) = self.progress.as_mut() {
@@ -1033,7 +1080,8 @@ fn is_ack(packet: &[u8]) -> bool {
 pub struct SendInfo {
     /// Offset of a read or write.
     pub offset: Option<u32>,
-    /// The task resumes after a failure: give up early on an overdue answer.
+    /// The task resumes after a failure: give up early on an overdue data
+    /// answer (status answers are given up early always).
     pub resumable: bool,
     /// The answer is data (retransmitted by the cam), not a status packet.
     pub data_answer: bool,
