@@ -39,6 +39,10 @@ pub use omv_session::ops::DEFAULT_PROFILE_EVENTS;
 pub(crate) type Port = Box<dyn Transport>;
 
 /// Where the port comes from on [`Camera::connect`].
+/// How long [`PortCommand::Reopen`](omv_session::PortCommand) keeps a
+/// serial port closed before opening it again.
+pub const REOPEN_PAUSE: Duration = Duration::from_millis(50);
+
 enum Connector {
     /// Open `config.port` as a serial port.
     Serial,
@@ -238,13 +242,18 @@ impl Camera {
 
     /// For the session's [`PortCommand::Reopen`](omv_session::PortCommand):
     /// closes and reopens a serial port or TCP connection. A caller's
-    /// transport cannot be reopened (false).
+    /// transport cannot be reopened (false). A serial port stays closed
+    /// for [`REOPEN_PAUSE`] so that the other end sees the hang-up (a
+    /// pseudo-terminal reports it only while no one has it open).
     pub(crate) fn reopen_port(&mut self) -> bool {
         if matches!(self.connector, Connector::Provided(_)) {
             return false;
         }
         log::info!("{}: reopening the port", self.port_name);
         self.port = None;
+        if matches!(self.connector, Connector::Serial) {
+            std::thread::sleep(REOPEN_PAUSE);
+        }
         match self.open_port() {
             Ok(p) => {
                 self.port = Some(p);

@@ -880,15 +880,15 @@ impl Session {
         // A silent SYNC ends a connect at once (max_retry attempts of the
         // full timeout); in a session the attempts were short, so rounds go on.
         // A cam that answers SYNC but loses a GET_CAPS/SET_CAPS answer is
-        // alive: in a session, start over while the operation's deadline
-        // allows; a connect starts over up to 2 × max_retry times (a cam
-        // that never answers one step fails with that step's timeout).
+        // alive: a connect starts over up to 2 × max_retry times (a cam
+        // that never answers one step fails with that step's timeout); in
+        // a session too, then the port is reopened (a firmware still
+        // sending an abandoned read answers SYNC but nothing after it,
+        // PROTOCOL.md section 6), then rounds go on while the operation's
+        // deadline allows.
         let alive = e.is_retryable()
-            && if connect {
-                round < rounds.saturating_mul(2)
-            } else {
-                self.running.as_ref().is_some_and(|r| now < r.deadline)
-            };
+            && (round < rounds.saturating_mul(2) || (!connect && reopened))
+            && (connect || self.running.as_ref().is_some_and(|r| now < r.deadline));
         let again = alive || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
         if (round < rounds || alive) && again {
             log::debug!("handshake failed ({e}), starting over");

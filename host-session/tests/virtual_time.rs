@@ -26,6 +26,8 @@ struct World {
     mute: bool,
     /// A port reopen ends `mute` (a cam that only a port close unsticks).
     reopen_unmutes: bool,
+    /// A port reopen tells the cam its port closed and opened again.
+    reopen_closes_cam: bool,
     /// Packets the session sent and the cam sent, with their time, when
     /// `log` is on (lost ones included).
     tx: Vec<(Instant, Header)>,
@@ -62,6 +64,7 @@ impl World {
             reopens: 0,
             mute: false,
             reopen_unmutes: false,
+            reopen_closes_cam: false,
             tx: Vec::new(),
             rx: Vec::new(),
             log: false,
@@ -111,16 +114,21 @@ impl World {
         let limit = self.now + Duration::from_secs(600);
         loop {
             let sent = self.send_all();
+            let mut moved = false;
             while self.s.poll_port_command().is_some() {
+                moved = true;
                 // The port is "reopened": the cam stays, its input is fresh.
                 self.reopens += 1;
                 if self.reopen_unmutes {
                     self.mute = false;
                 }
+                if self.reopen_closes_cam {
+                    self.cam.port_reopened();
+                }
                 self.s.port_command_done(self.now, true);
             }
             while self.s.poll_event().is_some() {}
-            let mut moved = sent;
+            moved |= sent;
             while let Some(b) = self.cam.poll_transmit(self.now) {
                 let h = Header::decode(&b).ok();
                 if self.log {
@@ -875,4 +883,64 @@ fn a_lost_ack_is_sent_again_and_the_cams_resend_is_a_recognised_copy() {
         idle(&mut w, Duration::from_secs(5));
         assert!(w.cam.poll_transmit(w.now).is_none());
     }
+}
+
+#[test]
+fn a_cam_still_sending_an_abandoned_read_is_unstuck_by_a_port_reopen() {
+    // The firmware's send loop (PROTOCOL.md section 6): a read the host
+    // gave up on goes on through SYNCs; only a port close ends it.
+    let device = omv_proto::device::DeviceConfig {
+        read_piece: Some(512),
+        ..omv_proto::device::DeviceConfig::default()
+    };
+    let cam = bulk_cam(FaultConfig::default())
+        .device(device)
+        .abandoned_reads(true);
+    let mut w = World::new(cam, SessionConfig::default());
+    w.reopen_closes_cam = true;
+    let id = bulk_id(&mut w);
+    let thr = w.s.fast_threshold();
+    w.log = true;
+    let r = w.run_with(
+        ops::ReadAt {
+            id,
+            offset: 0,
+            len: 1 << 20,
+        },
+        |w| {
+            if w.s.progress().is_some_and(|p| p.done >= 64 << 10) {
+                w.s.cancel();
+            }
+        },
+    );
+    assert!(matches!(r, Err(Error::Cancelled { .. })), "{r:?}");
+    let (t0, from) = (w.now, w.tx.len());
+    let d = w
+        .run(ops::ReadAt {
+            id,
+            offset: 1000,
+            len: 5000,
+        })
+        .unwrap();
+    assert!(d == pattern(6000)[1000..]);
+    assert_eq!((w.reopens, w.s.stats().reopens), (1, 1));
+    // 2 × max_retry + 1 handshake rounds of 2 thresholds each (the cam
+    // answers SYNC, then nothing), the reopen, then one clean handshake.
+    let t1 = t0 + thr * 2 * 7;
+    assert_eq!(w.now, t1);
+    let reqs = requests(&w.tx, from);
+    let syncs = reqs
+        .iter()
+        .filter(|(_, o)| *o == Opcode::PROTO_SYNC)
+        .count();
+    assert_eq!(syncs, 8, "{reqs:?}");
+    assert_eq!(
+        reqs[reqs.len() - 4..],
+        [
+            (t1, Opcode::PROTO_SYNC),
+            (t1, Opcode::PROTO_GET_CAPS),
+            (t1, Opcode::PROTO_SET_CAPS),
+            (t1, Opcode::CHANNEL_READ),
+        ]
+    );
 }
