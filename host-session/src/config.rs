@@ -95,7 +95,6 @@ impl SessionConfig {
             max_payload: self.max_payload,
             timeout: self.timeout,
             max_retry: self.max_retry,
-            ..HostConfig::default()
         }
     }
 }
