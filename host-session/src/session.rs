@@ -977,6 +977,7 @@ impl Session {
             match action {
                 Action::Send(cmd, info) => {
                     let (op, channel) = (cmd.opcode, cmd.channel.0);
+                    let retries = r.retries;
                     match self.host.request(now, &cmd) {
                         Ok(()) => {
                             let ack = self.host.caps().flags.ack();
@@ -985,10 +986,13 @@ impl Session {
                                 channel,
                                 offset: info.offset,
                                 // A status answer is never resent by the
-                                // cam: once overdue it is gone, whatever
-                                // the request (the task sends it again
-                                // after the resync, or reports).
-                                fast_fail: (info.resumable || !info.data_answer) && ack,
+                                // cam: once overdue it is gone. An
+                                // operation that resends after a resync
+                                // gives it up early; a by-id primitive,
+                                // which would report a slow answer as an
+                                // error, waits the timeout.
+                                fast_fail: ack
+                                    && (info.resumable || (!info.data_answer && retries)),
                                 resent_by_cam: ack && info.data_answer,
                                 sent_at: now,
                                 seen: self.host.progress_at(),

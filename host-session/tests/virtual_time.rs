@@ -751,21 +751,39 @@ fn a_lost_status_answer_is_given_up_after_one_threshold() {
             (t1, ioctl),
         ]
     );
-    // A by-id primitive: a typed timeout after one threshold and the
-    // resync (which released any lock); the link works at once.
+    // A frame read's lock (no frame waiting: BUSY) starts over from the
+    // lock after the resync.
+    let (t0, from) = (w.now, w.tx.len());
+    w.rx_loss = lose_nth(1, |h| h.opcode == Opcode::CHANNEL_LOCK);
+    assert!(w.run(ops::ReadFrame).unwrap().is_none());
+    let t1 = t0 + thr;
+    assert_eq!(w.now, t1);
+    let lock = Opcode::CHANNEL_LOCK;
+    assert_eq!(
+        requests(&w.tx, from),
+        [
+            (t0, lock),
+            (t1, Opcode::PROTO_SYNC),
+            (t1, Opcode::PROTO_SET_CAPS),
+            (t1, lock),
+        ]
+    );
+    // A by-id primitive reports instead of retrying: a slow answer must
+    // not be an error, so it waits the per-packet timeout, then resyncs.
     let (t0, from) = (w.now, w.tx.len());
     w.rx_loss = lose_nth(1, |h| h.opcode == Opcode::CHANNEL_LOCK);
     let r = w.run(ops::Lock { id: stream });
+    let timeout = w.s.config().timeout;
     assert!(
-        matches!(r, Err(Error::Timeout { op: Opcode::CHANNEL_LOCK, timeout, .. }) if timeout == thr),
+        matches!(r, Err(Error::Timeout { op: Opcode::CHANNEL_LOCK, timeout: t, .. }) if t == timeout),
         "{r:?}"
     );
-    let t1 = t0 + thr;
+    let t1 = t0 + timeout;
     assert_eq!(w.now, t1);
     assert_eq!(
         requests(&w.tx, from),
         [
-            (t0, Opcode::CHANNEL_LOCK),
+            (t0, lock),
             (t1, Opcode::PROTO_SYNC),
             (t1, Opcode::PROTO_SET_CAPS),
         ]
