@@ -962,3 +962,29 @@ fn a_cam_still_sending_an_abandoned_read_is_unstuck_by_a_port_reopen() {
         ]
     );
 }
+
+#[test]
+fn seeded_host_drops_cost_status_answers_a_threshold_not_the_timeout() {
+    // The stock drop_rate, applied by the session itself: received
+    // packets and ACKs lost at random (seeded), here 20%.
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    let mut cfg = w.s.config().clone();
+    cfg.drop_rate = 0.2;
+    cfg.seed = 11;
+    w.s.set_config(cfg);
+    let timeout = w.s.config().timeout;
+    let mut worst = Duration::ZERO;
+    for i in 0..40 {
+        let t0 = w.now;
+        w.run(ops::Stop)
+            .unwrap_or_else(|e| panic!("stop {i}: {e} {:?}", w.s.stats()));
+        worst = worst.max(w.now.saturating_duration_since(t0));
+    }
+    let st = w.s.stats();
+    assert!(st.simulated_drops > 0, "{st:?}");
+    assert!(st.fast_fails > 0, "{st:?}");
+    // Every lost answer or ACK was recovered by a resync after one
+    // threshold, never by waiting out the per-packet timeout.
+    assert!(worst < timeout, "worst stop {worst:?}, {st:?}");
+    eprintln!("40 stops through 20% host drops: worst {worst:?}, {st:?}");
+}
