@@ -105,9 +105,11 @@ enum Phase {
         reopened: bool,
         then: After,
     },
-    /// Waiting for [`Session::port_command_done`].
+    /// Waiting for [`Session::port_command_done`]; `alive`: the cam
+    /// answered SYNC (rounds may go on if the port cannot be reopened).
     Port {
         then: After,
+        alive: bool,
     },
     /// The task waits until then ([`Action::Wait`]), then resumes.
     Wait {
@@ -466,7 +468,7 @@ impl Session {
         let Phase::Port { .. } = self.phase else {
             return;
         };
-        let Phase::Port { then } = core::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::Port { then, alive } = core::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
         if ok {
@@ -477,6 +479,18 @@ impl Session {
             self.resync_fast = false;
             self.host.connect(now);
             self.stats.resyncs += 1;
+            self.phase = Phase::Resync {
+                round: 1,
+                reopened: true,
+                then,
+            };
+        } else if alive && self.running.as_ref().is_some_and(|r| now < r.deadline) {
+            // A port that cannot be reopened (a caller's transport) and a
+            // cam that answers SYNC: go on while the deadline allows.
+            self.resync_fast = self.connected;
+            self.host
+                .set_config(self.host_config_now(self.resync_fast, self.resync_silent));
+            self.host.connect(now);
             self.phase = Phase::Resync {
                 round: 1,
                 reopened: true,
@@ -910,7 +924,8 @@ impl Session {
             log::warn!("resync failed ({e}): reopening the port");
             self.stats.reopens += 1;
             self.port_cmds.push_back(PortCommand::Reopen);
-            self.phase = Phase::Port { then };
+            let alive = e.is_retryable();
+            self.phase = Phase::Port { then, alive };
             return;
         }
         self.connected = false;

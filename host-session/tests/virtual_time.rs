@@ -28,6 +28,8 @@ struct World {
     reopen_unmutes: bool,
     /// A port reopen tells the cam its port closed and opened again.
     reopen_closes_cam: bool,
+    /// The port cannot be reopened (a caller's transport).
+    reopen_fails: bool,
     /// Packets the session sent and the cam sent, with their time, when
     /// `log` is on (lost ones included).
     tx: Vec<(Instant, Header)>,
@@ -65,6 +67,7 @@ impl World {
             mute: false,
             reopen_unmutes: false,
             reopen_closes_cam: false,
+            reopen_fails: false,
             tx: Vec::new(),
             rx: Vec::new(),
             log: false,
@@ -125,7 +128,7 @@ impl World {
                 if self.reopen_closes_cam {
                     self.cam.port_reopened();
                 }
-                self.s.port_command_done(self.now, true);
+                self.s.port_command_done(self.now, !self.reopen_fails);
             }
             while self.s.poll_event().is_some() {}
             moved |= sent;
@@ -987,4 +990,52 @@ fn seeded_host_drops_cost_status_answers_a_threshold_not_the_timeout() {
     // threshold, never by waiting out the per-packet timeout.
     assert!(worst < timeout, "worst stop {worst:?}, {st:?}");
     eprintln!("40 stops through 20% host drops: worst {worst:?}, {st:?}");
+}
+
+#[test]
+fn without_a_reopen_a_cam_that_answers_sync_is_tried_until_the_deadline() {
+    let device = omv_proto::device::DeviceConfig {
+        read_piece: Some(512),
+        ..omv_proto::device::DeviceConfig::default()
+    };
+    let cam = bulk_cam(FaultConfig::default())
+        .device(device)
+        .abandoned_reads(true);
+    let mut w = World::new(cam, SessionConfig::default());
+    w.reopen_fails = true;
+    let id = bulk_id(&mut w);
+    let r = w.run_with(
+        ops::ReadAt {
+            id,
+            offset: 0,
+            len: 1 << 20,
+        },
+        |w| {
+            if w.s.progress().is_some_and(|p| p.done >= 64 << 10) {
+                w.s.cancel();
+            }
+        },
+    );
+    assert!(matches!(r, Err(Error::Cancelled { .. })), "{r:?}");
+    let t0 = w.now;
+    let r = w.run(ops::ReadAt {
+        id,
+        offset: 1000,
+        len: 5000,
+    });
+    let budget = w.s.config().deadline_for(5000);
+    assert!(
+        matches!(r, Err(Error::DeadlineExceeded { deadline, .. }) if deadline == budget),
+        "{r:?}"
+    );
+    assert_eq!(w.now, t0 + budget);
+    assert_eq!((w.reopens, w.s.stats().reopens), (1, 1));
+    // A silent cam, though, ends at once when the port cannot be reopened.
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    w.reopen_fails = true;
+    w.mute = true;
+    let t0 = w.now;
+    let r = w.run(ops::Size { id });
+    assert!(matches!(r, Err(Error::ResyncFailed { .. })), "{r:?}");
+    assert!(w.now.saturating_duration_since(t0) < Duration::from_secs(5));
 }
