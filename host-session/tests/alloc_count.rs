@@ -6,7 +6,7 @@
 //! allocations: nothing per packet.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 
 use bytes::Bytes;
 use omv_proto::device::{DeviceConfig, DeviceEndpoint};
@@ -17,23 +17,31 @@ use omv_sim::user::BufferChannel;
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Allocations made by this thread (tests run on parallel threads).
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // After the thread's locals are gone (thread exit) nothing is counted.
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
 
 // SAFETY: every call is forwarded to the system allocator unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         System.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         System.dealloc(ptr, layout)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         System.alloc_zeroed(layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -42,7 +50,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn allocs() -> u64 {
-    ALLOCS.load(Ordering::Relaxed)
+    ALLOCS.with(Cell::get)
 }
 
 const MIB: usize = 1 << 20;
@@ -61,7 +69,11 @@ impl World {
     fn new(size: usize) -> World {
         let mut cam = DeviceEndpoint::new(DeviceConfig::default());
         let bulk = cam
-            .register_at(ChannelId(1), "bulk", Box::new(BufferChannel::with_pattern(size)))
+            .register_at(
+                ChannelId(1),
+                "bulk",
+                Box::new(BufferChannel::with_pattern(size)),
+            )
             .unwrap();
         let mut s = Session::new(SessionConfig::default());
         s.port_opened();
@@ -87,10 +99,14 @@ impl World {
                 self.cam.handle_input(self.now, &self.tx);
                 moved = true;
             }
-            while let Some(p) = self.cam.poll_transmit(self.now) {
-                self.rx.clear();
-                self.rx.extend_from_slice(&p);
+            self.rx.clear();
+            while self
+                .cam
+                .poll_transmit_into(self.now, &mut self.rx)
+                .is_some()
+            {
                 self.s.handle_input(self.now, &self.rx);
+                self.rx.clear();
                 moved = true;
             }
             while self.s.poll_event().is_some() {}
@@ -116,17 +132,34 @@ impl World {
     }
 }
 
+/// Which read operation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Read {
+    /// `ReadAt`: the output is a new `Vec`.
+    Convenient,
+    /// `ReadAtInto` a caller's buffer of enough capacity.
+    Into,
+}
+
 /// Allocations and packets (both ways) of one read of `size` bytes.
-fn read_cost(size: usize) -> (u64, u64) {
+fn read_cost(size: usize, how: Read) -> (u64, u64) {
     let mut w = World::new(size);
+    let buf = match how {
+        Read::Into => Vec::with_capacity(size),
+        Read::Convenient => Vec::new(),
+    };
     let (a, p) = (allocs(), w.packets());
-    let got = w
-        .run(ops::ReadAt {
-            id: w.bulk,
+    let (id, len) = (w.bulk, size as u32);
+    let got = match how {
+        Read::Into => w.run(ops::ReadAtInto {
+            id,
             offset: 0,
-            len: size as u32,
-        })
-        .unwrap();
+            len,
+            buf,
+        }),
+        Read::Convenient => w.run(ops::ReadAt { id, offset: 0, len }),
+    }
+    .unwrap();
     let cost = (allocs() - a, w.packets() - p);
     assert_eq!(got.len(), size);
     assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
@@ -147,12 +180,55 @@ fn write_cost(size: usize) -> (u64, u64) {
     (allocs() - a, w.packets() - p)
 }
 
+fn per_packet(what: &str, size: usize, (a, p): (u64, u64)) {
+    println!(
+        "{what} {} MiB: {a} allocations, {p} packets, {:.4} per packet",
+        size / MIB,
+        a as f64 / p as f64
+    );
+}
+
 #[test]
-fn report() {
-    for size in [MIB, 16 * MIB] {
-        let (a, p) = read_cost(size);
-        println!("read {size}: {a} allocations, {p} packets, {:.3}/packet", a as f64 / p as f64);
-        let (a, p) = write_cost(size);
-        println!("write {size}: {a} allocations, {p} packets, {:.3}/packet", a as f64 / p as f64);
-    }
+fn reads_into_a_buffer_allocate_the_same_whatever_the_size() {
+    let small = read_cost(MIB, Read::Into);
+    let large = read_cost(16 * MIB, Read::Into);
+    per_packet("read into", MIB, small);
+    per_packet("read into", 16 * MIB, large);
+    assert!(
+        large.1 > 15 * small.1,
+        "16 times the packets: {small:?} {large:?}"
+    );
+    assert_eq!(
+        small.0, large.0,
+        "allocations: 1 MiB {small:?}, 16 MiB {large:?}"
+    );
+    assert!(small.0 <= 16, "a small number: {small:?}");
+}
+
+#[test]
+fn writes_allocate_the_same_whatever_the_size() {
+    let small = write_cost(MIB);
+    let large = write_cost(16 * MIB);
+    per_packet("write", MIB, small);
+    per_packet("write", 16 * MIB, large);
+    assert!(
+        large.1 > 15 * small.1,
+        "16 times the packets: {small:?} {large:?}"
+    );
+    assert_eq!(
+        small.0, large.0,
+        "allocations: 1 MiB {small:?}, 16 MiB {large:?}"
+    );
+    assert!(small.0 <= 16, "a small number: {small:?}");
+}
+
+#[test]
+fn convenient_reads_allocate_nothing_per_packet() {
+    // The output Vec grows by doubling: a few more allocations for 16
+    // times the size, none per packet.
+    let small = read_cost(MIB, Read::Convenient);
+    let large = read_cost(16 * MIB, Read::Convenient);
+    per_packet("read", MIB, small);
+    per_packet("read", 16 * MIB, large);
+    assert!(large.0 <= small.0 + 8, "1 MiB {small:?}, 16 MiB {large:?}");
 }
