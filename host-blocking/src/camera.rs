@@ -39,6 +39,10 @@ pub use omv_session::ops::DEFAULT_PROFILE_EVENTS;
 pub(crate) type Port = Box<dyn Transport>;
 
 /// Where the port comes from on [`Camera::connect`].
+/// How long [`PortCommand::Reopen`](omv_session::PortCommand) keeps a
+/// serial port closed before opening it again.
+pub const REOPEN_PAUSE: Duration = Duration::from_millis(50);
+
 enum Connector {
     /// Open `config.port` as a serial port.
     Serial,
@@ -238,13 +242,18 @@ impl Camera {
 
     /// For the session's [`PortCommand::Reopen`](omv_session::PortCommand):
     /// closes and reopens a serial port or TCP connection. A caller's
-    /// transport cannot be reopened (false).
+    /// transport cannot be reopened (false). A serial port stays closed
+    /// for [`REOPEN_PAUSE`] so that the other end sees the hang-up (a
+    /// pseudo-terminal reports it only while no one has it open).
     pub(crate) fn reopen_port(&mut self) -> bool {
         if matches!(self.connector, Connector::Provided(_)) {
             return false;
         }
         log::info!("{}: reopening the port", self.port_name);
         self.port = None;
+        if matches!(self.connector, Connector::Serial) {
+            std::thread::sleep(REOPEN_PAUSE);
+        }
         match self.open_port() {
             Ok(p) => {
                 self.port = Some(p);
@@ -554,6 +563,33 @@ impl Camera {
         self.run(ops::ReadAt { id, offset, len })
     }
 
+    /// Reads everything available on channel `id` now (size, then read;
+    /// empty when nothing is). A soft reboot during the read (a script
+    /// ending) reads again, whole, rather than failing with
+    /// [`Rebooted`](omv_session::Error::Rebooted).
+    pub fn channel_read_available(&mut self, id: ChannelId) -> Result<Vec<u8>> {
+        self.run(ops::ReadAvailable { id })
+    }
+
+    /// [`channel_read_at`](Self::channel_read_at) into the caller's
+    /// buffer (cleared, its capacity reused); returns the bytes read. See
+    /// [`channel_read_into`](Self::channel_read_into).
+    pub fn channel_read_at_into(
+        &mut self,
+        id: ChannelId,
+        offset: u32,
+        len: u32,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize> {
+        *buf = self.run(ops::ReadAtInto {
+            id,
+            offset,
+            len,
+            buf: std::mem::take(buf),
+        })?;
+        Ok(buf.len())
+    }
+
     /// Writes `data` at `offset` to channel `id`, split into packets of
     /// `max_payload - 8` bytes at increasing offsets; after a failure it
     /// resumes at the first byte not acknowledged (stdin: from 0).
@@ -649,6 +685,30 @@ impl Camera {
             name: name.into(),
             size,
         })
+    }
+
+    /// [`channel_read`](Self::channel_read) into the caller's buffer: `buf`
+    /// is cleared and the answer reassembled in it as packets arrive (no
+    /// second copy); returns the number of bytes read, `None` when the
+    /// channel does not exist. Reuse `buf`: with enough capacity a read
+    /// allocates nothing per packet and the same few times whatever its
+    /// size (it grows `buf` when the data do not fit; after an error `buf`
+    /// is left empty).
+    pub fn channel_read_into(
+        &mut self,
+        name: &str,
+        size: Option<u32>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>> {
+        let out = self.run(ops::ChannelReadInto {
+            name: name.into(),
+            size,
+            buf: std::mem::take(buf),
+        })?;
+        Ok(out.map(|v| {
+            *buf = v;
+            buf.len()
+        }))
     }
 
     /// Writes `data` to the channel named `name` (split into packets).
@@ -883,7 +943,8 @@ impl Camera {
 
     /// Reads the profile records collected since the last reset (lock,
     /// shape, read, unlock), naming functions from `symbols` when given.
-    /// `None` when the cam has no profile channel or no data.
+    /// `None` when the cam has no profile channel or no data (a BUSY lock
+    /// is asked again a few times first: see [`ops::ReadProfile`]).
     pub fn read_profile(
         &mut self,
         symbols: Option<&SymbolTable>,

@@ -65,9 +65,12 @@ impl Camera {
         Ok(())
     }
 
-    /// Carries out the session's port commands.
-    fn port_commands(&mut self) -> Result<()> {
+    /// Carries out the session's port commands; true when there were any
+    /// (what the session sends next must go out before the loop blocks).
+    fn port_commands(&mut self) -> Result<bool> {
+        let mut any = false;
         while let Some(cmd) = self.session.poll_port_command() {
+            any = true;
             match cmd {
                 PortCommand::Reopen => {
                     let ok = self.reopen_port();
@@ -80,7 +83,7 @@ impl Camera {
                 }
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     /// Blocks up to `wait` for bytes and feeds them to the session.
@@ -140,7 +143,9 @@ impl Camera {
         let mut progress = None;
         loop {
             self.flush_transmits()?;
-            self.port_commands()?;
+            if self.port_commands()? {
+                continue;
+            }
             self.dispatch_events();
             if let Some(out) = self.session.take_output(&pending) {
                 // ACKs produced by the last input go out before returning.

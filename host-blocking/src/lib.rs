@@ -46,7 +46,7 @@ pub mod symbols;
 pub mod transport;
 pub mod types;
 
-pub use camera::{Camera, ChannelLock};
+pub use camera::{Camera, ChannelLock, REOPEN_PAUSE};
 pub use config::CameraConfig;
 pub use error::{Error, Result};
 pub use events::{Event, EventHandler, EventKind, EventState};

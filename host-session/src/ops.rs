@@ -16,7 +16,7 @@ use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use omv_proto::channel::ChannelEntry;
 use omv_proto::frame::FrameHeader;
 use omv_proto::host::{Command, Reply};
@@ -31,7 +31,7 @@ use omv_proto::shape::Shape;
 use omv_proto::stats::Stats;
 use omv_proto::sysinfo::SysInfo;
 use omv_proto::version::Version;
-use omv_proto::{ChannelFlags, ChannelId, Opcode, Status};
+use omv_proto::{ChannelFlags, ChannelId, Opcode, Status, LOCK_INTERVAL};
 
 use crate::error::{Error, Result};
 use crate::session::{Cache, SendInfo};
@@ -352,12 +352,30 @@ op!(
     } => Vec<u8>, retries = true, |s| Box::new(ReadTask::new(s.id, s.offset, s.len))
 );
 
-/// A resumable read.
+op!(
+    /// [`ReadAt`] into the caller's buffer: `buf` is cleared, the answer is
+    /// reassembled in it as it arrives, and it is the output. With
+    /// `buf.capacity() >= len` the read allocates nothing per packet and the
+    /// same few times whatever its size (on failure the buffer is dropped).
+    ReadAtInto {
+        /** The channel. */ pub id: ChannelId,
+        /** Offset. */ pub offset: u32,
+        /** Length. */ pub len: u32,
+        /** Where the bytes go (its capacity is reused). */ pub buf: Vec<u8>,
+    } => Vec<u8>, retries = true, |s| Box::new(ReadTask::with_buffer(s.id, s.offset, s.len, s.buf))
+);
+
+/// A resumable read. Its requests are streamed: while one is in flight
+/// the task's buffer is lent to [`Cache::read_buf`], where the session
+/// appends the answer's fragments as they arrive (no second copy of the
+/// answer), and taken back at the next step.
 pub(crate) struct ReadTask {
     id: ChannelId,
     offset: u32,
     len: u32,
     got: Vec<u8>,
+    /// `Some(bytes held before)` while `got` is lent to the cache.
+    lent: Option<usize>,
     /// Held a lock when it started: may not resume.
     locked: Option<bool>,
     /// The channel consumes what it sends (stdout): after a failure the
@@ -368,19 +386,48 @@ pub(crate) struct ReadTask {
 
 impl ReadTask {
     pub(crate) fn new(id: ChannelId, offset: u32, len: u32) -> ReadTask {
+        ReadTask::with_buffer(id, offset, len, Vec::new())
+    }
+
+    pub(crate) fn with_buffer(id: ChannelId, offset: u32, len: u32, mut buf: Vec<u8>) -> ReadTask {
+        buf.clear();
         ReadTask {
             id,
             offset,
             len,
-            got: Vec::new(),
+            got: buf,
+            lent: None,
             locked: None,
             consuming: false,
         }
     }
 
-    fn send(&mut self) -> Action {
+    /// Takes the buffer back from the cache after a request.
+    fn reclaim(&mut self, cx: &mut Cache) {
+        if self.lent.take().is_some() {
+            self.got = core::mem::take(&mut cx.read_buf);
+        }
+    }
+
+    /// True when no byte has arrived yet.
+    fn got_nothing(&self, cx: &Cache) -> bool {
+        match self.lent {
+            Some(_) => cx.read_buf.is_empty(),
+            None => self.got.is_empty(),
+        }
+    }
+
+    /// The buffer (for a read that starts over).
+    fn into_buffer(mut self, cx: &mut Cache) -> Vec<u8> {
+        self.reclaim(cx);
+        self.got
+    }
+
+    fn send(&mut self, cx: &mut Cache) -> Action {
         let at = self.offset + self.got.len() as u32;
         let rest = self.len - self.got.len() as u32;
+        self.lent = Some(self.got.len());
+        cx.read_buf = core::mem::take(&mut self.got);
         Action::Send(
             Command::read(self.id, at, rest),
             SendInfo {
@@ -388,6 +435,7 @@ impl ReadTask {
                 resumable: !self.locked.unwrap_or(false),
                 data_answer: true,
                 max_answer: Some(rest),
+                stream: true,
             },
         )
     }
@@ -413,21 +461,23 @@ impl Task for ReadTask {
         u64::from(self.len)
     }
     fn done(&self) -> u64 {
-        self.got.len() as u64
+        // While a request is in flight the session adds its bytes.
+        self.lent.unwrap_or(self.got.len()) as u64
     }
     fn step(&mut self, cx: &mut Cache, input: Input) -> Action {
+        self.reclaim(cx);
         if self.locked.is_none() {
             self.locked = Some(cx.locks & (1 << (self.id.0 & 31)) != 0);
         }
         match input {
             Input::Start => {
                 if self.len == 0 {
-                    return done(Vec::<u8>::new());
+                    return done(core::mem::take(&mut self.got));
                 }
                 if let Err(e) = check_range(self.offset, self.len as usize, "read") {
                     return fail(e);
                 }
-                self.send()
+                self.send(cx)
             }
             Input::Reply(r) => match self.append(&reply_bytes(r)) {
                 Ok(()) => done(core::mem::take(&mut self.got)),
@@ -459,7 +509,7 @@ impl Task for ReadTask {
                 if self.got.len() as u32 == self.len {
                     return done(core::mem::take(&mut self.got));
                 }
-                self.send()
+                self.send(cx)
             }
             Input::Failed(e) => fail(e),
         }
@@ -485,6 +535,8 @@ pub(crate) struct WriteTask {
     acked: usize,
     inflight: usize,
     locked: Option<bool>,
+    /// Where each packet's payload is built (reused: nothing allocated per packet).
+    scratch: BytesMut,
 }
 
 impl WriteTask {
@@ -496,6 +548,7 @@ impl WriteTask {
             acked: 0,
             inflight: 0,
             locked: None,
+            scratch: BytesMut::new(),
         }
     }
 
@@ -508,12 +561,18 @@ impl WriteTask {
         let at = self.offset + self.acked as u32;
         self.inflight = n;
         Action::Send(
-            Command::write(self.id, at, &self.data[self.acked..self.acked + n]),
+            Command::write_in(
+                &mut self.scratch,
+                self.id,
+                at,
+                &self.data[self.acked..self.acked + n],
+            ),
             SendInfo {
                 offset: Some(at),
                 resumable: !self.locked.unwrap_or(false),
                 data_answer: false,
                 max_answer: None,
+                stream: false,
             },
         )
     }
@@ -941,6 +1000,37 @@ op!(
     }
 );
 op!(
+    /// Reads everything available on channel `id` now (CHANNEL_SIZE, then a
+    /// resumable read; empty when nothing is). A soft reboot during the
+    /// read (a script ending) starts it over from the size, whole: the
+    /// output is what one content held, never two joined.
+    ReadAvailable { /** The channel. */ pub id: ChannelId } => Vec<u8>, retries = true,
+    |s| Box::new(SizedRead { restart: true, ..SizedRead::new(s.id, None, false) })
+);
+
+op!(
+    /// [`ChannelRead`] into the caller's buffer (cleared, its capacity
+    /// reused, returned as the output): `None` when the channel does not
+    /// exist. Allocates nothing per packet; with enough capacity, the same
+    /// few times whatever the size.
+    ChannelReadInto {
+        /** The name. */ pub name: String,
+        /** Bytes, or all available. */ pub size: Option<u32>,
+        /** Where the bytes go. */ pub buf: Vec<u8>,
+    } => Option<Vec<u8>>, retries = true,
+    |s| {
+        let (size, buf) = (s.size, s.buf);
+        by_name(&s.name, Box::new(move |e| match e {
+            None => Err(done(Option::<Vec<u8>>::None)),
+            Some(e) => {
+                let mut r = SizedRead::new(e.id, size, true);
+                r.buf = Some(buf);
+                Ok(Box::new(r) as Box<dyn Task>)
+            }
+        }))
+    }
+);
+op!(
     /// Writes to the channel named `name`: `false` when it does not exist.
     /// Resumes after failures (stdin from offset 0).
     ChannelWrite { /** The name. */ pub name: String, /** The bytes. */ pub data: Bytes } => bool, retries = true,
@@ -980,7 +1070,13 @@ struct SizedRead {
     size: Option<u32>,
     read: Option<ReadTask>,
     wrap: bool,
+    /// The channel consumes what it sends (see [`ReadTask`]).
     consuming: bool,
+    /// A soft reboot during the read starts it over from the size (the
+    /// bytes before it dropped) instead of failing with [`Error::Rebooted`].
+    restart: bool,
+    /// The caller's buffer, until the read starts.
+    buf: Option<Vec<u8>>,
 }
 impl SizedRead {
     fn new(id: ChannelId, size: Option<u32>, wrap: bool) -> SizedRead {
@@ -990,6 +1086,8 @@ impl SizedRead {
             read: None,
             wrap,
             consuming: false,
+            restart: false,
+            buf: None,
         }
     }
     /// Of a channel that consumes what it sends (see [`ReadTask`]).
@@ -998,7 +1096,8 @@ impl SizedRead {
         self
     }
     fn start_read(&mut self, cx: &mut Cache, n: u32) -> Action {
-        let mut r = ReadTask::new(self.id, 0, n);
+        let buf = self.buf.take().unwrap_or_default();
+        let mut r = ReadTask::with_buffer(self.id, 0, n, buf);
         r.consuming = self.consuming;
         let a = r.step(cx, Input::Start);
         self.read = Some(r);
@@ -1023,10 +1122,17 @@ impl Task for SizedRead {
     }
     fn step(&mut self, cx: &mut Cache, input: Input) -> Action {
         if let (Some(r), Input::Resumed { partial, rebooted }) = (&self.read, &input) {
-            // A soft reboot before any byte arrived: the size may have
-            // changed too; measure again.
-            if *rebooted && r.got.is_empty() && partial.is_empty() && self.size.is_none() {
-                self.read = None;
+            // A soft reboot before any byte arrived (or any time, when
+            // asked to start over): the size may have changed too; measure
+            // again.
+            let none_yet = r.got_nothing(cx) && partial.is_empty();
+            if *rebooted && self.size.is_none() && (none_yet || self.restart) {
+                if !none_yet {
+                    log::info!("the cam soft-rebooted during a read; reading again, whole");
+                }
+                // The bytes before the reboot go (the buffer is cleared
+                // when the read starts again).
+                self.buf = self.read.take().map(|r| r.into_buffer(cx));
                 return Action::Send(Command::new(Opcode::CHANNEL_SIZE, self.id), data_info());
             }
         }
@@ -1325,18 +1431,22 @@ op!(
     /// Reads the waiting frame without decoding it: lock, size, read,
     /// unlock. `None` when no frame is waiting (lock BUSY or empty).
     ReadFrame => Option<RawFrame>, retries = true, |_s| builtin("stream", |id| Box::new(Locked {
-        id, stage: LockStage::Lock, kind: LockedKind::Frame, size: 0, result: None,
+        id, stage: LockStage::Lock, kind: LockedKind::Frame, size: 0, result: None, busy_waits: 0,
     }))
 );
 
 op!(
     /// Reads the profile records' bytes (lock, shape, read, unlock): `None`
-    /// without a profile channel or data. The record layout is decoded by
+    /// without a profile channel or data. A BUSY lock (the firmware grants
+    /// no lock within [`LOCK_INTERVAL`] of the last one on any channel, a
+    /// frame read a moment before, say) is asked again after
+    /// [`PROFILE_BUSY_WAIT`], up to [`PROFILE_BUSY_TRIES`] times within the
+    /// deadline, before it counts as "no data". The record layout is decoded by
     /// the caller with [`ProfileData::records`].
     ReadProfile => Option<ProfileData>, retries = true, |_s| by_name("profile", Box::new(|e| match e {
         None => Err(done(Option::<ProfileData>::None)),
         Some(e) => Ok(Box::new(NeedSysInfo { inner: Some(Box::new(Locked {
-            id: e.id, stage: LockStage::Lock, kind: LockedKind::Profile, size: 0, result: None,
+            id: e.id, stage: LockStage::Lock, kind: LockedKind::Profile, size: 0, result: None, busy_waits: 0,
         })), started: false }) as Box<dyn Task>),
     }))
 );
@@ -1355,6 +1465,14 @@ enum LockedKind {
     Profile,
 }
 
+/// How long a profile read waits after a BUSY lock before it asks again:
+/// twice [`LOCK_INTERVAL`], since the cam counts the interval from its
+/// last lock in its own millisecond ticks.
+pub const PROFILE_BUSY_WAIT: core::time::Duration = LOCK_INTERVAL.saturating_mul(2);
+
+/// Locks a profile read asks again after BUSY before "no data".
+pub const PROFILE_BUSY_TRIES: u8 = 3;
+
 /// A read under a lock; after a resync (which releases the lock) it
 /// starts over from the lock.
 struct Locked {
@@ -1363,6 +1481,8 @@ struct Locked {
     kind: LockedKind,
     size: u32,
     result: Option<Box<dyn core::any::Any + Send>>,
+    /// BUSY locks waited out so far.
+    busy_waits: u8,
 }
 
 impl Locked {
@@ -1382,6 +1502,7 @@ impl Locked {
             resumable: false,
             data_answer: stage != LockStage::Lock && stage != LockStage::Unlock,
             max_answer: (stage == LockStage::Read).then_some(self.size),
+            stream: false,
         };
         Action::Send(c, i)
     }
@@ -1412,7 +1533,25 @@ impl Task for Locked {
             }
             Input::Failed(e) => {
                 return match self.stage {
+                    LockStage::Lock
+                        if e.is_nak(Status::BUSY)
+                            && self.kind == LockedKind::Profile
+                            && self.busy_waits < PROFILE_BUSY_TRIES =>
+                    {
+                        self.busy_waits += 1;
+                        Action::Wait {
+                            time: PROFILE_BUSY_WAIT,
+                            op: Opcode::CHANNEL_LOCK,
+                            channel: self.id.0,
+                        }
+                    }
                     LockStage::Lock if e.is_nak(Status::BUSY) => self.none(),
+                    // Out of time to wait out a BUSY lock: no data.
+                    LockStage::Lock
+                        if self.busy_waits > 0 && matches!(e, Error::DeadlineExceeded { .. }) =>
+                    {
+                        self.none()
+                    }
                     LockStage::Unlock => {
                         // The data is complete; a failed unlock resynced
                         // the link (which released the lock) or was BUSY.

@@ -359,7 +359,11 @@ fn a_write_slower_than_the_fast_threshold_completes() {
     })
     .unwrap_or_else(|e| panic!("{e} {:?}", w.s.stats()));
     let took = w.now.saturating_duration_since(t0);
-    assert!(took < omv_proto::Duration::from_secs(1), "{took:?} {:?}", w.s.stats());
+    assert!(
+        took < omv_proto::Duration::from_secs(1),
+        "{took:?} {:?}",
+        w.s.stats()
+    );
     let back = w
         .run(ops::ReadAt {
             id,

@@ -380,9 +380,9 @@ impl World {
             // Without faults no EXEC answer or script-started event is
             // lost: exactly once.
             if self.app.quiet {
-                return Err(self.violation(format!(
-                    "Exec ran its script {runs} times with faults off"
-                )));
+                return Err(
+                    self.violation(format!("Exec ran its script {runs} times with faults off"))
+                );
             }
         }
         Ok(classify(&r).unwrap_or(Outcome::Ok))

@@ -78,7 +78,13 @@ impl Scenario {
         host.timeout = timeout;
         host.max_retry = d.range(1, 3) as u8;
         let rtx_floor = (3 * packet_us + 2000).div_ceil(1000).max(20);
-        let board = d.pick(&[Board::H7Plus, Board::H7Plus, Board::Rt1062, Board::N6, Board::H7]);
+        let board = d.pick(&[
+            Board::H7Plus,
+            Board::H7Plus,
+            Board::Rt1062,
+            Board::N6,
+            Board::H7,
+        ]);
         let max_payload = if d.chance(0.7) {
             None
         } else {

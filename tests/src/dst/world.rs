@@ -401,8 +401,7 @@ impl World {
                 let until = self.now + d;
                 self.stall_until = Some(self.stall_until.map_or(until, |t| t.max(until)));
                 self.trace.mix(&[0xE2, d.as_micros() as u64]);
-                self.trace
-                    .log(self.now, || format!("cam stalls for {d:?}"));
+                self.trace.log(self.now, || format!("cam stalls for {d:?}"));
             }
             CamAction::ProtocolReset => {
                 self.inj
@@ -448,8 +447,9 @@ impl World {
                 self.port_open = false;
                 self.session.port_closed();
             }
-            self.trace
-                .log(self.now, || "cam reboots on SYS_RESET; the port drops".into());
+            self.trace.log(self.now, || {
+                "cam reboots on SYS_RESET; the port drops".into()
+            });
         }
     }
 
@@ -481,7 +481,11 @@ impl World {
                 }
             }
             self.tbuf.clear();
-            while self.session.poll_transmit(self.now, &mut self.tbuf).is_some() {
+            while self
+                .session
+                .poll_transmit(self.now, &mut self.tbuf)
+                .is_some()
+            {
                 let p = std::mem::take(&mut self.tbuf);
                 if self.port_open {
                     self.host_packets += 1;
@@ -669,15 +673,15 @@ impl World {
         let budget = self.session.config().deadline_for(size);
         let start = self.now;
         self.trace.mix(&[0xC0, size]);
-        self.trace
-            .log(self.now, || format!("start {name} ({size} bytes, budget {budget:?})"));
+        self.trace.log(self.now, || {
+            format!("start {name} ({size} bytes, budget {budget:?})")
+        });
         loop {
             self.pump()?;
             if let Some(out) = self.session.take_output(&pending) {
                 let used = self.now.saturating_duration_since(start);
                 let permille = (used.as_micros() * 1000 / budget.as_micros().max(1)) as u64;
-                self.stats.worst_budget_permille =
-                    self.stats.worst_budget_permille.max(permille);
+                self.stats.worst_budget_permille = self.stats.worst_budget_permille.max(permille);
                 self.trace.mix(&[0xC1, u64::from(out.is_ok())]);
                 self.trace.log(self.now, || match &out {
                     Ok(_) => format!("  -> {name} ok after {used:?}"),
