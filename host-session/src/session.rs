@@ -72,6 +72,14 @@ pub struct SessionStats {
     pub simulated_drops: u64,
 }
 
+/// Size classes of the fast-threshold backoff (payload lengths by `log2`).
+const BACKOFF_CLASSES: usize = 18;
+
+/// The backoff class of a request of `len` payload bytes.
+fn backoff_class(len: usize) -> usize {
+    ((usize::BITS - len.leading_zeros()) as usize).min(BACKOFF_CLASSES - 1)
+}
+
 /// What the request in flight is, for error messages and timers.
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
@@ -171,17 +179,13 @@ pub struct Session {
     /// Rounds of the resync in flight in which SYNC got no answer.
     resync_silent: u8,
     /// Requests given up early on their status answer (fast fails of
-    /// writes and the like): each doubles the fast threshold (up to 64×)
-    /// of requests at least half as long as them (`backoff_len`), so that
-    /// a request whose answer takes longer than the threshold (a large
-    /// write on a slow link: the round trip is measured on small packets)
-    /// is not given up on forever. Such a request answered in less than
-    /// half its threshold takes one step off.
-    fast_backoff: u8,
-    /// The backoff applies to requests of at least half this length: the
-    /// first request given up early since the backoff was 0, or a later
-    /// one less than half as long.
-    backoff_len: usize,
+    /// writes and the like), by request size class (`log2` of the payload
+    /// length): each doubles the fast threshold (up to 64×) of requests of
+    /// its class, so that a request whose answer takes longer than the
+    /// threshold (a large write on a slow link: the round trip is measured
+    /// on small packets) is not given up on forever. An answer of the class
+    /// in less than half its threshold takes one step off.
+    fast_backoff: [u8; BACKOFF_CLASSES],
     /// The stock `drop_rate` (`None` when zero).
     drops: Option<StreamDrops>,
     /// What survived `drops` of the last input.
@@ -243,8 +247,7 @@ impl Session {
             progress: None,
             pending_start: false,
             resync_fast: false,
-            fast_backoff: 0,
-            backoff_len: 0,
+            fast_backoff: [0; BACKOFF_CLASSES],
             resync_silent: 0,
             drops,
             rx_kept: Vec::new(),
@@ -355,15 +358,11 @@ impl Session {
         t.min(self.config.timeout / 2)
     }
 
-    /// The threshold for a request of `len` payload bytes (raised for long
-    /// requests after early give-ups, see `fast_backoff`).
+    /// The threshold for a request of `len` payload bytes (raised for its
+    /// size class after early give-ups, see `fast_backoff`).
     fn fast_threshold_for(&self, len: usize) -> Duration {
         let t = (self.round_trip() * 4).max(self.config.fast_min);
-        let t = if self.fast_backoff > 0 && len * 2 >= self.backoff_len {
-            t.saturating_mul(1 << self.fast_backoff)
-        } else {
-            t
-        };
+        let t = t.saturating_mul(1 << self.fast_backoff[backoff_class(len)]);
         t.min(self.config.timeout / 2)
     }
 
@@ -711,10 +710,8 @@ impl Session {
             if !resent {
                 // A status answer (the cam never resends it): maybe
                 // simply not due yet after a long request.
-                self.fast_backoff = (self.fast_backoff + 1).min(6);
-                if self.backoff_len == 0 || len * 2 < self.backoff_len {
-                    self.backoff_len = len.max(1);
-                }
+                let b = &mut self.fast_backoff[backoff_class(len)];
+                *b = (*b + 1).min(6);
             }
             self.abandon_request();
             self.request_failed(now, e);
@@ -878,14 +875,10 @@ impl Session {
                         // raised too far (by losses rather than a slow
                         // request); come down a step.
                         let took = now.saturating_duration_since(f.sent_at);
-                        if self.fast_backoff > 0
-                            && f.len * 2 >= self.backoff_len
-                            && took * 2 < self.fast_threshold_for(f.len)
+                        let class = backoff_class(f.len);
+                        if self.fast_backoff[class] > 0 && took * 2 < self.fast_threshold_for(f.len)
                         {
-                            self.fast_backoff -= 1;
-                            if self.fast_backoff == 0 {
-                                self.backoff_len = 0;
-                            }
+                            self.fast_backoff[class] -= 1;
                         }
                         self.step(now, Input::Reply(reply))
                     }

@@ -412,11 +412,14 @@ impl World {
         }
     }
 
-    fn events_on(&self) -> bool {
+    /// Events are on, on both sides, and the two sides agree (no cam reset
+    /// the session has not caught up with).
+    fn events_on(&mut self) -> bool {
         self.port_open
             && self.session.is_connected()
             && self.session.caps().flags.events()
-            && self.cam.sim.endpoint().caps().flags.events()
+            && self.session.caps() == self.cam.sim.endpoint().caps()
+            && !self.soft_reboot_since_resync()
     }
 
     fn between(&mut self, b: Between) -> Result<(), Violation> {
@@ -445,17 +448,22 @@ impl World {
                     let chain = c.rtx_timeout.saturating_mul((2u32 << c.rtx_retries) - 1);
                     let wait = chain + self.session.config().timeout.saturating_mul(10);
                     let before = self.disruptions;
+                    let silent = self.silent_resets();
                     let dropped = self.cam.sim.stats().dropped_events;
                     self.saw_list_event = false;
                     let end = self.now + wait;
                     let seen = self.run_until(end, |w| w.saw_list_event)?;
-                    // Excused: a reset, or a full event queue (the cam
-                    // reports the events it dropped).
+                    // Excused: a reset (a fault's, or the cam's own give-up,
+                    // which drops its queued events), or a full event queue
+                    // (the cam reports the events it dropped).
                     let excused = self.disruptions != before
+                        || self.silent_resets() != silent
                         || self.cam.sim.stats().dropped_events != dropped;
                     if !seen && !excused {
                         return Err(self.violation(format!(
-                            "a channel was registered with events on and no faults, but the session did not report CHANNEL_REGISTERED within {wait:?}"
+                            "a channel was registered with events on and no faults, but the session did not report CHANNEL_REGISTERED within {wait:?} (cam {:?}, buffered input {} bytes)",
+                            self.cam.sim.endpoint(),
+                            self.cam.sim.endpoint().buffered()
                         )));
                     }
                 }
