@@ -72,6 +72,15 @@ pub struct SessionStats {
     pub simulated_drops: u64,
 }
 
+/// Time per byte of a 921600-baud serial link (10 bits per byte): what
+/// the fast threshold allows for a request to get through the link until
+/// the link's own speed is measured.
+const SERIAL_BYTE_NS: u64 = 10_850;
+
+/// Requests at least this long measure the link's time per byte, and
+/// have their time through the link added to their fast threshold.
+const BYTE_TIME_MIN_LEN: usize = 512;
+
 /// Size classes of the fast-threshold backoff (payload lengths by `log2`).
 const BACKOFF_CLASSES: usize = 18;
 
@@ -186,6 +195,10 @@ pub struct Session {
     /// on small packets) is not given up on forever. An answer of the class
     /// in less than half its threshold takes one step off.
     fast_backoff: [u8; BACKOFF_CLASSES],
+    /// Time per request byte on the link, in ns, measured on long
+    /// requests' answers ([`SERIAL_BYTE_NS`] until then): a request's
+    /// status answer cannot come before the request is through the link.
+    byte_ns: u64,
     /// The stock `drop_rate` (`None` when zero).
     drops: Option<StreamDrops>,
     /// What survived `drops` of the last input.
@@ -248,6 +261,7 @@ impl Session {
             pending_start: false,
             resync_fast: false,
             fast_backoff: [0; BACKOFF_CLASSES],
+            byte_ns: SERIAL_BYTE_NS,
             resync_silent: 0,
             drops,
             rx_kept: Vec::new(),
@@ -363,7 +377,30 @@ impl Session {
     fn fast_threshold_for(&self, len: usize) -> Duration {
         let t = (self.round_trip() * 4).max(self.config.fast_min);
         let t = t.saturating_mul(1 << self.fast_backoff[backoff_class(len)]);
-        t.min(self.config.timeout / 2)
+        // Short requests go through within the measured round trip.
+        let through = if len >= BYTE_TIME_MIN_LEN {
+            Duration::from_micros((len as u64).saturating_mul(self.byte_ns) / 1000)
+        } else {
+            Duration::ZERO
+        };
+        t.saturating_add(through).min(self.config.timeout / 2)
+    }
+
+    /// A long request was answered in `took` without being asked again:
+    /// its time per byte beyond the round trip. A slower link is adopted at
+    /// once, a faster one a quarter at a time.
+    fn sample_byte_time(&mut self, len: usize, took: Duration) {
+        if len < BYTE_TIME_MIN_LEN {
+            return;
+        }
+        let beyond = took.saturating_sub(self.round_trip());
+        let ns = u64::try_from(beyond.as_micros().saturating_mul(1000) / len as u128)
+            .unwrap_or(u64::MAX);
+        self.byte_ns = if ns >= self.byte_ns {
+            ns
+        } else {
+            (self.byte_ns * 3 + ns) / 4
+        };
     }
 
     fn sample_rtt(&mut self, d: Duration) {
@@ -875,6 +912,9 @@ impl Session {
                         // raised too far (by losses rather than a slow
                         // request); come down a step.
                         let took = now.saturating_duration_since(f.sent_at);
+                        if f.steps == 0 {
+                            self.sample_byte_time(f.len, took);
+                        }
                         let class = backoff_class(f.len);
                         if self.fast_backoff[class] > 0 && took * 2 < self.fast_threshold_for(f.len)
                         {

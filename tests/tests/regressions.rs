@@ -500,3 +500,47 @@ fn an_exec_acked_in_the_same_read_as_its_soft_reboot_runs_once() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert!(now.saturating_duration_since(t0) < omv_proto::Duration::from_secs(1));
 }
+
+/// DST seed 31884: a 1.9 KB write to a locked channel at 921600 baud
+/// takes over 20 ms to answer, just over the 20 ms fast threshold: the
+/// session gave up on it early, resynced, which released the lock, and
+/// the write failed. The threshold now allows for a long request's time
+/// through the link (measured, a 921600-baud serial link until then).
+#[test]
+fn a_long_write_under_a_lock_is_not_given_up_early() {
+    use omv_session::{ops, Session, SessionConfig};
+    let mut cam = omv_sim::cam::SimConfig::new().build().unwrap();
+    let id = cam
+        .register_channel(
+            "lk",
+            Box::new(omv_sim::user::BufferChannel::new(4096).lockable(true)),
+        )
+        .unwrap();
+    let mut s = Session::new(SessionConfig::default());
+    s.port_opened();
+    let mut w = Serial {
+        s,
+        cam,
+        h2c: Pipe::default(),
+        c2h: Pipe::default(),
+        now: Instant::ZERO,
+    };
+    w.run(ops::Connect).unwrap();
+    assert!(w.run(ops::Lock { id }).unwrap());
+    let data: Vec<u8> = (0..1900u32).map(|i| (i * 3 + 7) as u8).collect();
+    w.run(ops::WriteAt {
+        id,
+        offset: 16,
+        data: data.clone().into(),
+    })
+    .unwrap_or_else(|e| panic!("{e} {:?}", w.s.stats()));
+    assert_eq!(w.s.stats().fast_fails, 0, "{:?}", w.s.stats());
+    let back = w
+        .run(ops::ReadAt {
+            id,
+            offset: 16,
+            len: data.len() as u32,
+        })
+        .unwrap();
+    assert!(back == data);
+}
