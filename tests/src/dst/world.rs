@@ -162,6 +162,8 @@ pub struct World {
     give_ups: (u64, u32),
     /// Packets the session put on the link.
     pub host_packets: u64,
+    /// Silent protocol resets injected.
+    injected_resets: u64,
 }
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -212,6 +214,7 @@ impl World {
             resync_mark: (0, 0),
             give_ups: (0, 0),
             host_packets: 0,
+            injected_resets: 0,
         }
     }
 
@@ -408,6 +411,7 @@ impl World {
                     .counts
                     .add(Dir::HostToCam, FaultKind::ProtocolReset);
                 self.cam.protocol_reset();
+                self.injected_resets += 1;
                 self.model.on_protocol_reinit();
                 self.disruptions += 1;
                 self.trace.mix(&[0xE4]);
@@ -612,10 +616,10 @@ impl World {
     }
 
     /// Protocol resets of the cam that only a SOFT_REBOOT event could
-    /// tell the host: scripts that ended, and retransmit give-ups (never
-    /// told).
+    /// tell the host: scripts that ended, and retransmit give-ups and
+    /// injected silent resets (never told).
     pub fn silent_resets(&self) -> u64 {
-        self.cam.sim.stats().soft_reboots + self.give_ups.0
+        self.cam.sim.stats().soft_reboots + self.give_ups.0 + self.injected_resets
     }
 
     /// A script ended or the cam gave up a retransmission (it restarted
