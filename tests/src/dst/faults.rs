@@ -263,15 +263,19 @@ impl Guard {
     ///   check or recovered by retransmission, so one of them must be on;
     /// * bit flips, truncations and garbage need CRCs (and, cam-to-host,
     ///   destroy a packet like a drop does);
-    /// * duplicates need sequence numbers;
-    /// * splitting and FIFO delays are harmless on a byte stream.
+    /// * duplicates and delays need sequence numbers (a delayed packet of
+    ///   an abandoned exchange would pass for the next one's);
+    /// * splitting is harmless on a byte stream.
     pub fn allows(&self, dir: Dir, kind: FaultKind) -> bool {
         let loss_ok = dir == Dir::HostToCam || self.seq || self.ack;
         match kind {
             FaultKind::Drop => loss_ok,
             FaultKind::BitFlip | FaultKind::Truncate | FaultKind::Garbage => self.crc && loss_ok,
-            FaultKind::Duplicate => self.seq,
-            FaultKind::Delay | FaultKind::Split => true,
+            // A held-back packet of an exchange the host gave up on is,
+            // without sequence numbers, taken for the answer to the next
+            // request (requests carry no id): undetectable by design.
+            FaultKind::Duplicate | FaultKind::Delay => self.seq,
+            FaultKind::Split => true,
             FaultKind::Stall | FaultKind::ProtocolReset | FaultKind::Reboot => true,
         }
     }
