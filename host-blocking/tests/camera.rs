@@ -63,6 +63,8 @@ fn retry_helper() {
         calls += 1;
         Err(Error::Timeout {
             op: Opcode::SYS_INFO,
+            channel: 0,
+            offset: None,
             timeout: Duration::from_secs(1),
         })
     });

@@ -49,17 +49,29 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+mod camera_config;
 mod config;
 mod error;
 mod events;
+#[cfg(feature = "image")]
+mod frame;
+#[cfg(feature = "image")]
+pub mod image;
 pub mod ops;
 mod session;
+#[cfg(feature = "symbols")]
+pub mod symbols;
 mod task;
 mod types;
 
+#[cfg(feature = "std")]
+pub use camera_config::{CameraConfig, DEFAULT_BAUDRATE};
 pub use config::SessionConfig;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, EventState};
+#[cfg(feature = "image")]
+pub use frame::{DecodeFrame, Frame};
 pub use ops::Operation;
 pub use session::{Pending, PortCommand, Progress, Session, SessionStats};
 pub use types::{ChannelKey, ChannelStatus, ProfileData, ProfileEntry, RawFrame, SystemInfo};
