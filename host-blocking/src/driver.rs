@@ -102,15 +102,7 @@ impl Camera {
             if let Some(h) = self.handler.as_mut() {
                 h.on_event(&e);
             }
-            if self.config.event_queue == 0 {
-                self.dropped += 1;
-                continue;
-            }
-            if self.pending.len() >= self.config.event_queue {
-                self.pending.pop_front();
-                self.dropped += 1;
-            }
-            self.pending.push_back(e);
+            self.pending.push(e, self.config.event_queue);
         }
     }
 
