@@ -438,7 +438,7 @@ impl Camera {
         let r = loop {
             match op(self) {
                 Err(e)
-                    if e.is_retryable() && attempt < self.config.retries && self.is_connected() =>
+                    if self.config.should_retry(&e, attempt) && self.is_connected() =>
                 {
                     attempt += 1;
                     log::warn!(

@@ -199,6 +199,13 @@ impl CameraConfig {
         Ok(())
     }
 
+    /// Whether a driver's `Camera::retry` runs the caller's closure again
+    /// after `e`, having retried `attempts` times already: a retryable
+    /// error and fewer than [`retries`](Self::retries) attempts.
+    pub fn should_retry(&self, e: &Error, attempts: u8) -> bool {
+        e.is_retryable() && attempts < self.retries
+    }
+
     /// The session's settings.
     pub fn session_config(&self) -> SessionConfig {
         SessionConfig {

@@ -231,6 +231,28 @@ mod tests {
     }
 }
 
+/// Receives every event as it arrives (the stock `_handle_event`
+/// override), in any driver.
+///
+/// Closures work directly:
+///
+/// ```
+/// use omv_session::{Event, EventHandler};
+/// let mut seen = Vec::new();
+/// let mut handler = |e: &Event| seen.push(e.kind);
+/// # let _ = &mut handler as &mut dyn FnMut(&Event);
+/// ```
+pub trait EventHandler: Send {
+    /// Called once per event, after the driver updated its own state.
+    fn on_event(&mut self, event: &Event);
+}
+
+impl<F: FnMut(&Event) + Send> EventHandler for F {
+    fn on_event(&mut self, event: &Event) {
+        self(event)
+    }
+}
+
 /// The events a driver keeps for its caller (`Camera::pending_events`,
 /// `Camera::take_events`): the newest `cap`, the older ones dropped and
 /// counted.

@@ -69,7 +69,7 @@ mod types;
 pub use camera_config::{CameraConfig, DEFAULT_BAUDRATE};
 pub use config::SessionConfig;
 pub use error::{Error, Result};
-pub use events::{Event, EventKind, EventQueue, EventState};
+pub use events::{Event, EventHandler, EventKind, EventQueue, EventState};
 #[cfg(feature = "image")]
 pub use frame::{DecodeFrame, Frame};
 pub use ops::Operation;
