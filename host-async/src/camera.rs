@@ -118,7 +118,9 @@ impl Camera {
     async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'a> FnOnce(&'a mut Actor, &'a mut Reply<T>) -> BoxFut<'a, Result<T>> + Send + 'static,
+        F: for<'a> FnOnce(&'a mut Actor, &'a mut Reply<T>) -> BoxFut<'a, Result<T>>
+            + Send
+            + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |a: &mut Actor| {
@@ -182,7 +184,9 @@ impl Camera {
     /// Installs a progress callback, called as a transfer's done bytes
     /// change (on the driver task: keep it short).
     pub async fn set_progress_handler(&self, f: impl FnMut(Progress) + Send + 'static) {
-        let _ = self.with_actor(move |a| a.progress = Some(Box::new(f))).await;
+        let _ = self
+            .with_actor(move |a| a.progress = Some(Box::new(f)))
+            .await;
     }
 
     /// The session's policy counters (resyncs, resumes, fast retransmits).
@@ -461,7 +465,12 @@ impl Camera {
     }
 
     /// CHANNEL_IOCTL with u32 arguments.
-    pub async fn channel_ioctl_u32(&self, id: ChannelId, cmd: u32, args: &[u32]) -> Result<Vec<u8>> {
+    pub async fn channel_ioctl_u32(
+        &self,
+        id: ChannelId,
+        cmd: u32,
+        args: &[u32],
+    ) -> Result<Vec<u8>> {
         self.run(ops::Ioctl::u32s(id, cmd, args)).await
     }
 
@@ -491,7 +500,10 @@ impl Camera {
     }
 
     /// Looks a channel up by name or id (`None` when it does not exist).
-    pub async fn get_channel(&self, key: impl Into<ChannelKey<'_>>) -> Result<Option<ChannelEntry>> {
+    pub async fn get_channel(
+        &self,
+        key: impl Into<ChannelKey<'_>>,
+    ) -> Result<Option<ChannelEntry>> {
         let op = ops::GetChannel::new(key.into());
         self.run(op).await
     }
@@ -588,7 +600,9 @@ impl Camera {
         };
         match tokio::task::spawn_blocking(move || raw.decode()).await {
             Ok(r) => Ok(Some(r?)),
-            Err(e) => Err(Error::InvalidArgument(format!("frame decoding failed: {e}"))),
+            Err(e) => Err(Error::InvalidArgument(format!(
+                "frame decoding failed: {e}"
+            ))),
         }
     }
 
@@ -700,6 +714,12 @@ impl std::ops::Deref for ChannelLock {
     type Target = Camera;
     fn deref(&self) -> &Camera {
         &self.cam
+    }
+}
+
+impl std::ops::DerefMut for ChannelLock {
+    fn deref_mut(&mut self) -> &mut Camera {
+        &mut self.cam
     }
 }
 

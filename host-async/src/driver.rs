@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use omv_proto::Instant;
 use omv_session::{
-    CameraConfig, Error, Event, EventHandler, EventQueue, Operation, PortCommand, Progress,
-    Result, Session,
+    CameraConfig, Error, Event, EventHandler, EventQueue, Operation, PortCommand, Progress, Result,
+    Session,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -84,7 +84,9 @@ pub(crate) fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 /// Waits until `t` (on the session's clock), or forever without one.
 async fn sleep_until(epoch: tokio::time::Instant, t: Option<Instant>) {
     match t {
-        Some(t) => tokio::time::sleep_until(epoch + t.saturating_duration_since(Instant::ZERO)).await,
+        Some(t) => {
+            tokio::time::sleep_until(epoch + t.saturating_duration_since(Instant::ZERO)).await
+        }
         None => std::future::pending().await,
     }
 }
@@ -226,9 +228,7 @@ impl Actor {
                     "the stream was closed by disconnect() and cannot be reopened",
                 ))
             }),
-            Connector::Serial => {
-                port::serial(&self.config.port, self.config.baudrate).map_err(io)
-            }
+            Connector::Serial => port::serial(&self.config.port, self.config.baudrate).map_err(io),
             Connector::Tcp(a) => {
                 let a = a.clone();
                 match tokio::time::timeout(self.config.timeout, port::tcp(&a)).await {
@@ -329,7 +329,11 @@ impl Actor {
             self.flush().await?;
             // After the first event, only what is already there.
             let got = self.session.event_state().total > before;
-            let until = if got { tokio::time::Instant::now() } else { end };
+            let until = if got {
+                tokio::time::Instant::now()
+            } else {
+                end
+            };
             match tokio::time::timeout_at(until, recv(&mut self.port, &mut self.rbuf)).await {
                 Ok(Ok(n)) => self.input(n),
                 Ok(Err(e)) => return Err(self.io_error(e)),

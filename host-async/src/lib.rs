@@ -47,7 +47,7 @@ pub use omv_session::{
     SessionStats, SystemInfo,
 };
 
-/// The host session, re-exported.
-pub use omv_session;
 /// The sans-IO protocol engine, re-exported for its types.
 pub use omv_proto;
+/// The host session, re-exported.
+pub use omv_session;

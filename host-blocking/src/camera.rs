@@ -437,9 +437,7 @@ impl Camera {
         let mut attempt = 0u8;
         let r = loop {
             match op(self) {
-                Err(e)
-                    if self.config.should_retry(&e, attempt) && self.is_connected() =>
-                {
+                Err(e) if self.config.should_retry(&e, attempt) && self.is_connected() => {
                     attempt += 1;
                     log::warn!(
                         "{}: {e}; retrying ({attempt}/{})",
