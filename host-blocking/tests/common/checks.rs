@@ -724,3 +724,35 @@ pub async fn boot(sim: &EmbeddedSim, cam: &mut impl Cam) {
         "the cam did not reboot"
     );
 }
+
+/// With seeded faults on the link: writes at offsets and reads back, and
+/// a whole 256 KiB read, byte for byte (the session resumes transfers by
+/// itself within their deadlines: no retry helper).
+pub async fn faulty_transfers(cam: &mut impl Cam) {
+    let id = cam.get_channel_id("bulk").await.unwrap().unwrap();
+    for round in 0..4u8 {
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i as u8) ^ round).collect();
+        let at = u32::from(round) * 50_000;
+        cam.channel_write_at(id, at, &data).await.unwrap();
+        let back = cam.channel_read_at(id, at, 30_000).await.unwrap();
+        assert_eq!(back, data, "round {round}");
+    }
+    let whole = cam.channel_read_at(id, 200_000, 256 << 10).await.unwrap();
+    assert_eq!(whole, pattern(200_000, 256 << 10));
+}
+
+/// With the cam losing packets it receives: every upload runs exactly
+/// once, in order, whole (a lost request is never seen by the cam, so the
+/// session's restart from STDIN_RESET cannot run a script twice).
+pub async fn exec_exactly_once(cam: &mut impl Cam, log: &ScriptLog) {
+    let scripts: Vec<String> = (0..6)
+        .map(|i| format!("# script {i}\n{}", format!("v{i} = {i}\n").repeat(800)))
+        .collect();
+    for (i, s) in scripts.iter().enumerate() {
+        cam.exec(s).await.unwrap();
+        assert!(wait_until!(cam, 5, |_| log.lock().unwrap().len() > i));
+    }
+    let runs = log.lock().unwrap().clone();
+    let want: Vec<Vec<u8>> = scripts.iter().map(|s| s.as_bytes().to_vec()).collect();
+    assert_eq!(runs, want);
+}
