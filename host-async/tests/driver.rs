@@ -96,7 +96,6 @@ async fn clones_are_served_one_at_a_time_in_order() {
     let tasks: Vec<_> = (0..8u32)
         .map(|i| {
             let c = cam.clone();
-            let id = id;
             tokio::spawn(async move {
                 let at = 100_000 + i * 20_000;
                 let data = vec![i as u8; 10_000];
