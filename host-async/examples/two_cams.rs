@@ -92,14 +92,28 @@ async fn run_script(cam: Camera, reads: usize) -> Result<Vec<String>, Error> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
-    let sim_a = EmbeddedSim::start_tcp(SimConfig::new().free_running_frames(true), |_| {}, "127.0.0.1:0")?;
+    let sim_a = EmbeddedSim::start_tcp(
+        SimConfig::new().free_running_frames(true),
+        |_| {},
+        "127.0.0.1:0",
+    )?;
     let sim_b = EmbeddedSim::start_tcp(SimConfig::new(), |_| {}, "127.0.0.1:0")?;
-    let a = Camera::tcp(sim_a.tcp_addr().ok_or("no address")?, CameraConfig::new("a"));
-    let b = Camera::tcp(sim_b.tcp_addr().ok_or("no address")?, CameraConfig::new("b"));
+    let a = Camera::tcp(
+        sim_a.tcp_addr().ok_or("no address")?,
+        CameraConfig::new("a"),
+    );
+    let b = Camera::tcp(
+        sim_b.tcp_addr().ok_or("no address")?,
+        CameraConfig::new("b"),
+    );
     let (ra, rb) = tokio::join!(a.connect(), b.connect());
     ra?;
     rb?;
-    println!("cam A: {}; cam B: {}", a.version().await?, b.version().await?);
+    println!(
+        "cam A: {}; cam B: {}",
+        a.version().await?,
+        b.version().await?
+    );
     let t = Instant::now();
     let (frames, ticks) = tokio::join!(stream_frames(a, 10), run_script(b, 5));
     let (frames, ticks) = (frames?, ticks?);
