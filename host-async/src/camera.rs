@@ -447,6 +447,28 @@ impl Camera {
         self.run(ops::ReadAt { id, offset, len }).await
     }
 
+    /// [`channel_read_at`](Self::channel_read_at) into the caller's buffer
+    /// (cleared, its allocation moved to the driver and back, so reused);
+    /// returns the bytes read.
+    pub async fn channel_read_at_into(
+        &self,
+        id: ChannelId,
+        offset: u32,
+        len: u32,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize> {
+        let taken = std::mem::take(buf);
+        *buf = self
+            .run(ops::ReadAtInto {
+                id,
+                offset,
+                len,
+                buf: taken,
+            })
+            .await?;
+        Ok(buf.len())
+    }
+
     /// Writes `data` at `offset` to channel `id`, resuming after failures.
     pub async fn channel_write_at(&self, id: ChannelId, offset: u32, data: &[u8]) -> Result<()> {
         let data = bytes::Bytes::copy_from_slice(data);
@@ -533,6 +555,30 @@ impl Camera {
     pub async fn channel_read(&self, name: &str, size: Option<u32>) -> Result<Option<Vec<u8>>> {
         let name = name.into();
         self.run(ops::ChannelRead { name, size }).await
+    }
+
+    /// [`channel_read`](Self::channel_read) into the caller's buffer
+    /// (cleared, reassembled in place, its allocation reused); the bytes
+    /// read, `None` when the channel does not exist (`buf` is then empty,
+    /// as after an error).
+    pub async fn channel_read_into(
+        &self,
+        name: &str,
+        size: Option<u32>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>> {
+        let (name, taken) = (name.into(), std::mem::take(buf));
+        let out = self
+            .run(ops::ChannelReadInto {
+                name,
+                size,
+                buf: taken,
+            })
+            .await?;
+        Ok(out.map(|v| {
+            *buf = v;
+            buf.len()
+        }))
     }
 
     /// Writes `data` to the channel named `name`; `false` when it does

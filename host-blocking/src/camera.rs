@@ -547,6 +547,25 @@ impl Camera {
         self.run(ops::ReadAt { id, offset, len })
     }
 
+    /// [`channel_read_at`](Self::channel_read_at) into the caller's
+    /// buffer (cleared, its capacity reused); returns the bytes read. See
+    /// [`channel_read_into`](Self::channel_read_into).
+    pub fn channel_read_at_into(
+        &mut self,
+        id: ChannelId,
+        offset: u32,
+        len: u32,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize> {
+        *buf = self.run(ops::ReadAtInto {
+            id,
+            offset,
+            len,
+            buf: std::mem::take(buf),
+        })?;
+        Ok(buf.len())
+    }
+
     /// Writes `data` at `offset` to channel `id`, split into packets of
     /// `max_payload - 8` bytes at increasing offsets; after a failure it
     /// resumes at the first byte not acknowledged (stdin: from 0).
@@ -642,6 +661,30 @@ impl Camera {
             name: name.into(),
             size,
         })
+    }
+
+    /// [`channel_read`](Self::channel_read) into the caller's buffer: `buf`
+    /// is cleared and the answer reassembled in it as packets arrive (no
+    /// second copy); returns the number of bytes read, `None` when the
+    /// channel does not exist. Reuse `buf`: with enough capacity a read
+    /// allocates nothing per packet and the same few times whatever its
+    /// size (it grows `buf` when the data do not fit; after an error `buf`
+    /// is left empty).
+    pub fn channel_read_into(
+        &mut self,
+        name: &str,
+        size: Option<u32>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>> {
+        let out = self.run(ops::ChannelReadInto {
+            name: name.into(),
+            size,
+            buf: std::mem::take(buf),
+        })?;
+        Ok(out.map(|v| {
+            *buf = v;
+            buf.len()
+        }))
     }
 
     /// Writes `data` to the channel named `name` (split into packets).

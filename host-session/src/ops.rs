@@ -16,7 +16,7 @@ use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use omv_proto::channel::ChannelEntry;
 use omv_proto::frame::FrameHeader;
 use omv_proto::host::{Command, Reply};
@@ -352,30 +352,77 @@ op!(
     } => Vec<u8>, retries = true, |s| Box::new(ReadTask::new(s.id, s.offset, s.len))
 );
 
-/// A resumable read.
+op!(
+    /// [`ReadAt`] into the caller's buffer: `buf` is cleared, the answer is
+    /// reassembled in it as it arrives, and it is the output. With
+    /// `buf.capacity() >= len` the read allocates nothing per packet and the
+    /// same few times whatever its size (on failure the buffer is dropped).
+    ReadAtInto {
+        /** The channel. */ pub id: ChannelId,
+        /** Offset. */ pub offset: u32,
+        /** Length. */ pub len: u32,
+        /** Where the bytes go (its capacity is reused). */ pub buf: Vec<u8>,
+    } => Vec<u8>, retries = true, |s| Box::new(ReadTask::with_buffer(s.id, s.offset, s.len, s.buf))
+);
+
+/// A resumable read. Its requests are streamed: while one is in flight
+/// the task's buffer is lent to [`Cache::read_buf`], where the session
+/// appends the answer's fragments as they arrive (no second copy of the
+/// answer), and taken back at the next step.
 pub(crate) struct ReadTask {
     id: ChannelId,
     offset: u32,
     len: u32,
     got: Vec<u8>,
+    /// `Some(bytes held before)` while `got` is lent to the cache.
+    lent: Option<usize>,
     /// Held a lock when it started: may not resume.
     locked: Option<bool>,
 }
 
 impl ReadTask {
     pub(crate) fn new(id: ChannelId, offset: u32, len: u32) -> ReadTask {
+        ReadTask::with_buffer(id, offset, len, Vec::new())
+    }
+
+    pub(crate) fn with_buffer(id: ChannelId, offset: u32, len: u32, mut buf: Vec<u8>) -> ReadTask {
+        buf.clear();
         ReadTask {
             id,
             offset,
             len,
-            got: Vec::new(),
+            got: buf,
+            lent: None,
             locked: None,
         }
     }
 
-    fn send(&mut self) -> Action {
+    /// Takes the buffer back from the cache after a request.
+    fn reclaim(&mut self, cx: &mut Cache) {
+        if self.lent.take().is_some() {
+            self.got = core::mem::take(&mut cx.read_buf);
+        }
+    }
+
+    /// True when no byte has arrived yet.
+    fn got_nothing(&self, cx: &Cache) -> bool {
+        match self.lent {
+            Some(_) => cx.read_buf.is_empty(),
+            None => self.got.is_empty(),
+        }
+    }
+
+    /// The buffer (for a read that starts over).
+    fn into_buffer(mut self, cx: &mut Cache) -> Vec<u8> {
+        self.reclaim(cx);
+        self.got
+    }
+
+    fn send(&mut self, cx: &mut Cache) -> Action {
         let at = self.offset + self.got.len() as u32;
         let rest = self.len - self.got.len() as u32;
+        self.lent = Some(self.got.len());
+        cx.read_buf = core::mem::take(&mut self.got);
         Action::Send(
             Command::read(self.id, at, rest),
             SendInfo {
@@ -383,6 +430,7 @@ impl ReadTask {
                 resumable: !self.locked.unwrap_or(false),
                 data_answer: true,
                 max_answer: Some(rest),
+                stream: true,
             },
         )
     }
@@ -408,21 +456,23 @@ impl Task for ReadTask {
         u64::from(self.len)
     }
     fn done(&self) -> u64 {
-        self.got.len() as u64
+        // While a request is in flight the session adds its bytes.
+        self.lent.unwrap_or(self.got.len()) as u64
     }
     fn step(&mut self, cx: &mut Cache, input: Input) -> Action {
+        self.reclaim(cx);
         if self.locked.is_none() {
             self.locked = Some(cx.locks & (1 << (self.id.0 & 31)) != 0);
         }
         match input {
             Input::Start => {
                 if self.len == 0 {
-                    return done(Vec::<u8>::new());
+                    return done(core::mem::take(&mut self.got));
                 }
                 if let Err(e) = check_range(self.offset, self.len as usize, "read") {
                     return fail(e);
                 }
-                self.send()
+                self.send(cx)
             }
             Input::Reply(r) => match self.append(&reply_bytes(r)) {
                 Ok(()) => done(core::mem::take(&mut self.got)),
@@ -448,7 +498,7 @@ impl Task for ReadTask {
                 if self.got.len() as u32 == self.len {
                     return done(core::mem::take(&mut self.got));
                 }
-                self.send()
+                self.send(cx)
             }
             Input::Failed(e) => fail(e),
         }
@@ -474,6 +524,8 @@ pub(crate) struct WriteTask {
     acked: usize,
     inflight: usize,
     locked: Option<bool>,
+    /// Where each packet's payload is built (reused: nothing allocated per packet).
+    scratch: BytesMut,
 }
 
 impl WriteTask {
@@ -485,6 +537,7 @@ impl WriteTask {
             acked: 0,
             inflight: 0,
             locked: None,
+            scratch: BytesMut::new(),
         }
     }
 
@@ -497,12 +550,18 @@ impl WriteTask {
         let at = self.offset + self.acked as u32;
         self.inflight = n;
         Action::Send(
-            Command::write(self.id, at, &self.data[self.acked..self.acked + n]),
+            Command::write_in(
+                &mut self.scratch,
+                self.id,
+                at,
+                &self.data[self.acked..self.acked + n],
+            ),
             SendInfo {
                 offset: Some(at),
                 resumable: !self.locked.unwrap_or(false),
                 data_answer: false,
                 max_answer: None,
+                stream: false,
             },
         )
     }
@@ -930,6 +989,28 @@ op!(
     }
 );
 op!(
+    /// [`ChannelRead`] into the caller's buffer (cleared, its capacity
+    /// reused, returned as the output): `None` when the channel does not
+    /// exist. Allocates nothing per packet; with enough capacity, the same
+    /// few times whatever the size.
+    ChannelReadInto {
+        /** The name. */ pub name: String,
+        /** Bytes, or all available. */ pub size: Option<u32>,
+        /** Where the bytes go. */ pub buf: Vec<u8>,
+    } => Option<Vec<u8>>, retries = true,
+    |s| {
+        let (size, buf) = (s.size, s.buf);
+        by_name(&s.name, Box::new(move |e| match e {
+            None => Err(done(Option::<Vec<u8>>::None)),
+            Some(e) => {
+                let mut r = SizedRead::new(e.id, size, true);
+                r.buf = Some(buf);
+                Ok(Box::new(r) as Box<dyn Task>)
+            }
+        }))
+    }
+);
+op!(
     /// Writes to the channel named `name`: `false` when it does not exist.
     /// Resumes after failures (stdin from offset 0).
     ChannelWrite { /** The name. */ pub name: String, /** The bytes. */ pub data: Bytes } => bool, retries = true,
@@ -969,6 +1050,8 @@ struct SizedRead {
     size: Option<u32>,
     read: Option<ReadTask>,
     wrap: bool,
+    /// The caller's buffer, until the read starts.
+    buf: Option<Vec<u8>>,
 }
 impl SizedRead {
     fn new(id: ChannelId, size: Option<u32>, wrap: bool) -> SizedRead {
@@ -977,10 +1060,12 @@ impl SizedRead {
             size,
             read: None,
             wrap,
+            buf: None,
         }
     }
     fn start_read(&mut self, cx: &mut Cache, n: u32) -> Action {
-        let mut r = ReadTask::new(self.id, 0, n);
+        let buf = self.buf.take().unwrap_or_default();
+        let mut r = ReadTask::with_buffer(self.id, 0, n, buf);
         let a = r.step(cx, Input::Start);
         self.read = Some(r);
         self.wrapped(a)
@@ -1006,8 +1091,8 @@ impl Task for SizedRead {
         if let (Some(r), Input::Resumed { partial, rebooted }) = (&self.read, &input) {
             // A soft reboot before any byte arrived: the size may have
             // changed too; measure again.
-            if *rebooted && r.got.is_empty() && partial.is_empty() && self.size.is_none() {
-                self.read = None;
+            if *rebooted && r.got_nothing(cx) && partial.is_empty() && self.size.is_none() {
+                self.buf = self.read.take().map(|r| r.into_buffer(cx));
                 return Action::Send(Command::new(Opcode::CHANNEL_SIZE, self.id), data_info());
             }
         }
@@ -1363,6 +1448,7 @@ impl Locked {
             resumable: false,
             data_answer: stage != LockStage::Lock && stage != LockStage::Unlock,
             max_answer: (stage == LockStage::Read).then_some(self.size),
+            stream: false,
         };
         Action::Send(c, i)
     }

@@ -169,6 +169,9 @@ pub struct Cache {
     /// Channels locked (bit per id) since the last resync.
     pub locks: u32,
     pub stdout_carry: Vec<u8>,
+    /// The buffer of the streamed read in flight (lent by its task): the
+    /// session appends the answer's fragments here as they arrive.
+    pub read_buf: Vec<u8>,
 }
 
 impl Cache {
@@ -464,9 +467,7 @@ impl Session {
     /// allocate once `buf` has grown.
     #[must_use]
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
-        let p = self.host.poll_transmit()?;
-        buf.extend_from_slice(&p);
-        Some(p.len())
+        self.host.poll_transmit_into(buf)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
@@ -612,6 +613,10 @@ impl Session {
     }
 
     fn after_endpoint(&mut self, now: Instant) {
+        // A streamed read's fragments, into its buffer, before anything
+        // (a completion, a failure's partial data) can follow them.
+        let buf = &mut self.cache.read_buf;
+        self.host.drain_received(|d| buf.extend_from_slice(d));
         self.take_events(now);
         while let Some(c) = self.host.poll_completion() {
             self.completion(now, c);
@@ -899,7 +904,12 @@ impl Session {
             match action {
                 Action::Send(cmd, info) => {
                     let (op, channel) = (cmd.opcode, cmd.channel.0);
-                    match self.host.request(now, &cmd) {
+                    let sent = if info.stream {
+                        self.host.request_streamed(now, &cmd)
+                    } else {
+                        self.host.request(now, &cmd)
+                    };
+                    match sent {
                         Ok(()) => {
                             let ack = self.host.caps().flags.ack();
                             self.phase = Phase::Request(InFlight {
@@ -961,6 +971,8 @@ impl Session {
 
     fn finish(&mut self, out: Result<Box<dyn Any + Send>>) {
         self.phase = Phase::Idle;
+        // A read that ended while its buffer was lent (cancelled, failed).
+        self.cache.read_buf = Vec::new();
         if let Some(r) = self.running.take() {
             self.output = Some((r.serial, out));
         }
@@ -980,4 +992,7 @@ pub struct SendInfo {
     /// Most bytes the answer may carry (a read's length): more is
     /// [`Error::Overflow`] as soon as it arrives, never more memory.
     pub max_answer: Option<u32>,
+    /// Stream the answer into [`Cache::read_buf`] as it arrives
+    /// (`HostEndpoint::request_streamed`) instead of joining it.
+    pub stream: bool,
 }

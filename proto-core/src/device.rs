@@ -40,6 +40,7 @@ use crate::poll::PollBitmap;
 use crate::request::{IoctlRequest, ReadRequest, WriteRequest};
 use crate::stats::Stats;
 use crate::sysinfo::SysInfo;
+use crate::txqueue::TxQueue;
 use crate::version::Version;
 use crate::{ChannelFlags, ChannelId, Duration, Flags, Instant, Opcode, Packet, Status};
 
@@ -197,9 +198,9 @@ struct Slot {
     backend: Box<dyn ChannelBackend>,
 }
 
-/// A packet sent with ACK_REQ, waiting for its ACK.
+/// A packet sent with ACK_REQ, waiting for its ACK (its bytes are in
+/// [`DeviceEndpoint::inflight_wire`], held once for every resend).
 struct Inflight {
-    wire: Vec<u8>,
     header: Header,
     deadline: Instant,
     timeout: Duration,
@@ -234,7 +235,7 @@ enum ChannelOp {
     Size,
     Lock,
     Unlock,
-    Write { offset: u32, data: Vec<u8> },
+    Write { offset: u32, data: Bytes },
     Ioctl { request: u32, args: Vec<u8> },
 }
 
@@ -268,8 +269,12 @@ pub struct DeviceEndpoint {
     caps: Caps,
     sequence: u8,
     slots: Vec<Option<Slot>>,
-    transmits: VecDeque<Vec<u8>>,
+    transmits: TxQueue,
     inflight: Option<Inflight>,
+    /// The wire bytes of the packet in `inflight`, resent from here.
+    inflight_wire: Vec<u8>,
+    /// Where the next data packet is built (reused, as `inflight_wire`).
+    scratch: Vec<u8>,
     message: Option<Message>,
     events: VecDeque<QueuedEvent>,
     app_events: VecDeque<DeviceEvent>,
@@ -310,8 +315,10 @@ impl DeviceEndpoint {
             caps,
             sequence: 0,
             slots,
-            transmits: VecDeque::new(),
+            transmits: TxQueue::default(),
             inflight: None,
+            inflight_wire: Vec::new(),
+            scratch: Vec::new(),
             message: None,
             events: VecDeque::new(),
             app_events: VecDeque::new(),
@@ -631,8 +638,8 @@ impl DeviceEndpoint {
                     inf.resends += 1;
                     inf.timeout = inf.timeout.saturating_mul(2);
                     inf.deadline = now + inf.timeout;
-                    set_rtx(&mut inf.wire, self.caps.flags.crc());
-                    self.transmits.push_back(inf.wire.clone());
+                    set_rtx(&mut self.inflight_wire, self.caps.flags.crc());
+                    self.transmits.push(&self.inflight_wire);
                     self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
                     self.stats.sent = self.stats.sent.wrapping_add(1);
                 } else {
@@ -665,14 +672,24 @@ impl DeviceEndpoint {
 
     /// Next bytes to send to the host. Responses are generated lazily, one
     /// packet per call, so a large read never sits in memory at once.
+    /// [`poll_transmit_into`](Self::poll_transmit_into) is the same without
+    /// a new `Vec` per packet.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.poll_transmit_into(now, &mut out).map(|_| out)
+    }
+
+    /// The next packet to send, appended to `buf`; returns its length.
+    /// Allocates nothing once `buf` and the endpoint's buffers have grown
+    /// (reuse `buf`, clearing it after each write).
+    pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
         if !self.transport_active {
             return None;
         }
         if self.transmits.is_empty() {
             self.pump(now);
         }
-        self.transmits.pop_front()
+        self.transmits.pop_into(buf)
     }
 
     /// Next application event.
@@ -764,7 +781,7 @@ impl DeviceEndpoint {
         self.dispatch(now, h, &p.payload);
     }
 
-    fn dispatch(&mut self, now: Instant, h: Header, payload: &[u8]) {
+    fn dispatch(&mut self, now: Instant, h: Header, payload: &Bytes) {
         if h.opcode.is_system() && h.channel != ChannelId::SYSTEM {
             return self.nak(&h, Status::INVALID);
         }
@@ -842,9 +859,10 @@ impl DeviceEndpoint {
             Opcode::CHANNEL_READ => self.channel_read(h, payload),
             Opcode::CHANNEL_WRITE => match WriteRequest::decode(payload) {
                 Ok(w) if w.end_offset().is_some() => {
+                    // A view of the received packet, not a copy.
                     let op = ChannelOp::Write {
                         offset: w.offset,
-                        data: w.data.to_vec(),
+                        data: payload.slice_ref(w.data),
                     };
                     self.channel_op(now, h, op)
                 }
@@ -1061,7 +1079,8 @@ impl DeviceEndpoint {
             .min(self.caps.max_payload)
             .max(1);
         let want = remaining.min(u32::from(piece)) as usize;
-        let mut wire = Vec::with_capacity(HEADER_SIZE + want + 4);
+        let mut wire = core::mem::take(&mut self.scratch);
+        wire.clear();
         wire.resize(HEADER_SIZE + want, 0);
         let got = if slot.ops.contains(Ops::READP) {
             match slot.backend.readp(offset, want as u32) {
@@ -1078,6 +1097,7 @@ impl DeviceEndpoint {
                 .map(|n| n.min(want))
         };
         if got == Err(ChannelError::Pending) {
+            self.scratch = wire;
             self.message = Some(Message::Read {
                 header: request,
                 offset,
@@ -1093,6 +1113,7 @@ impl DeviceEndpoint {
             // stdout, consumed).
             Ok(0) if started => 0,
             Ok(0) | Err(_) => {
+                self.scratch = wire;
                 let status = match got {
                     Err(e) => e.status(),
                     _ => Status::FAILED,
@@ -1126,7 +1147,8 @@ impl DeviceEndpoint {
 
     /// Sends a data packet (adds ACK_REQ when acks are on) and advances the counter.
     fn send_data(&mut self, now: Instant, h: Header, payload: &[u8]) {
-        let mut wire = Vec::with_capacity(HEADER_SIZE + payload.len() + 4);
+        let mut wire = core::mem::take(&mut self.scratch);
+        wire.clear();
         wire.resize(HEADER_SIZE, 0);
         wire.extend_from_slice(payload);
         let mut h = h;
@@ -1134,7 +1156,9 @@ impl DeviceEndpoint {
         self.finish_data_packet(now, h, wire);
     }
 
-    /// `wire` holds a placeholder header followed by the payload.
+    /// `wire` holds a placeholder header followed by the payload; it is
+    /// queued (copied), kept as the in-flight packet when it waits for an
+    /// ACK, and its buffer reused for the next packet.
     fn finish_data_packet(&mut self, now: Instant, mut h: Header, mut wire: Vec<u8>) {
         let crc = self.caps.flags.crc();
         if self.caps.flags.ack() {
@@ -1148,16 +1172,17 @@ impl DeviceEndpoint {
         }
         self.sequence = self.sequence.wrapping_add(1);
         self.stats.sent = self.stats.sent.wrapping_add(1);
+        self.transmits.push(&wire);
         if h.flags.contains(Flags::ACK_REQ) {
+            core::mem::swap(&mut self.inflight_wire, &mut wire);
             self.inflight = Some(Inflight {
-                wire: wire.clone(),
                 header: h,
                 deadline: now + self.config.rtx_timeout,
                 timeout: self.config.rtx_timeout,
                 resends: 0,
             });
         }
-        self.transmits.push_back(wire);
+        self.scratch = wire;
     }
 
     fn emit_event(&mut self, now: Instant, ev: QueuedEvent) {
@@ -1178,20 +1203,21 @@ impl DeviceEndpoint {
             opcode,
             length: n as u16,
         };
-        let mut wire = Vec::with_capacity(HEADER_SIZE + n + 4);
-        encode_packet(&h, &buf[..n], self.caps.flags.crc(), &mut wire);
+        let crc = self.caps.flags.crc();
+        self.transmits
+            .push_with(|out| encode_packet(&h, &buf[..n], crc, out));
         self.stats.sent = self.stats.sent.wrapping_add(1);
         self.stats.sent_events = self.stats.sent_events.wrapping_add(1);
         if flags.contains(Flags::ACK_REQ) {
+            self.inflight_wire.clear();
+            encode_packet(&h, &buf[..n], crc, &mut self.inflight_wire);
             self.inflight = Some(Inflight {
-                wire: wire.clone(),
                 header: h,
                 deadline: now + self.config.rtx_timeout,
                 timeout: self.config.rtx_timeout,
                 resends: 0,
             });
         }
-        self.transmits.push_back(wire);
     }
 
     /// A status packet (ACK/NAK): numbered, never waits for an ACK.
@@ -1201,10 +1227,10 @@ impl DeviceEndpoint {
     }
 
     fn send_raw(&mut self, h: &Header, payload: &[u8]) {
-        let mut wire = Vec::with_capacity(HEADER_SIZE + payload.len() + 4);
-        encode_packet(h, payload, self.caps.flags.crc(), &mut wire);
+        let crc = self.caps.flags.crc();
+        self.transmits
+            .push_with(|out| encode_packet(h, payload, crc, out));
         self.stats.sent = self.stats.sent.wrapping_add(1);
-        self.transmits.push_back(wire);
     }
 
     /// Firmware send loop: keeps input for when the current answer is done,

@@ -32,6 +32,7 @@ use crate::framer::{Frame, Framer, FramerConfig, Role};
 use crate::header::Header;
 use crate::packet::encode_packet;
 use crate::rng::SimRng;
+use crate::txqueue::TxQueue;
 use crate::{ChannelId, Duration, Flags, Instant, Opcode, Packet, Status};
 
 /// Host settings, with the stock Python package's defaults.
@@ -114,14 +115,22 @@ impl Command {
 
     /// One CHANNEL_WRITE packet of `data` at `offset` (the caller splits to `max_payload - 8`).
     pub fn write(channel: ChannelId, offset: u32, data: &[u8]) -> Command {
-        let mut p = Vec::with_capacity(8 + data.len());
-        p.extend_from_slice(&offset.to_le_bytes());
-        p.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        p.extend_from_slice(data);
+        Command::write_in(&mut BytesMut::new(), channel, offset, data)
+    }
+
+    /// [`write`](Self::write), built in `buf`: once the command is dropped
+    /// the next call reuses `buf`'s memory, so that a writer sending packet
+    /// after packet allocates nothing per packet.
+    pub fn write_in(buf: &mut BytesMut, channel: ChannelId, offset: u32, data: &[u8]) -> Command {
+        buf.clear();
+        buf.reserve(8 + data.len());
+        buf.extend_from_slice(&offset.to_le_bytes());
+        buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        buf.extend_from_slice(data);
         Command {
             opcode: Opcode::CHANNEL_WRITE,
             channel,
-            payload: p.into(),
+            payload: buf.split().freeze(),
         }
     }
 
@@ -294,9 +303,15 @@ enum Op {
     },
     Request {
         opcode: Opcode,
+        /// The answer's fragments so far (empty when streamed: they go to
+        /// `HostEndpoint::streamed`).
         data: BytesMut,
+        /// Data bytes of the answer received so far.
+        received: usize,
         /// The most data bytes the answer may carry ([`response_limit`]).
         limit: usize,
+        /// Fragments go to `streamed`, for [`HostEndpoint::drain_received`].
+        stream: bool,
     },
 }
 
@@ -357,7 +372,7 @@ pub struct HostEndpoint {
     deadline: Option<Instant>,
     /// When the operation last made progress (request sent, fragment received).
     progress_at: Instant,
-    transmits: VecDeque<Vec<u8>>,
+    transmits: TxQueue,
     completions: VecDeque<Completion>,
     events: VecDeque<CamEvent>,
     stats: HostStats,
@@ -378,6 +393,8 @@ pub struct HostEndpoint {
     /// which carry no RTX flag then (PROTOCOL.md section 4).
     last_acked: Option<Header>,
     last_acked_payload: Vec<u8>,
+    /// Fragments of a streamed request's answer not yet drained (reused).
+    streamed: BytesMut,
 }
 
 impl HostEndpoint {
@@ -392,7 +409,7 @@ impl HostEndpoint {
             op: Op::Idle,
             deadline: None,
             progress_at: Instant::ZERO,
-            transmits: VecDeque::new(),
+            transmits: TxQueue::default(),
             completions: VecDeque::new(),
             events: VecDeque::new(),
             stats: HostStats::default(),
@@ -405,6 +422,7 @@ impl HostEndpoint {
             keep_caps: None,
             last_acked: None,
             last_acked_payload: Vec::new(),
+            streamed: BytesMut::new(),
             config,
         }
     }
@@ -501,17 +519,51 @@ impl HostEndpoint {
 
     /// Sends one request; its outcome is a [`Completion::Request`].
     pub fn request(&mut self, now: Instant, cmd: &Command) -> Result<(), RequestError> {
+        self.start_request(now, cmd, false)
+    }
+
+    /// [`request`](Self::request), with the answer's fragments handed out
+    /// as they arrive instead of joined: take them with
+    /// [`drain_received`](Self::drain_received) after each
+    /// [`handle_input`](Self::handle_input) (they come before the
+    /// completion's [`Reply`], which carries only the last packet's data),
+    /// so that a large answer is reassembled in the caller's buffer. What
+    /// was not drained when the request fails goes to
+    /// [`take_partial`](Self::take_partial).
+    pub fn request_streamed(&mut self, now: Instant, cmd: &Command) -> Result<(), RequestError> {
+        self.start_request(now, cmd, true)
+    }
+
+    fn start_request(
+        &mut self,
+        now: Instant,
+        cmd: &Command,
+        stream: bool,
+    ) -> Result<(), RequestError> {
         self.check_idle()?;
         self.check_command(cmd)?;
         self.req_channel = cmd.channel;
         self.partial.clear();
+        self.streamed.clear();
         self.op = Op::Request {
             opcode: cmd.opcode,
             data: BytesMut::new(),
+            received: 0,
             limit: response_limit(cmd, self.caps.max_payload),
+            stream,
         };
         self.send_request(now, cmd);
         Ok(())
+    }
+
+    /// Hands the fragments of a streamed request's answer received since
+    /// the last call to `sink` (nothing when there are none); see
+    /// [`request_streamed`](Self::request_streamed).
+    pub fn drain_received(&mut self, sink: impl FnOnce(&[u8])) {
+        if !self.streamed.is_empty() {
+            sink(&self.streamed);
+            self.streamed.clear();
+        }
     }
 
     /// Sends a request that has no response (SYS_RESET, SYS_BOOT): the link
@@ -525,9 +577,18 @@ impl HostEndpoint {
         Ok(())
     }
 
-    /// Next bytes to write to the port.
+    /// Next bytes to write to the port (one packet).
+    /// [`poll_transmit_into`](Self::poll_transmit_into) is the same without
+    /// a new `Vec` per packet.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmits.pop_front()
+        let mut out = Vec::new();
+        self.poll_transmit_into(&mut out).map(|_| out)
+    }
+
+    /// The next packet to write, appended to `buf`; returns its length.
+    /// Allocates nothing once `buf` and the endpoint's queue have grown.
+    pub fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<usize> {
+        self.transmits.pop_into(buf)
     }
 
     /// Next finished operation.
@@ -575,7 +636,7 @@ impl HostEndpoint {
                 self.completions.push_back(Completion::Connected(Err(e)));
             }
             Op::Request { data, .. } => {
-                self.partial = data;
+                self.keep_partial(data);
                 self.stats.timeouts += 1;
                 self.completions
                     .push_back(Completion::Request(Err(RequestError::Timeout(
@@ -752,8 +813,11 @@ impl HostEndpoint {
             }));
             return;
         }
-        if let Op::Request { data, limit, .. } = &self.op {
-            let received = data.len() + payload.len();
+        if let Op::Request {
+            received, limit, ..
+        } = &self.op
+        {
+            let received = received + payload.len();
             if !h.flags.contains(Flags::NAK) && received > *limit {
                 let limit = *limit;
                 self.finish(Err(RequestError::ResponseTooLong {
@@ -765,8 +829,19 @@ impl HostEndpoint {
             }
         }
         if h.flags.contains(Flags::FRAGMENT) && !h.flags.contains(Flags::NAK) {
-            if let Op::Request { data, .. } = &mut self.op {
-                data.extend_from_slice(&payload);
+            if let Op::Request {
+                data,
+                received,
+                stream,
+                ..
+            } = &mut self.op
+            {
+                *received += payload.len();
+                if *stream {
+                    self.streamed.extend_from_slice(&payload);
+                } else {
+                    data.extend_from_slice(&payload);
+                }
                 self.progress_at = now;
                 self.deadline = Some(now + self.config.timeout);
                 return;
@@ -831,7 +906,7 @@ impl HostEndpoint {
             Op::Request { mut data, .. } => {
                 self.deadline = None;
                 if result.is_err() {
-                    self.partial = core::mem::take(&mut data);
+                    self.keep_partial(core::mem::take(&mut data));
                 }
                 let r = result.map(|p| {
                     if data.is_empty() {
@@ -854,7 +929,7 @@ impl HostEndpoint {
         self.deadline = None;
         match core::mem::replace(&mut self.op, Op::Idle) {
             Op::Request { data, .. } => {
-                self.partial = data;
+                self.keep_partial(data);
                 self.completions.push_back(Completion::Request(r))
             }
             Op::Idle => {}
@@ -963,11 +1038,22 @@ impl HostEndpoint {
         self.progress_at
     }
 
-    /// Bytes of the answer received so far by the request in flight.
+    /// Bytes of the answer received so far by the request in flight
+    /// (drained ones included).
     pub fn received_len(&self) -> usize {
         match &self.op {
-            Op::Request { data, .. } => data.len(),
+            Op::Request { received, .. } => *received,
             _ => 0,
+        }
+    }
+
+    /// A failed request's data: what was joined, or the streamed fragments
+    /// not drained yet.
+    fn keep_partial(&mut self, data: BytesMut) {
+        self.partial = data;
+        if !self.streamed.is_empty() {
+            self.partial.extend_from_slice(&self.streamed);
+            self.streamed.clear();
         }
     }
 
@@ -989,7 +1075,7 @@ impl HostEndpoint {
     /// still arrive).
     pub fn abandon_request(&mut self) {
         if let Op::Request { data, .. } = core::mem::replace(&mut self.op, Op::Idle) {
-            self.partial = data;
+            self.keep_partial(data);
             self.deadline = None;
         }
     }
@@ -1033,10 +1119,10 @@ impl HostEndpoint {
     }
 
     fn transmit(&mut self, h: &Header, payload: &[u8]) {
-        let mut out = Vec::with_capacity(h.wire_len() + payload.len() + 4);
-        encode_packet(h, payload, self.caps.flags.crc(), &mut out);
+        let crc = self.caps.flags.crc();
+        self.transmits
+            .push_with(|out| encode_packet(h, payload, crc, out));
         self.stats.sent += 1;
-        self.transmits.push_back(out);
     }
 }
 

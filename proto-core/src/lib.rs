@@ -48,6 +48,7 @@ pub mod stats;
 pub mod status;
 pub mod sysinfo;
 pub mod time;
+mod txqueue;
 pub mod version;
 
 pub use channel::{ChannelFlags, ChannelId};

@@ -27,6 +27,9 @@ from typing import Any, Callable, List, Optional, Tuple
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The stock Camera's test subclass, shared with the interop test.
+sys.path.insert(0, str(REPO / "tests" / "interop"))
+from stock_resync import resyncing  # noqa: E402
 START_TIMEOUT = 10.0
 
 
@@ -114,34 +117,11 @@ def load_impl(name: str) -> Impl:
         if os.environ.get("OMV_REQUIRE_STOCK"):
             pytest.fail(f"the stock SDK is required (OMV_REQUIRE_STOCK) but: {e}")
         pytest.skip(f"stock openmv not installed: {e}")
-    return Impl("openmv", resyncing(camera.Camera), exc.OMVException, exc.TimeoutException,
+    # Resyncing after SOFT_REBOOT as the OpenMV IDE does: the stock 1.0.7
+    # package stalls after a script ends otherwise (see stock_resync.py).
+    return Impl("openmv", resyncing(camera.Camera, exc.OMVException), exc.OMVException,
+                exc.TimeoutException,
                 exc.ResyncException)
-
-
-def resyncing(base: Any) -> Any:
-    """The stock Camera, resynchronising before the first request after a
-    SOFT_REBOOT, as the OpenMV IDE does (and as tests/interop/stock_sdk.py
-    does). The cam restarts its protocol at sequence 0 when a script ends;
-    the stock 1.0.7 package only logs the event, drops the cam's NAK
-    SEQUENCE, and stdout NOTIFYs keep restarting its receive timeout, so it
-    can stall. omv's engine recovers by itself."""
-
-    class Resyncing(base):  # type: ignore[misc, valid-type]
-        _soft_rebooted = False
-
-        def _handle_event(self, channel_id: int, event: int) -> None:
-            if channel_id == 0 and event == 2:  # SOFT_REBOOT
-                self._soft_rebooted = True
-            super()._handle_event(channel_id, event)
-
-        def _send_cmd_wait_resp(self, opcode: int, channel: int = 0, data: bytes = b"") -> Any:
-            if self._soft_rebooted:
-                self._soft_rebooted = False
-                self._resync()
-            return super()._send_cmd_wait_resp(opcode, channel, data)
-
-    Resyncing.__name__ = base.__name__
-    return Resyncing
 
 
 @pytest.fixture(params=["omv", "openmv"])

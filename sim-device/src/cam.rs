@@ -915,7 +915,9 @@ impl SimCam {
 
     /// After a script: its channels are dropped (no events, as the
     /// firmware's deinit) and the protocol starts over with the start-up
-    /// configuration; SOFT_REBOOT (already queued) goes out first.
+    /// configuration (everything on unless `SimConfig::device` says
+    /// otherwise); SOFT_REBOOT (already queued) goes out first, and a
+    /// replacing script's "started" event after the reset.
     fn soft_reset(&mut self, now: Instant) {
         while let Some(p) = self.dev.poll_transmit(now) {
             self.faults.push_tx(now, p);
@@ -925,14 +927,11 @@ impl SimCam {
             self.dev.unregister(id);
         }
         self.fail_ack_waiters();
-        // CRC and sequence numbers only (as main's runtime chose: no events,
-        // so the stock host's timeout can fire and it resyncs), with the
-        // board's largest payload, which GET_CAPS then announces.
+        // The firmware's start-up configuration (PROTOCOL.md section 6:
+        // everything on, the board's largest payload), or the one
+        // `SimConfig::device` sets; a script's `protocol.init` ended with it.
         let dc = device_config(&self.config, &self.profile);
-        let startup = Caps {
-            max_payload: dc.max_payload,
-            ..Caps::DEFAULT
-        };
+        let startup = dc.startup();
         self.dev.reinit(dc, startup);
         self.seen_acks = self.dev.event_acks();
     }

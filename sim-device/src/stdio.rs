@@ -54,6 +54,11 @@ pub struct StdinChannel {
     /// A script was started and its end has not been reported yet.
     active: bool,
     pending: VecDeque<EventId>,
+    /// An EXEC replaced a running script: its "started" event waits for
+    /// the soft reset the old script's end causes (the protocol reset calls
+    /// [`ChannelBackend::reset`]), as on the firmware, where the new script
+    /// starts after the soft reboot.
+    started_after_reset: bool,
     last_now: Instant,
 }
 
@@ -79,6 +84,7 @@ impl StdinChannel {
             system,
             active: false,
             pending: VecDeque::new(),
+            started_after_reset: false,
             last_now: Instant::ZERO,
         }
     }
@@ -105,7 +111,8 @@ impl StdinChannel {
         if self.script.is_empty() {
             return Err(ChannelError::Failed);
         }
-        if self.active {
+        let replaced = self.active;
+        if replaced {
             self.runner.stop();
             self.script_ended();
         }
@@ -114,7 +121,11 @@ impl StdinChannel {
             return Err(ChannelError::Failed);
         }
         self.active = true;
-        self.pending.push_back(EventId::SCRIPT_STARTED);
+        if replaced {
+            self.started_after_reset = true;
+        } else {
+            self.pending.push_back(EventId::SCRIPT_STARTED);
+        }
         Ok(())
     }
 
@@ -186,6 +197,12 @@ impl ChannelBackend for StdinChannel {
                 Ok(())
             }
             _ => Err(ChannelError::Invalid),
+        }
+    }
+
+    fn reset(&mut self) {
+        if std::mem::take(&mut self.started_after_reset) {
+            self.pending.push_back(EventId::SCRIPT_STARTED);
         }
     }
 
@@ -438,11 +455,14 @@ mod tests {
         assert_eq!(s.poll_event(ms(0)), ev(EventId::SCRIPT_STARTED));
         assert_eq!(s.poll_event(ms(1)), None);
         assert_eq!(s.next_deadline(), Some(ms(1) + SCRIPT_POLL_INTERVAL));
-        // A second EXEC interrupts the running script and runs the new one.
+        // A second EXEC interrupts the running script and runs the new one;
+        // its "started" event follows the soft reset (the protocol reset).
         s.ioctl(STDIN_EXEC, &[]).unwrap();
         assert_eq!(s.poll_event(ms(2)), ev(EventId::SCRIPT_STOPPED));
-        assert_eq!(s.poll_event(ms(2)), ev(EventId::SCRIPT_STARTED));
+        assert_eq!(s.poll_event(ms(2)), None);
         assert_eq!(sys.drain(), vec![EventId::SOFT_REBOOT]);
+        s.reset();
+        assert_eq!(s.poll_event(ms(2)), ev(EventId::SCRIPT_STARTED));
         assert!(s.poll(ms(3)));
         s.ioctl(STDIN_STOP, &[]).unwrap();
         assert!(!s.poll(ms(3)));

@@ -289,6 +289,61 @@ fn script_runs_prints_and_ends_with_soft_reboot() {
 }
 
 #[test]
+fn exec_replacing_a_script_starts_it_after_the_soft_reboot() {
+    let cam = SimConfig::new()
+        .in_process_threaded(|_, ctx| {
+            while !ctx.stop_requested() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+        .build()
+        .unwrap();
+    let mut l = link(cam);
+    ok(&mut l, Command::write(STDIN_ID, 0, b"loop"));
+    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    l.settle();
+    assert!(has_event(&l, 1, 1), "script started: {:?}", l.events);
+    l.events.clear();
+    // A second EXEC interrupts the first script: as on the firmware, the
+    // old one stops, the cam soft-reboots, then the new one starts.
+    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    for _ in 0..5 {
+        l.advance(Duration::from_millis(10));
+        l.settle();
+    }
+    let order: Vec<(u8, u16)> = l
+        .events
+        .iter()
+        .filter(|e| e.channel.0 <= 1 && e.event != 0xFFFF)
+        .map(|e| (e.channel.0, e.event))
+        .collect();
+    assert_eq!(order, [(1, 0), (0, 2), (1, 1)], "{:?}", l.events);
+    assert_eq!(l.cam.stats().soft_reboots, 1);
+}
+
+#[test]
+fn the_soft_reset_restores_the_firmware_start_up_caps() {
+    let cam = SimConfig::new().in_process(|_, _| {}).build().unwrap();
+    let mut l = link(cam);
+    ok(&mut l, Command::write(STDIN_ID, 0, b"print(1)"));
+    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    l.settle();
+    assert!(has_event(&l, 0, 2), "SOFT_REBOOT: {:?}", l.events);
+    // Everything on (PROTOCOL.md section 6), the board's largest payload:
+    // the soft-reboot banner left unread keeps stdout NOTIFYs coming with
+    // no host request in between.
+    let caps = l.cam.endpoint().caps();
+    assert_eq!(caps, l.cam.endpoint().config().startup());
+    assert!(caps.flags.ack() && caps.flags.events(), "{caps:?}");
+    l.events.clear();
+    for _ in 0..12 {
+        l.advance(Duration::from_millis(10));
+        l.settle();
+    }
+    assert!(has_event(&l, STDOUT_ID.0, 0xFFFF), "{:?}", l.events);
+}
+
+#[test]
 fn stdout_notifies_every_50_ms_while_text_is_unread() {
     let cam = SimConfig::new().in_process(|_, _| {}).build().unwrap();
     let mut l = link(cam);

@@ -37,39 +37,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 try:
     from openmv.camera import Camera
     from openmv.cli import bench_script, test_script
-    from openmv.constants import EventType
-    from openmv.exceptions import ResyncException
+    from openmv.exceptions import OMVException, ResyncException
+    from stock_resync import resyncing
 except ImportError as e:  # pragma: no cover - environment problem
     sys.exit(f"stock_sdk.py: cannot import the stock SDK ({e}); run scripts/setup-venv.sh")
 
 
 
-class ResyncingCamera(Camera):
-    """The stock Camera, resyncing after SOFT_REBOOT as the OpenMV IDE does.
-
-    When a script ends the cam soft-resets its protocol (sequence 0,
-    start-up caps). The stock SDK 1.0.7 only logs SOFT_REBOOT: its next
-    request carries its own sequence number, the cam NAKs it under its
-    restarted counter, the SDK drops that NAK, and stdout NOTIFYs keep
-    restarting its receive timeout, so it stalls. That is the SDK's
-    weakness, not the simulator's (a real cam does the same); this test
-    subclass resyncs before the next request instead.
-    """
-
-    def _handle_event(self, channel_id, event):
-        if channel_id == 0 and event == EventType.SOFT_REBOOT:
-            self._soft_rebooted = True
-        return super()._handle_event(channel_id, event)
-
-    def _send_cmd_wait_resp(self, opcode, channel=0, data=b""):
-        if getattr(self, "_soft_rebooted", False):
-            self._soft_rebooted = False
-            self._resync()
-        return super()._send_cmd_wait_resp(opcode, channel, data)
+# The stock Camera, resyncing after SOFT_REBOOT as the OpenMV IDE does (see
+# stock_resync.py for why the stock SDK 1.0.7 needs it against any cam).
+ResyncingCamera = resyncing(Camera, OMVException)
 
 
 PIXFORMAT_RGB565 = 0x0C030002
@@ -616,6 +598,7 @@ def main():
         # The stock SDK calls sys.exit(0) on unexpected errors inside a request.
         sys.exit(f"FAIL: the stock SDK exited (code {e.code}) in the middle of the test")
     except Exception as e:  # noqa: BLE001 - report anything the SDK raises
+        traceback.print_exc()
         sys.exit(f"FAIL: {type(e).__name__}: {e}")
     step("interop: all checks passed")
 

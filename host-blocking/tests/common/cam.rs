@@ -80,6 +80,8 @@ forward! {
         fn channel_size(&mut self, name: &str) -> Result<u32>;
         fn channel_read(&mut self, name: &str, size: Option<u32>) -> Result<Option<Vec<u8>>>;
         fn channel_write(&mut self, name: &str, data: &[u8]) -> Result<bool>;
+        fn channel_read_into(&mut self, name: &str, size: Option<u32>, buf: &mut Vec<u8>) -> Result<Option<usize>>;
+        fn channel_read_at_into(&mut self, id: ChannelId, offset: u32, len: u32, buf: &mut Vec<u8>) -> Result<usize>;
         fn channel_size_at(&mut self, id: ChannelId) -> Result<u32>;
         fn channel_read_at(&mut self, id: ChannelId, offset: u32, len: u32) -> Result<Vec<u8>>;
         fn channel_write_at(&mut self, id: ChannelId, offset: u32, data: &[u8]) -> Result<()>;

@@ -155,6 +155,35 @@ pub async fn channel_by_name(cam: &mut impl Cam) {
         Vec::<u8>::new()
     );
     assert_eq!(cam.channel_read("nope", None).await.unwrap(), None);
+    // Into the caller's buffer: filled in place, its memory reused.
+    let mut buf = Vec::with_capacity(1 << 20);
+    let at = buf.as_ptr();
+    assert_eq!(
+        cam.channel_read_into("bulk", None, &mut buf).await.unwrap(),
+        Some(1 << 20)
+    );
+    assert_eq!(buf, pattern(0, 1 << 20));
+    assert_eq!(
+        cam.channel_read_into("bulk", Some(300), &mut buf)
+            .await
+            .unwrap(),
+        Some(300)
+    );
+    assert_eq!(buf, pattern(0, 300));
+    assert_eq!(buf.as_ptr(), at, "the same buffer");
+    let bulk = cam.get_channel_id("bulk").await.unwrap().unwrap();
+    assert_eq!(
+        cam.channel_read_at_into(bulk, 5000, 9000, &mut buf)
+            .await
+            .unwrap(),
+        9000
+    );
+    assert_eq!(buf, pattern(5000, 9000));
+    assert_eq!(buf.as_ptr(), at, "the same buffer");
+    assert_eq!(
+        cam.channel_read_into("nope", None, &mut buf).await.unwrap(),
+        None
+    );
     // A multi-packet write (split at max_payload - 8), read back.
     let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 256) as u8).collect();
     assert!(cam.channel_write("bulk", &data).await.unwrap());
