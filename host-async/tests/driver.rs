@@ -142,3 +142,84 @@ async fn events_stream_during_requests_and_between_them() {
     assert_eq!(events.lagged(), 0);
     assert!(cam.read_frame().await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_async_stream_is_a_port() {
+    let (_sim, addr) = sim();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let cam = Camera::with_stream(stream, "my-stream", CameraConfig::new("x"));
+    assert_eq!(cam.port_name(), "my-stream");
+    cam.connect().await.unwrap();
+    let id = bulk(&cam).await;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let at = buf.as_ptr();
+    assert_eq!(
+        cam.channel_read_at_into(id, 0, 1 << 20, &mut buf)
+            .await
+            .unwrap(),
+        1 << 20
+    );
+    assert_eq!(buf, pattern(0, 1 << 20));
+    assert_eq!(buf.as_ptr(), at, "the caller's buffer is reused");
+    // A caller's stream is not reopened after disconnect: a typed error.
+    cam.disconnect().await;
+    assert!(!cam.is_connected());
+    let e = cam.connect().await.unwrap_err();
+    assert!(
+        matches!(&e, omv_async::Error::Io { port, source }
+            if port == "my-stream" && source.kind() == std::io::ErrorKind::NotConnected),
+        "{e}"
+    );
+}
+
+/// CPU time (user + system) of the calling thread, from /proc.
+#[cfg(target_os = "linux")]
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = after.split(' ').map(|x| x.parse().unwrap_or(0)).collect();
+    Duration::from_millis((f[11] + f[12]) * 10) // utime + stime, USER_HZ = 100
+}
+
+/// The driver task runs on this thread (current-thread runtime), so the
+/// thread's CPU time is the driver's: waiting out a silent cam costs
+/// next to nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn a_silent_port_is_a_typed_error_without_spinning() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hold = tokio::spawn(async move {
+        let c = listener.accept().await; // accept, never answer
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(c);
+    });
+    let cam = Camera::tcp(
+        &addr,
+        CameraConfig::new("x")
+            .timeout(Duration::from_millis(300))
+            .max_retry(3),
+    );
+    #[cfg(target_os = "linux")]
+    let cpu0 = cpu_time();
+    let t = std::time::Instant::now();
+    let e = cam.connect().await.unwrap_err();
+    assert!(
+        matches!(e, omv_async::Error::ResyncFailed { attempts: 3, .. }),
+        "{e}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(880),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!cam.is_connected());
+    #[cfg(target_os = "linux")]
+    {
+        let cpu = cpu_time() - cpu0;
+        assert!(
+            cpu < Duration::from_millis(200),
+            "waiting burnt {cpu:?} of CPU"
+        );
+    }
+    hold.abort();
+}
