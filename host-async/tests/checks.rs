@@ -1,7 +1,8 @@
 //! The shared Camera checks (host-blocking/tests/common/checks.rs, one
 //! list for both drivers) over a pseudo-terminal, TCP and UDP: omv-async
 //! on all three, omv-blocking on TCP and UDP (its pty run is
-//! host-blocking/tests/pty.rs), clean and with seeded faults.
+//! host-blocking/tests/pty.rs), clean and with seeded faults (both drivers
+//! on all three links).
 
 #[path = "../../host-blocking/tests/common/mod.rs"]
 mod common;
@@ -130,7 +131,7 @@ macro_rules! both {
     (@open asynchronous, $link:expr, $at:expr, $cfg:expr) => { open_async($link, $at, $cfg).await };
 }
 
-/// The checks every link passes, for the drivers listed.
+/// The clean checks every link passes, for the drivers listed.
 macro_rules! link_checks {
     ($m:ident, $link:expr, [$($drv:ident),+]) => {
         mod $m {
@@ -164,6 +165,15 @@ macro_rules! link_checks {
                 |sim, cam, log| checks::profiler(cam));
             both!(poll_and_wait_events, [$($drv),+], $link, clean(), CameraConfig::new("x"),
                 |sim, cam, log| checks::poll_and_wait_events(cam));
+        }
+    };
+}
+
+/// The checks with seeded faults, for the drivers listed.
+macro_rules! fault_checks {
+    ($m:ident, $link:expr, [$($drv:ident),+]) => {
+        mod $m {
+            use super::*;
             both!(faulty_transfers, [$($drv),+], $link, lossy(), fast(CameraConfig::new("x")),
                 |sim, cam, log| async {
                     checks::faulty_transfers(cam).await;
@@ -200,6 +210,10 @@ macro_rules! stream_checks {
 link_checks!(pty, Link::Pty, [asynchronous]);
 #[cfg(unix)]
 stream_checks!(pty_stream, Link::Pty, [asynchronous]);
+#[cfg(unix)]
+fault_checks!(pty_faults, Link::Pty, [blocking, asynchronous]);
 link_checks!(tcp, Link::Tcp, [blocking, asynchronous]);
 stream_checks!(tcp_stream, Link::Tcp, [blocking, asynchronous]);
+fault_checks!(tcp_faults, Link::Tcp, [blocking, asynchronous]);
 link_checks!(udp, Link::Udp, [blocking, asynchronous]);
+fault_checks!(udp_faults, Link::Udp, [blocking, asynchronous]);
