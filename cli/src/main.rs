@@ -825,18 +825,7 @@ fn cmd_profile(
     if exclusive {
         cam.profiler_mode(true)?;
     }
-    // A lock within the firmware's lock interval of any other channel's
-    // lock (a frame read a moment ago, say) is BUSY, which reads as "no
-    // data": wait the interval out and ask again, a few times.
-    let mut records = cam.read_profile(symbols.as_ref())?;
-    for _ in 0..3 {
-        if records.is_some() {
-            break;
-        }
-        std::thread::sleep(omv_blocking::omv_proto::LOCK_INTERVAL * 2);
-        records = cam.read_profile(symbols.as_ref())?;
-    }
-    let Some(mut records) = records else {
+    let Some(mut records) = cam.read_profile(symbols.as_ref())? else {
         outln!("no profile data yet");
         return Ok(());
     };
@@ -944,21 +933,11 @@ fn cmd_bench(
         while start.elapsed() < dur && !interrupted(&stop) {
             // What is available now: a consuming channel (stdout) shrinks
             // as it is read, and reading past its end is NAK FAILED.
-            let size = cam.retry(|c| c.channel_size_at(id))?;
-            if size == 0 {
+            let d = cam.channel_read_available(id)?;
+            if d.is_empty() {
                 cam.wait_events(Duration::from_millis(10))?;
                 continue;
             }
-            let d = match cam.channel_read_at(id, 0, size) {
-                Ok(d) => d,
-                // A script ending soft-reboots the cam; a read across it
-                // fails rather than mix two contents. Read again, whole.
-                Err(Error::Rebooted { .. }) => {
-                    log::info!("bench: the cam soft-rebooted during a read; reading again");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
             bytes += d.len() as u64;
             items += 1;
             update(bytes, items, what);

@@ -447,6 +447,12 @@ impl Camera {
         self.run(ops::ReadAt { id, offset, len }).await
     }
 
+    /// Reads what channel `id` has now (size, then read; empty when
+    /// nothing is); a soft reboot during the read reads again, whole.
+    pub async fn channel_read_available(&self, id: ChannelId) -> Result<Vec<u8>> {
+        self.run(ops::ReadAvailable { id }).await
+    }
+
     /// [`channel_read_at`](Self::channel_read_at) into the caller's buffer
     /// (cleared, its allocation moved to the driver and back, so reused);
     /// returns the bytes read.

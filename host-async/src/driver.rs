@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use omv_proto::Instant;
 use omv_session::{
     CameraConfig, Error, Event, EventHandler, EventQueue, Operation, PortCommand, Progress, Result,
-    Session,
+    Session, REOPEN_PAUSE,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -243,13 +243,20 @@ impl Actor {
         }
     }
 
-    /// Carries out the session's port commands (close and reopen).
-    async fn port_commands(&mut self) {
+    /// Carries out the session's port commands (close and reopen; a
+    /// serial port stays closed [`REOPEN_PAUSE`]); true when there were
+    /// any (what the session sends next must go out before waiting).
+    async fn port_commands(&mut self) -> bool {
+        let mut any = false;
         while let Some(cmd) = self.session.poll_port_command() {
+            any = true;
             let ok = match cmd {
                 PortCommand::Reopen if !matches!(self.connector, Connector::Provided(_)) => {
                     log::info!("{}: reopening the port", self.port_name);
                     self.port = None;
+                    if matches!(self.connector, Connector::Serial) {
+                        tokio::time::sleep(REOPEN_PAUSE).await;
+                    }
                     match self.open_port().await {
                         Ok(p) => {
                             self.port = Some(p);
@@ -266,6 +273,7 @@ impl Actor {
             let now = self.now();
             self.session.port_command_done(now, ok);
         }
+        any
     }
 
     /// Runs `op` to completion, or cancels it once `reply`'s receiver is
@@ -282,7 +290,9 @@ impl Actor {
         let (mut cancelled, mut progress) = (false, None);
         loop {
             self.flush().await?;
-            self.port_commands().await;
+            if self.port_commands().await {
+                continue;
+            }
             self.dispatch_events();
             if let Some(out) = self.session.take_output(&pending) {
                 self.flush().await?;

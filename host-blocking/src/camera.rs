@@ -38,6 +38,8 @@ pub use omv_session::ops::DEFAULT_PROFILE_EVENTS;
 pub(crate) type Port = Box<dyn Transport>;
 
 /// Where the port comes from on [`Camera::connect`].
+pub use omv_session::REOPEN_PAUSE;
+
 enum Connector {
     /// Open `config.port` as a serial port.
     Serial,
@@ -235,13 +237,18 @@ impl Camera {
 
     /// For the session's [`PortCommand::Reopen`](omv_session::PortCommand):
     /// closes and reopens a serial port or TCP connection. A caller's
-    /// transport cannot be reopened (false).
+    /// transport cannot be reopened (false). A serial port stays closed
+    /// for [`REOPEN_PAUSE`] so that the other end sees the hang-up (a
+    /// pseudo-terminal reports it only while no one has it open).
     pub(crate) fn reopen_port(&mut self) -> bool {
         if matches!(self.connector, Connector::Provided(_)) {
             return false;
         }
         log::info!("{}: reopening the port", self.port_name);
         self.port = None;
+        if matches!(self.connector, Connector::Serial) {
+            std::thread::sleep(REOPEN_PAUSE);
+        }
         match self.open_port() {
             Ok(p) => {
                 self.port = Some(p);
@@ -547,6 +554,14 @@ impl Camera {
         self.run(ops::ReadAt { id, offset, len })
     }
 
+    /// Reads everything available on channel `id` now (size, then read;
+    /// empty when nothing is). A soft reboot during the read (a script
+    /// ending) reads again, whole, rather than failing with
+    /// [`Rebooted`](omv_session::Error::Rebooted).
+    pub fn channel_read_available(&mut self, id: ChannelId) -> Result<Vec<u8>> {
+        self.run(ops::ReadAvailable { id })
+    }
+
     /// [`channel_read_at`](Self::channel_read_at) into the caller's
     /// buffer (cleared, its capacity reused); returns the bytes read. See
     /// [`channel_read_into`](Self::channel_read_into).
@@ -849,7 +864,8 @@ impl Camera {
 
     /// Reads the profile records collected since the last reset (lock,
     /// shape, read, unlock), naming functions from `symbols` when given.
-    /// `None` when the cam has no profile channel or no data.
+    /// `None` when the cam has no profile channel or no data (a BUSY lock
+    /// is asked again a few times first: see [`ops::ReadProfile`]).
     pub fn read_profile(
         &mut self,
         symbols: Option<&SymbolTable>,

@@ -60,9 +60,12 @@ impl Camera {
         Ok(())
     }
 
-    /// Carries out the session's port commands.
-    fn port_commands(&mut self) -> Result<()> {
+    /// Carries out the session's port commands; true when there were any
+    /// (what the session sends next must go out before the loop blocks).
+    fn port_commands(&mut self) -> Result<bool> {
+        let mut any = false;
         while let Some(cmd) = self.session.poll_port_command() {
+            any = true;
             match cmd {
                 PortCommand::Reopen => {
                     let ok = self.reopen_port();
@@ -75,7 +78,7 @@ impl Camera {
                 }
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     /// Blocks up to `wait` for bytes and feeds them to the session.
@@ -127,7 +130,9 @@ impl Camera {
         let mut progress = None;
         loop {
             self.flush_transmits()?;
-            self.port_commands()?;
+            if self.port_commands()? {
+                continue;
+            }
             self.dispatch_events();
             if let Some(out) = self.session.take_output(&pending) {
                 // ACKs produced by the last input go out before returning.

@@ -54,7 +54,7 @@ pub use omv_session::image;
 /// Function names from a firmware ELF (from `omv-session`).
 pub use omv_session::symbols;
 
-pub use camera::{Camera, ChannelLock};
+pub use camera::{Camera, ChannelLock, REOPEN_PAUSE};
 pub use config::CameraConfig;
 pub use error::{Error, Result};
 pub use events::{Event, EventHandler, EventKind, EventState};

@@ -124,6 +124,12 @@ impl SansIoCam for Controlled {
     fn poll_timeout(&self) -> Option<Instant> {
         self.cam.poll_timeout()
     }
+    // The port closing is what ends an abandoned read (SimConfig::
+    // abandoned_reads): it must reach the cam.
+    fn transport_closed(&mut self) {
+        self.run_jobs();
+        self.cam.transport_closed()
+    }
 }
 
 /// A [`SimCam`] served on its own thread, over an in-memory link

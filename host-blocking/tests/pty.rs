@@ -129,7 +129,7 @@ fn reads_exact_with_drops_over_a_pty() {
     let id = cam.get_channel_id("big").unwrap().unwrap();
     let d = cam.retry(|c| c.channel_read_at(id, 1000, 300_000)).unwrap();
     assert_eq!(d, pattern(1000, 300_000));
-    assert!(cam.host_stats().simulated_drops > 0);
+    assert!(cam.session_stats().simulated_drops > 0);
 }
 
 #[test]
@@ -273,4 +273,70 @@ fn disconnect_and_drop_close_the_serial_port() {
     // The cam serves the next host.
     let mut again = Camera::open(CameraConfig::new(&path)).unwrap();
     assert_eq!(again.channel_size("bulk").unwrap(), 1 << 20);
+}
+
+#[test]
+fn a_port_reopen_unsticks_a_cam_still_sending_an_abandoned_read() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    init_log();
+    // The firmware's send loop: a read the host gave up on goes on, piece
+    // by piece, through SYNCs, until the port closes.
+    let device = omv_proto::device::DeviceConfig {
+        read_piece: Some(512),
+        ..quick_device()
+    };
+    let sim = EmbeddedSim::start_pty(
+        standard_sim(ScriptLog::default())
+            .device(device)
+            .abandoned_reads(true),
+        standard_setup,
+    )
+    .expect("pty sim");
+    let path = sim.path().expect("path").display().to_string();
+    let mut cam = Camera::open(CameraConfig::new(&path).timeout(Duration::from_millis(300)))
+        .expect("connect");
+    let id = cam.get_channel_id("bulk").unwrap().unwrap();
+    // Abandon a 1 MiB read after its first 64 KiB.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c = cancel.clone();
+    cam.set_cancel_flag(cancel);
+    cam.set_progress_handler(move |p| {
+        if p.done >= 64 << 10 {
+            c.store(true, Ordering::SeqCst);
+        }
+    });
+    let t0 = std::time::Instant::now();
+    let r = cam.channel_read_at(id, 0, 1 << 20);
+    assert!(
+        matches!(r, Err(omv_blocking::Error::Cancelled { .. })),
+        "{r:?}"
+    );
+    cam.clear_cancel_flag();
+    let before = cam.session_stats();
+    // The next operation: SYNC is ignored while the cam sends the rest;
+    // the session asks for a reopen, which ends the old read.
+    let d = cam.channel_read_at(id, 1000, 5000).unwrap_or_else(|e| {
+        let dbg = sim
+            .with_cam(|c| {
+                let e = c.endpoint();
+                format!(
+                    "{:?} active {} deferred_dropped {} caps {:?}",
+                    e.stats(),
+                    e.transport_active(),
+                    e.deferred_dropped(),
+                    e.caps()
+                )
+            })
+            .unwrap();
+        panic!("{e}: {dbg} host {:?}", cam.host_stats())
+    });
+    let took = t0.elapsed();
+    assert_eq!(d, pattern(1000, 5000));
+    let after = cam.session_stats();
+    assert_eq!(after.reopens - before.reopens, 1, "{after:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    eprintln!("abandoned read unstuck by a reopen after {took:?}: {after:?}");
+    // The link is sound afterwards.
+    assert_eq!(cam.channel_size("bulk").unwrap(), 1 << 20);
 }

@@ -38,9 +38,14 @@ pub struct SessionConfig {
     /// the crate documentation).
     pub fast_min: Duration,
     /// Test only: probability of dropping each received packet and each
-    /// ACK, in `[0, 1]` (the stock `drop_rate`).
+    /// ACK sent, in `[0, 1]` (the stock `drop_rate`). Applied by the
+    /// session to the bytes the driver feeds and the packets it takes
+    /// (with [`omv_proto::fault::StreamDrops`]), so every driver has it.
     pub drop_rate: f64,
-    /// Seed of the drop simulation.
+    /// Seed of the drop simulation ([`Session::set_drop_entropy`] replaces
+    /// the seeded generator).
+    ///
+    /// [`Session::set_drop_entropy`]: crate::Session::set_drop_entropy
     pub seed: u64,
     /// Most events kept for [`poll_event`](crate::Session::poll_event)
     /// before the oldest are dropped (counted in
@@ -90,8 +95,6 @@ impl SessionConfig {
             max_payload: self.max_payload,
             timeout: self.timeout,
             max_retry: self.max_retry,
-            drop_rate: self.drop_rate,
-            seed: self.seed,
         }
     }
 }

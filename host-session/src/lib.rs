@@ -23,9 +23,12 @@
 //!   for it: the lost-ACK case) and a NAK for the awaited packet (the
 //!   firmware then resends at once). The firmware resends a packet at
 //!   most 3 times before it resets, so the session asks at most twice per
-//!   packet, and gives up on a resumable transfer at 3 thresholds (on a
-//!   write's status answer, which the cam never resends, at 1) to resync
-//!   and resume, instead of waiting out the 1 s timeout. Such a resync
+//!   packet, and gives up on a resumable transfer at 3 thresholds (on any
+//!   status answer of an operation that retries, which the cam never
+//!   resends, at 1: a write's, a stop's, a locked read's lock...) to
+//!   resync and resume, instead of waiting out the 1 s timeout. The
+//!   by-id primitives that report rather than retry ([`ops::Lock`], ...)
+//!   wait the timeout, so that a slow answer is not an error. Such a resync
 //!   keeps the negotiated caps (SYNC then SET_CAPS) and waits 2 thresholds
 //!   per attempt.
 //!
@@ -73,7 +76,7 @@ pub use events::{Event, EventHandler, EventKind, EventQueue, EventState};
 #[cfg(feature = "image")]
 pub use frame::{DecodeFrame, Frame};
 pub use ops::Operation;
-pub use session::{Pending, PortCommand, Progress, Session, SessionStats};
+pub use session::{Pending, PortCommand, Progress, Session, SessionStats, REOPEN_PAUSE};
 pub use types::{ChannelKey, ChannelStatus, ProfileData, ProfileEntry, RawFrame, SystemInfo};
 
 /// The sans-IO protocol engine, re-exported for its types.

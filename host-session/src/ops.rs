@@ -31,7 +31,7 @@ use omv_proto::shape::Shape;
 use omv_proto::stats::Stats;
 use omv_proto::sysinfo::SysInfo;
 use omv_proto::version::Version;
-use omv_proto::{ChannelFlags, ChannelId, Opcode, Status};
+use omv_proto::{ChannelFlags, ChannelId, Opcode, Status, LOCK_INTERVAL};
 
 use crate::error::{Error, Result};
 use crate::session::{Cache, SendInfo};
@@ -989,6 +989,15 @@ op!(
     }
 );
 op!(
+    /// Reads everything available on channel `id` now (CHANNEL_SIZE, then a
+    /// resumable read; empty when nothing is). A soft reboot during the
+    /// read (a script ending) starts it over from the size, whole: the
+    /// output is what one content held, never two joined.
+    ReadAvailable { /** The channel. */ pub id: ChannelId } => Vec<u8>, retries = true,
+    |s| Box::new(SizedRead { restart: true, ..SizedRead::new(s.id, None, false) })
+);
+
+op!(
     /// [`ChannelRead`] into the caller's buffer (cleared, its capacity
     /// reused, returned as the output): `None` when the channel does not
     /// exist. Allocates nothing per packet; with enough capacity, the same
@@ -1050,6 +1059,9 @@ struct SizedRead {
     size: Option<u32>,
     read: Option<ReadTask>,
     wrap: bool,
+    /// A soft reboot during the read starts it over from the size (the
+    /// bytes before it dropped) instead of failing with [`Error::Rebooted`].
+    restart: bool,
     /// The caller's buffer, until the read starts.
     buf: Option<Vec<u8>>,
 }
@@ -1060,6 +1072,7 @@ impl SizedRead {
             size,
             read: None,
             wrap,
+            restart: false,
             buf: None,
         }
     }
@@ -1089,9 +1102,16 @@ impl Task for SizedRead {
     }
     fn step(&mut self, cx: &mut Cache, input: Input) -> Action {
         if let (Some(r), Input::Resumed { partial, rebooted }) = (&self.read, &input) {
-            // A soft reboot before any byte arrived: the size may have
-            // changed too; measure again.
-            if *rebooted && r.got_nothing(cx) && partial.is_empty() && self.size.is_none() {
+            // A soft reboot before any byte arrived (or any time, when
+            // asked to start over): the size may have changed too; measure
+            // again.
+            let none_yet = r.got_nothing(cx) && partial.is_empty();
+            if *rebooted && self.size.is_none() && (none_yet || self.restart) {
+                if !none_yet {
+                    log::info!("the cam soft-rebooted during a read; reading again, whole");
+                }
+                // The bytes before the reboot go (the buffer is cleared
+                // when the read starts again).
                 self.buf = self.read.take().map(|r| r.into_buffer(cx));
                 return Action::Send(Command::new(Opcode::CHANNEL_SIZE, self.id), data_info());
             }
@@ -1391,18 +1411,22 @@ op!(
     /// Reads the waiting frame without decoding it: lock, size, read,
     /// unlock. `None` when no frame is waiting (lock BUSY or empty).
     ReadFrame => Option<RawFrame>, retries = true, |_s| builtin("stream", |id| Box::new(Locked {
-        id, stage: LockStage::Lock, kind: LockedKind::Frame, size: 0, result: None,
+        id, stage: LockStage::Lock, kind: LockedKind::Frame, size: 0, result: None, busy_waits: 0,
     }))
 );
 
 op!(
     /// Reads the profile records' bytes (lock, shape, read, unlock): `None`
-    /// without a profile channel or data. The record layout is decoded by
+    /// without a profile channel or data. A BUSY lock (the firmware grants
+    /// no lock within [`LOCK_INTERVAL`] of the last one on any channel, a
+    /// frame read a moment before, say) is asked again after
+    /// [`PROFILE_BUSY_WAIT`], up to [`PROFILE_BUSY_TRIES`] times within the
+    /// deadline, before it counts as "no data". The record layout is decoded by
     /// the caller with [`ProfileData::records`].
     ReadProfile => Option<ProfileData>, retries = true, |_s| by_name("profile", Box::new(|e| match e {
         None => Err(done(Option::<ProfileData>::None)),
         Some(e) => Ok(Box::new(NeedSysInfo { inner: Some(Box::new(Locked {
-            id: e.id, stage: LockStage::Lock, kind: LockedKind::Profile, size: 0, result: None,
+            id: e.id, stage: LockStage::Lock, kind: LockedKind::Profile, size: 0, result: None, busy_waits: 0,
         })), started: false }) as Box<dyn Task>),
     }))
 );
@@ -1421,6 +1445,14 @@ enum LockedKind {
     Profile,
 }
 
+/// How long a profile read waits after a BUSY lock before it asks again:
+/// twice [`LOCK_INTERVAL`], since the cam counts the interval from its
+/// last lock in its own millisecond ticks.
+pub const PROFILE_BUSY_WAIT: core::time::Duration = LOCK_INTERVAL.saturating_mul(2);
+
+/// Locks a profile read asks again after BUSY before "no data".
+pub const PROFILE_BUSY_TRIES: u8 = 3;
+
 /// A read under a lock; after a resync (which releases the lock) it
 /// starts over from the lock.
 struct Locked {
@@ -1429,6 +1461,8 @@ struct Locked {
     kind: LockedKind,
     size: u32,
     result: Option<Box<dyn core::any::Any + Send>>,
+    /// BUSY locks waited out so far.
+    busy_waits: u8,
 }
 
 impl Locked {
@@ -1479,7 +1513,25 @@ impl Task for Locked {
             }
             Input::Failed(e) => {
                 return match self.stage {
+                    LockStage::Lock
+                        if e.is_nak(Status::BUSY)
+                            && self.kind == LockedKind::Profile
+                            && self.busy_waits < PROFILE_BUSY_TRIES =>
+                    {
+                        self.busy_waits += 1;
+                        Action::Wait {
+                            time: PROFILE_BUSY_WAIT,
+                            op: Opcode::CHANNEL_LOCK,
+                            channel: self.id.0,
+                        }
+                    }
                     LockStage::Lock if e.is_nak(Status::BUSY) => self.none(),
+                    // Out of time to wait out a BUSY lock: no data.
+                    LockStage::Lock
+                        if self.busy_waits > 0 && matches!(e, Error::DeadlineExceeded { .. }) =>
+                    {
+                        self.none()
+                    }
                     LockStage::Unlock => {
                         // The data is complete; a failed unlock resynced
                         // the link (which released the lock) or was BUSY.

@@ -10,9 +10,12 @@ use core::marker::PhantomData;
 use bytes::Bytes;
 use omv_proto::caps::Caps;
 use omv_proto::channel::ChannelEntry;
+use omv_proto::fault::{Entropy, StreamDrops};
+use omv_proto::header::Header;
 use omv_proto::host::{Completion, HostEndpoint, HostStats};
+use omv_proto::rng::SimRng;
 use omv_proto::version::Version;
-use omv_proto::{Duration, Instant, Opcode};
+use omv_proto::{Duration, Flags, Instant, Opcode};
 
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
@@ -20,6 +23,11 @@ use crate::events::{Event, EventKind, EventState};
 use crate::ops::Operation;
 use crate::task::{Action, Input, Task};
 use crate::types::SystemInfo;
+
+/// How long a driver keeps a serial port closed on [`PortCommand::Reopen`]
+/// before opening it again, so that the other end sees the hang-up (a
+/// pseudo-terminal reports it only while no one has the port open).
+pub const REOPEN_PAUSE: Duration = Duration::from_millis(50);
 
 /// Something the driver must do to the port for the session, then report
 /// with [`Session::port_command_done`].
@@ -64,6 +72,9 @@ pub struct SessionStats {
     pub ack_resends: u64,
     /// Requests given up early because their answer was overdue.
     pub fast_fails: u64,
+    /// Packets lost on purpose by [`SessionConfig::drop_rate`] (received
+    /// packets and ACKs sent).
+    pub simulated_drops: u64,
 }
 
 /// What the request in flight is, for error messages and timers.
@@ -72,8 +83,9 @@ struct InFlight {
     op: Opcode,
     channel: u8,
     offset: Option<u32>,
-    /// Give up after `thr × 3` (reads) or `thr` (status answers)
-    /// without progress instead of the full timeout: the task resumes.
+    /// Give up after `thr × 3` (resumable reads) or `thr` (status
+    /// answers) without progress instead of the full timeout: the task
+    /// resumes, or reports after a resync.
     fast_fail: bool,
     /// The answer is retransmitted by the cam (data packets with ACKs on).
     resent_by_cam: bool,
@@ -98,9 +110,15 @@ enum Phase {
         reopened: bool,
         then: After,
     },
-    /// Waiting for [`Session::port_command_done`].
+    /// Waiting for [`Session::port_command_done`]; `alive`: the cam
+    /// answered SYNC (rounds may go on if the port cannot be reopened).
     Port {
         then: After,
+        alive: bool,
+    },
+    /// The task waits until then ([`Action::Wait`]), then resumes.
+    Wait {
+        until: Instant,
     },
 }
 
@@ -155,6 +173,10 @@ pub struct Session {
     resync_fast: bool,
     /// Rounds of the resync in flight in which SYNC got no answer.
     resync_silent: u8,
+    /// The stock `drop_rate` (`None` when zero).
+    drops: Option<StreamDrops>,
+    /// What survived `drops` of the last input.
+    rx_kept: Vec<u8>,
 }
 
 /// What the session knows about the cam, shared with the tasks.
@@ -193,6 +215,7 @@ impl core::fmt::Debug for Session {
 impl Session {
     /// A session that is not connected yet.
     pub fn new(config: SessionConfig) -> Session {
+        let drops = drops_for(&config);
         Session {
             host: HostEndpoint::new(config.host_config()),
             config,
@@ -212,6 +235,8 @@ impl Session {
             pending_start: false,
             resync_fast: false,
             resync_silent: 0,
+            drops,
+            rx_kept: Vec::new(),
         }
     }
 
@@ -223,7 +248,18 @@ impl Session {
     /// Changes the configuration; caps apply at the next (re)negotiation.
     pub fn set_config(&mut self, config: SessionConfig) {
         self.host.set_config(config.host_config());
+        if (config.drop_rate, config.seed) != (self.config.drop_rate, self.config.seed) {
+            self.drops = drops_for(&config);
+        }
         self.config = config;
+    }
+
+    /// Replaces the random source of [`SessionConfig::drop_rate`] (a test
+    /// steering which packets are lost); no effect while the rate is zero.
+    pub fn set_drop_entropy(&mut self, rng: impl Entropy + Send + 'static) {
+        if let Some(d) = self.drops.as_mut() {
+            d.set_entropy(rng);
+        }
     }
 
     /// True after a successful connect, until the port is closed or a
@@ -334,6 +370,9 @@ impl Session {
     /// the endpoint starts from scratch.
     pub fn port_opened(&mut self) {
         self.host = HostEndpoint::new(self.config.host_config());
+        if let Some(d) = self.drops.as_mut() {
+            d.clear();
+        }
         self.connected = false;
         self.needs_resync = false;
         self.cache.locks = 0;
@@ -437,14 +476,29 @@ impl Session {
         let Phase::Port { .. } = self.phase else {
             return;
         };
-        let Phase::Port { then } = core::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::Port { then, alive } = core::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
         if ok {
             self.host = HostEndpoint::new(self.host_config_now(false, 0));
+            if let Some(d) = self.drops.as_mut() {
+                d.clear();
+            }
             self.resync_fast = false;
             self.host.connect(now);
             self.stats.resyncs += 1;
+            self.phase = Phase::Resync {
+                round: 1,
+                reopened: true,
+                then,
+            };
+        } else if alive && self.running.as_ref().is_some_and(|r| now < r.deadline) {
+            // A port that cannot be reopened (a caller's transport) and a
+            // cam that answers SYNC: go on while the deadline allows.
+            self.resync_fast = self.connected;
+            self.host
+                .set_config(self.host_config_now(self.resync_fast, self.resync_silent));
+            self.host.connect(now);
             self.phase = Phase::Resync {
                 round: 1,
                 reopened: true,
@@ -467,7 +521,19 @@ impl Session {
     /// allocate once `buf` has grown.
     #[must_use]
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
-        self.host.poll_transmit_into(buf)
+        loop {
+            let start = buf.len();
+            let n = self.host.poll_transmit_into(buf)?;
+            if let Some(d) = self.drops.as_mut() {
+                let p = &buf[start..];
+                if is_ack(p) && d.drops_packet(p) {
+                    buf.truncate(start);
+                    self.stats.simulated_drops += 1;
+                    continue;
+                }
+            }
+            return Some(n);
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due, if ever.
@@ -482,6 +548,9 @@ impl Session {
         if let Some(fast) = self.fast_deadline() {
             t = Some(t.map_or(fast, |t| t.min(fast)));
         }
+        if let Phase::Wait { until } = self.phase {
+            t = Some(t.map_or(until, |t| t.min(until)));
+        }
         t
     }
 
@@ -493,7 +562,19 @@ impl Session {
 
     /// Feeds bytes read from the port.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        self.host.handle_input(now, data);
+        if let Some(d) = self.drops.as_mut() {
+            let before = d.dropped();
+            self.rx_kept.clear();
+            d.filter(data, &mut self.rx_kept);
+            self.stats.simulated_drops += d.dropped() - before;
+            let kept = core::mem::take(&mut self.rx_kept);
+            if !kept.is_empty() {
+                self.host.handle_input(now, &kept);
+            }
+            self.rx_kept = kept;
+        } else {
+            self.host.handle_input(now, data);
+        }
         self.after_endpoint(now);
     }
 
@@ -522,6 +603,18 @@ impl Session {
         if let Some(fast) = self.fast_deadline() {
             if now >= fast {
                 self.fast_step(now);
+            }
+        }
+        if let Phase::Wait { until } = self.phase {
+            if now >= until {
+                self.phase = Phase::Idle;
+                self.step(
+                    now,
+                    Input::Resumed {
+                        partial: Bytes::new(),
+                        rebooted: false,
+                    },
+                );
             }
         }
         self.host.handle_timeout(now);
@@ -712,6 +805,14 @@ impl Session {
                 );
             }
             Phase::Idle => self.needs_resync = true,
+            // The task goes on after a resync instead of after its wait.
+            Phase::Wait { .. } => self.begin_resync(
+                now,
+                After::Resume {
+                    partial: Bytes::new(),
+                    rebooted: true,
+                },
+            ),
             // The reboot may have undone the handshake's SET_CAPS: start
             // the resync over.
             Phase::Resync { .. } => {
@@ -807,15 +908,15 @@ impl Session {
         // A silent SYNC ends a connect at once (max_retry attempts of the
         // full timeout); in a session the attempts were short, so rounds go on.
         // A cam that answers SYNC but loses a GET_CAPS/SET_CAPS answer is
-        // alive: in a session, start over while the operation's deadline
-        // allows; a connect starts over up to 2 × max_retry times (a cam
-        // that never answers one step fails with that step's timeout).
+        // alive: a connect starts over up to 2 × max_retry times (a cam
+        // that never answers one step fails with that step's timeout); in
+        // a session too, then the port is reopened (a firmware still
+        // sending an abandoned read answers SYNC but nothing after it,
+        // PROTOCOL.md section 6), then rounds go on while the operation's
+        // deadline allows.
         let alive = e.is_retryable()
-            && if connect {
-                round < rounds.saturating_mul(2)
-            } else {
-                self.running.as_ref().is_some_and(|r| now < r.deadline)
-            };
+            && (round < rounds.saturating_mul(2) || (!connect && reopened))
+            && (connect || self.running.as_ref().is_some_and(|r| now < r.deadline));
         let again = alive || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
         if (round < rounds || alive) && again {
             log::debug!("handshake failed ({e}), starting over");
@@ -837,7 +938,8 @@ impl Session {
             log::warn!("resync failed ({e}): reopening the port");
             self.stats.reopens += 1;
             self.port_cmds.push_back(PortCommand::Reopen);
-            self.phase = Phase::Port { then };
+            let alive = e.is_retryable();
+            self.phase = Phase::Port { then, alive };
             return;
         }
         self.connected = false;
@@ -904,6 +1006,7 @@ impl Session {
             match action {
                 Action::Send(cmd, info) => {
                     let (op, channel) = (cmd.opcode, cmd.channel.0);
+                    let retries = r.retries;
                     let sent = if info.stream {
                         self.host.request_streamed(now, &cmd)
                     } else {
@@ -916,7 +1019,14 @@ impl Session {
                                 op,
                                 channel,
                                 offset: info.offset,
-                                fast_fail: info.resumable && ack,
+                                // A status answer is never resent by the
+                                // cam: once overdue it is gone. An
+                                // operation that resends after a resync
+                                // gives it up early; a by-id primitive,
+                                // which would report a slow answer as an
+                                // error, waits the timeout.
+                                fast_fail: ack
+                                    && (info.resumable || (!info.data_answer && retries)),
                                 resent_by_cam: ack && info.data_answer,
                                 sent_at: now,
                                 seen: self.host.progress_at(),
@@ -956,6 +1066,21 @@ impl Session {
                     );
                     return;
                 }
+                Action::Wait { time, op, channel } => {
+                    let until = now + time;
+                    if until >= r.deadline {
+                        // No time left to wait: the task decides.
+                        input = Input::Failed(Error::DeadlineExceeded {
+                            op,
+                            channel,
+                            done: r.task.done(),
+                            deadline: r.budget,
+                        });
+                        continue;
+                    }
+                    self.phase = Phase::Wait { until };
+                    return;
+                }
                 Action::Done(out) => {
                     if let Some(r) = &self.running {
                         if let Some(p) = self.progress.as_mut() {
@@ -980,12 +1105,23 @@ impl Session {
     }
 }
 
+/// The drop simulation of `config`, when its rate is not zero.
+fn drops_for(config: &SessionConfig) -> Option<StreamDrops> {
+    (config.drop_rate > 0.0).then(|| StreamDrops::new(config.drop_rate, SimRng::new(config.seed)))
+}
+
+/// An ACK the host sends (the packets `drop_rate` loses on the way out).
+fn is_ack(packet: &[u8]) -> bool {
+    Header::decode(packet).is_ok_and(|h| h.flags.contains(Flags::ACK) && h.length == 0)
+}
+
 /// Where a request stands, for errors and timers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SendInfo {
     /// Offset of a read or write.
     pub offset: Option<u32>,
-    /// The task resumes after a failure: give up early on an overdue answer.
+    /// The task resumes after a failure: give up early on an overdue data
+    /// answer (status answers are given up early always).
     pub resumable: bool,
     /// The answer is data (retransmitted by the cam), not a status packet.
     pub data_answer: bool,

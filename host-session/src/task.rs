@@ -18,8 +18,8 @@ pub enum Input {
     Reply(Reply),
     /// The request failed and will not be retried by the engine.
     Failed(crate::Error),
-    /// The request failed, the link was resynced: go on from where the
-    /// task stands. `partial` is what arrived of a read's answer before the
+    /// The request failed, the link was resynced (or an
+    /// [`Action::Wait`] ended): go on from where the task stands. `partial` is what arrived of a read's answer before the
     /// failure; `rebooted` when the cam soft-rebooted in between.
     Resumed {
         /// Data of the failed read received before it failed.
@@ -38,6 +38,17 @@ pub enum Action {
     Oneway(Command, Box<dyn Any + Send>),
     /// Resync the link (the connect's handshake); then `Resumed`.
     Resync,
+    /// Wait this long (the link idle), then `Resumed`; when the wait would
+    /// pass the operation's deadline, `Failed` with
+    /// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded) at once.
+    Wait {
+        /// How long.
+        time: core::time::Duration,
+        /// The request sent after the wait (for the error).
+        op: omv_proto::Opcode,
+        /// Its channel.
+        channel: u8,
+    },
     /// The task ended.
     Done(Result<Box<dyn Any + Send>>),
 }

@@ -5,11 +5,15 @@
 use std::sync::{Arc, Mutex};
 
 use omv_proto::event::EventId;
-use omv_proto::{ChannelId, Duration, Instant};
+use omv_proto::fault;
+use omv_proto::{ChannelId, Duration, Flags, Header, Instant, Opcode};
 use omv_session::ops::{self, Operation};
 use omv_session::{Error, Session, SessionConfig};
 use omv_sim::cam::{SimCam, SimConfig};
 use omv_sim::fault::FaultConfig;
+
+/// Decides, packet by packet, which are lost on the way (`true`: lost).
+type Loss = Box<dyn FnMut(&Header) -> bool>;
 
 /// The session and the cam, wired back to back with no latency.
 struct World {
@@ -22,6 +26,32 @@ struct World {
     mute: bool,
     /// A port reopen ends `mute` (a cam that only a port close unsticks).
     reopen_unmutes: bool,
+    /// A port reopen tells the cam its port closed and opened again.
+    reopen_closes_cam: bool,
+    /// The port cannot be reopened (a caller's transport).
+    reopen_fails: bool,
+    /// Packets the session sent and the cam sent, with their time, when
+    /// `log` is on (lost ones included).
+    tx: Vec<(Instant, Header)>,
+    rx: Vec<(Instant, Header)>,
+    log: bool,
+    /// Loss of the session's and the cam's packets, applied through
+    /// omv-proto's fault plans.
+    tx_loss: Option<Loss>,
+    rx_loss: Option<Loss>,
+}
+
+/// The fault module's plan for one packet: lost or delivered untouched.
+fn fate(loss: &mut Option<Loss>, h: Option<&Header>) -> fault::Plan {
+    let lost = match (loss.as_mut(), h) {
+        (Some(f), Some(h)) => f(h),
+        _ => false,
+    };
+    if lost {
+        fault::Plan::dropped()
+    } else {
+        fault::Plan::deliver()
+    }
 }
 
 impl World {
@@ -36,6 +66,13 @@ impl World {
             reopens: 0,
             mute: false,
             reopen_unmutes: false,
+            reopen_closes_cam: false,
+            reopen_fails: false,
+            tx: Vec::new(),
+            rx: Vec::new(),
+            log: false,
+            tx_loss: None,
+            rx_loss: None,
         };
         // Like a user: a connect that fails (SYNC unanswered max_retry
         // times, about 2% of connects at 27% loss per exchange) is retried.
@@ -46,6 +83,24 @@ impl World {
             w.s.port_opened();
         }
         w
+    }
+
+    /// Hands the cam everything the session transmits; true when any.
+    fn send_all(&mut self) -> bool {
+        self.buf.clear();
+        let mut sent = false;
+        while self.s.poll_transmit(self.now, &mut self.buf).is_some() {
+            sent = true;
+            let h = Header::decode(&self.buf).ok();
+            if self.log {
+                self.tx.extend(h.map(|h| (self.now, h)));
+            }
+            for d in fate(&mut self.tx_loss, h.as_ref()).apply(&self.buf) {
+                self.cam.handle_input(self.now, &d.bytes);
+            }
+            self.buf.clear();
+        }
+        sent
     }
 
     fn run<O: Operation>(&mut self, op: O) -> Result<O::Output, Error> {
@@ -61,31 +116,38 @@ impl World {
         let p = self.s.start(self.now, op)?;
         let limit = self.now + Duration::from_secs(600);
         loop {
-            self.buf.clear();
-            while self.s.poll_transmit(self.now, &mut self.buf).is_some() {}
-            if !self.buf.is_empty() {
-                let b = std::mem::take(&mut self.buf);
-                self.cam.handle_input(self.now, &b);
-                self.buf = b;
-            }
+            let sent = self.send_all();
+            let mut moved = false;
             while self.s.poll_port_command().is_some() {
+                moved = true;
                 // The port is "reopened": the cam stays, its input is fresh.
                 self.reopens += 1;
                 if self.reopen_unmutes {
                     self.mute = false;
                 }
-                self.s.port_command_done(self.now, true);
+                if self.reopen_closes_cam {
+                    self.cam.port_reopened();
+                }
+                self.s.port_command_done(self.now, !self.reopen_fails);
             }
             while self.s.poll_event().is_some() {}
-            let mut moved = !self.buf.is_empty();
+            moved |= sent;
             while let Some(b) = self.cam.poll_transmit(self.now) {
+                let h = Header::decode(&b).ok();
+                if self.log {
+                    self.rx.extend(h.map(|h| (self.now, h)));
+                }
                 if !self.mute {
-                    self.s.handle_input(self.now, &b);
+                    for d in fate(&mut self.rx_loss, h.as_ref()).apply(&b) {
+                        self.s.handle_input(self.now, &d.bytes);
+                    }
                 }
                 moved = true;
             }
             hook(self);
             if let Some(out) = self.s.take_output(&p) {
+                // As a driver does: the ACKs of the last input go out.
+                self.send_all();
                 return out;
             }
             if moved {
@@ -327,7 +389,6 @@ fn failed_resyncs_reopen_the_port_and_the_read_resumes() {
 #[test]
 fn an_answer_longer_than_asked_is_an_error_not_memory() {
     use omv_proto::packet::encode_packet;
-    use omv_proto::{Flags, Header, Opcode};
     let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
     let id = bulk_id(&mut w);
     // The cam answers a 100-byte read with 1000-byte fragments that never
@@ -533,4 +594,448 @@ fn soak_report() {
         "{failed} of {total} operations ({:.2}%) ended in a typed error",
         100.0 * failed as f64 / total as f64
     );
+}
+
+// ----------------------------------------------------------------------
+// Exact schedules: what is sent, when the operation completes
+// ----------------------------------------------------------------------
+
+/// Opcodes of the requests in `log` (ACKs and NAKs left out), from `from` on.
+fn requests(log: &[(Instant, Header)], from: usize) -> Vec<(Instant, Opcode)> {
+    log[from..]
+        .iter()
+        .filter(|(_, h)| !h.flags.intersects(Flags::ACK | Flags::NAK))
+        .map(|(t, h)| (*t, h.opcode))
+        .collect()
+}
+
+/// Lets `d` of virtual time pass with nothing in flight.
+fn idle(w: &mut World, d: Duration) {
+    w.now = w.now + d;
+    w.cam.handle_timeout(w.now);
+    w.s.handle_timeout(w.now);
+}
+
+/// Loses the `n`-th (from 1) packet for which `pick` holds, once.
+fn lose_nth(n: u32, pick: impl Fn(&Header) -> bool + 'static) -> Option<Loss> {
+    let mut seen = 0;
+    Some(Box::new(move |h| {
+        if pick(h) {
+            seen += 1;
+            seen == n
+        } else {
+            false
+        }
+    }))
+}
+
+#[test]
+fn profile_waits_out_a_busy_lock_within_its_deadline() {
+    let cam = bulk_cam(FaultConfig::default()).profiler(true);
+    let mut w = World::new(cam, SessionConfig::default());
+    w.log = true;
+    let pid = w
+        .run(ops::GetChannel::new("profile".into()))
+        .unwrap()
+        .unwrap()
+        .id;
+    idle(&mut w, Duration::from_secs(1));
+    // A lock a moment ago (of any channel): the next one within
+    // LOCK_INTERVAL is BUSY.
+    assert!(w.run(ops::Lock { id: pid }).unwrap());
+    assert!(w.run(ops::Unlock { id: pid }).unwrap());
+    let (t0, from) = (w.now, w.tx.len());
+    let p = w.run(ops::ReadProfile).unwrap().expect("profile data");
+    assert_eq!(p.data.len() % p.record_size, 0);
+    assert!(!p.data.is_empty());
+    let t1 = t0 + ops::PROFILE_BUSY_WAIT;
+    assert_eq!(w.now, t1, "done right after one wait");
+    assert_eq!(
+        requests(&w.tx, from),
+        [
+            (t0, Opcode::CHANNEL_LOCK),
+            (t1, Opcode::CHANNEL_LOCK),
+            (t1, Opcode::CHANNEL_SHAPE),
+            (t1, Opcode::CHANNEL_READ),
+            (t1, Opcode::CHANNEL_UNLOCK),
+        ]
+    );
+    // No time left in the deadline to wait: "no data" at once.
+    let mut cfg = w.s.config().clone();
+    cfg.deadline_base = ops::PROFILE_BUSY_WAIT / 2;
+    w.s.set_config(cfg);
+    idle(&mut w, ops::PROFILE_BUSY_WAIT);
+    assert!(w.run(ops::Lock { id: pid }).unwrap());
+    assert!(w.run(ops::Unlock { id: pid }).unwrap());
+    let (t0, from) = (w.now, w.tx.len());
+    assert_eq!(w.run(ops::ReadProfile).unwrap(), None);
+    assert_eq!(w.now, t0);
+    assert_eq!(requests(&w.tx, from), [(t0, Opcode::CHANNEL_LOCK)]);
+}
+
+#[test]
+fn read_available_reads_again_whole_after_a_soft_reboot() {
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    let id = bulk_id(&mut w);
+    w.log = true;
+    let mut fired = false;
+    let data = w
+        .run_with(ops::ReadAvailable { id }, |w| {
+            let got =
+                w.rx.iter()
+                    .filter(|(_, h)| h.opcode == Opcode::CHANNEL_READ);
+            if !fired && got.count() > 30 {
+                fired = true;
+                w.cam
+                    .send_event(ChannelId::SYSTEM, Some(EventId::SOFT_REBOOT.0));
+            }
+        })
+        .unwrap();
+    assert!(fired);
+    assert!(data == pattern(1 << 20), "one whole content");
+    let ops: Vec<Opcode> = requests(&w.tx, 0).into_iter().map(|(_, o)| o).collect();
+    let sizes = ops.iter().filter(|&&o| o == Opcode::CHANNEL_SIZE).count();
+    let reads = ops.iter().filter(|&&o| o == Opcode::CHANNEL_READ).count();
+    assert_eq!((sizes, reads), (2, 2), "{ops:?}");
+    // ReadAt keeps failing such a read (see a_read_across_a_soft_reboot_fails_typed).
+}
+
+#[test]
+fn a_lost_status_answer_is_given_up_after_one_threshold() {
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    let bulk = bulk_id(&mut w);
+    let stream = w
+        .run(ops::GetChannel::new("stream".into()))
+        .unwrap()
+        .expect("stream channel")
+        .id;
+    w.log = true;
+    let thr = w.s.fast_threshold();
+    assert_eq!(
+        thr,
+        Duration::from_millis(20),
+        "fast_min on a link this fast"
+    );
+    // A named operation: resync at once and ask again.
+    let (t0, from) = (w.now, w.tx.len());
+    w.rx_loss = lose_nth(1, |h| h.opcode == Opcode::CHANNEL_IOCTL);
+    w.run(ops::Stop).unwrap();
+    let t1 = t0 + thr;
+    assert_eq!(w.now, t1, "done one threshold after the loss, not 1 s");
+    assert_eq!(
+        requests(&w.tx, from),
+        [
+            (t0, Opcode::CHANNEL_IOCTL),
+            (t1, Opcode::PROTO_SYNC),
+            (t1, Opcode::PROTO_SET_CAPS),
+            (t1, Opcode::CHANNEL_IOCTL),
+        ]
+    );
+    // A sequence of status requests starts over after the resync.
+    let (t0, from) = (w.now, w.tx.len());
+    w.rx_loss = lose_nth(2, |h| h.opcode == Opcode::CHANNEL_IOCTL);
+    w.run(ops::Streaming {
+        enable: false,
+        raw: false,
+        resolution: None,
+    })
+    .unwrap();
+    let t1 = t0 + thr;
+    assert_eq!(w.now, t1);
+    let ioctl = Opcode::CHANNEL_IOCTL;
+    assert_eq!(
+        requests(&w.tx, from),
+        [
+            (t0, ioctl),
+            (t0, ioctl),
+            (t1, Opcode::PROTO_SYNC),
+            (t1, Opcode::PROTO_SET_CAPS),
+            (t1, ioctl),
+            (t1, ioctl),
+        ]
+    );
+    // A frame read's lock (no frame waiting: BUSY) starts over from the
+    // lock after the resync.
+    let (t0, from) = (w.now, w.tx.len());
+    w.rx_loss = lose_nth(1, |h| h.opcode == Opcode::CHANNEL_LOCK);
+    assert!(w.run(ops::ReadFrame).unwrap().is_none());
+    let t1 = t0 + thr;
+    assert_eq!(w.now, t1);
+    let lock = Opcode::CHANNEL_LOCK;
+    assert_eq!(
+        requests(&w.tx, from),
+        [
+            (t0, lock),
+            (t1, Opcode::PROTO_SYNC),
+            (t1, Opcode::PROTO_SET_CAPS),
+            (t1, lock),
+        ]
+    );
+    // A by-id primitive reports instead of retrying: a slow answer must
+    // not be an error, so it waits the per-packet timeout, then resyncs.
+    let (t0, from) = (w.now, w.tx.len());
+    w.rx_loss = lose_nth(1, |h| h.opcode == Opcode::CHANNEL_LOCK);
+    let r = w.run(ops::Lock { id: stream });
+    let timeout = w.s.config().timeout;
+    assert!(
+        matches!(r, Err(Error::Timeout { op: Opcode::CHANNEL_LOCK, timeout: t, .. }) if t == timeout),
+        "{r:?}"
+    );
+    let t1 = t0 + timeout;
+    assert_eq!(w.now, t1);
+    assert_eq!(
+        requests(&w.tx, from),
+        [
+            (t0, lock),
+            (t1, Opcode::PROTO_SYNC),
+            (t1, Opcode::PROTO_SET_CAPS),
+        ]
+    );
+    assert_eq!(w.run(ops::Size { id: bulk }).unwrap(), 1 << 20);
+    assert_eq!(w.now, t1);
+}
+
+/// The host's ACKs of a read's answer packets, from `from` on: (time, sequence).
+fn read_acks(log: &[(Instant, Header)], from: usize) -> Vec<(Instant, u8)> {
+    log[from..]
+        .iter()
+        .filter(|(_, h)| h.flags.contains(Flags::ACK) && h.opcode == Opcode::CHANNEL_READ)
+        .map(|(t, h)| (*t, h.sequence))
+        .collect()
+}
+
+#[test]
+fn a_lost_ack_is_sent_again_and_the_cams_resend_is_a_recognised_copy() {
+    // 20,000 bytes: 4 packets of 4082 and one of 3672, each ACKed.
+    const LEN: u32 = 20_000;
+    for crc in [true, false] {
+        let mut cfg = SessionConfig::default();
+        cfg.crc = crc;
+        let mut w = World::new(bulk_cam(FaultConfig::default()), cfg);
+        assert_eq!(w.s.caps().flags.crc(), crc);
+        let id = bulk_id(&mut w);
+        w.log = true;
+        let thr = w.s.fast_threshold();
+        let base = w.s.stats();
+        let dups = w.s.host_stats().duplicates;
+
+        // An ACK lost inside the answer: the cam waits for it; at one
+        // threshold the session sends it again and the answer goes on.
+        let (t0, from, rx0) = (w.now, w.tx.len(), w.rx.len());
+        w.tx_loss = lose_nth(2, |h| {
+            h.flags.contains(Flags::ACK) && h.opcode == Opcode::CHANNEL_READ
+        });
+        let d = w
+            .run(ops::ReadAt {
+                id,
+                offset: 0,
+                len: LEN,
+            })
+            .unwrap();
+        assert!(d == pattern(LEN as usize), "crc {crc}");
+        let t1 = t0 + thr;
+        assert_eq!(w.now, t1, "crc {crc}");
+        assert_eq!(
+            requests(&w.tx, from),
+            [(t0, Opcode::CHANNEL_READ)],
+            "crc {crc}"
+        );
+        let s0 = w.rx[rx0].1.sequence;
+        let seq = |k: u8| s0.wrapping_add(k);
+        assert_eq!(
+            read_acks(&w.tx, from),
+            [
+                (t0, seq(0)),
+                (t0, seq(1)),
+                (t1, seq(1)),
+                (t1, seq(2)),
+                (t1, seq(3)),
+                (t1, seq(4)),
+            ],
+            "crc {crc}"
+        );
+        assert_eq!(w.rx.len() - rx0, 5, "the cam sent each packet once");
+        let st = w.s.stats();
+        assert_eq!(st.ack_resends - base.ack_resends, 1, "crc {crc}");
+        assert_eq!(st.resyncs, base.resyncs, "no resync");
+        assert_eq!(w.s.host_stats().duplicates, dups);
+
+        // The ACK of the answer's last packet lost: the operation is over
+        // (exactly once), the cam resends that packet at its retransmit
+        // timeout, with RTX when CRC is on and unchanged when it is off
+        // (PROTOCOL.md section 4); the host recognises the copy, ACKs it
+        // and discards it, and the next operation is not disturbed.
+        let (t0, from, rx0) = (w.now, w.tx.len(), w.rx.len());
+        w.tx_loss = lose_nth(5, |h| {
+            h.flags.contains(Flags::ACK) && h.opcode == Opcode::CHANNEL_READ
+        });
+        let d = w
+            .run(ops::ReadAt {
+                id,
+                offset: 1000,
+                len: LEN,
+            })
+            .unwrap();
+        assert!(d == pattern(1000 + LEN as usize)[1000..], "crc {crc}");
+        assert_eq!(w.now, t0, "crc {crc}: done at once");
+        let last = w.rx.last().unwrap().1;
+        assert!(!last.flags.contains(Flags::FRAGMENT));
+        let rtx = w.cam.poll_timeout().expect("the cam waits for the ACK");
+        assert_eq!(rtx, t0 + Duration::from_millis(500), "crc {crc}");
+        let wait = rtx.saturating_duration_since(w.now);
+        idle(&mut w, wait);
+        assert_eq!(w.run(ops::Size { id }).unwrap(), 1 << 20);
+        assert_eq!(w.now, rtx);
+        assert_eq!(
+            requests(&w.tx, from),
+            [(t0, Opcode::CHANNEL_READ), (rtx, Opcode::CHANNEL_SIZE)]
+        );
+        let copy = w.rx[rx0 + 5].1;
+        assert_eq!((copy.sequence, copy.length), (last.sequence, last.length));
+        assert_eq!(copy.flags.contains(Flags::RTX), crc, "crc {crc}");
+        assert_eq!(w.rx.len() - rx0, 7, "5 packets, the copy, the size");
+        let acks = read_acks(&w.tx, from);
+        assert_eq!(acks.len(), 6, "{acks:?}");
+        assert_eq!(acks[4], (t0, last.sequence), "the lost one");
+        assert_eq!(acks[5], (rtx, last.sequence), "the copy's");
+        assert_eq!(w.s.host_stats().duplicates - dups, 1, "crc {crc}");
+        assert_eq!(w.s.stats().resyncs, base.resyncs, "no resync");
+        // Nothing more from the cam: it got its ACK.
+        idle(&mut w, Duration::from_secs(5));
+        assert!(w.cam.poll_transmit(w.now).is_none());
+    }
+}
+
+#[test]
+fn a_cam_still_sending_an_abandoned_read_is_unstuck_by_a_port_reopen() {
+    // The firmware's send loop (PROTOCOL.md section 6): a read the host
+    // gave up on goes on through SYNCs; only a port close ends it.
+    let device = omv_proto::device::DeviceConfig {
+        read_piece: Some(512),
+        ..omv_proto::device::DeviceConfig::default()
+    };
+    let cam = bulk_cam(FaultConfig::default())
+        .device(device)
+        .abandoned_reads(true);
+    let mut w = World::new(cam, SessionConfig::default());
+    w.reopen_closes_cam = true;
+    let id = bulk_id(&mut w);
+    let thr = w.s.fast_threshold();
+    w.log = true;
+    let r = w.run_with(
+        ops::ReadAt {
+            id,
+            offset: 0,
+            len: 1 << 20,
+        },
+        |w| {
+            if w.s.progress().is_some_and(|p| p.done >= 64 << 10) {
+                w.s.cancel();
+            }
+        },
+    );
+    assert!(matches!(r, Err(Error::Cancelled { .. })), "{r:?}");
+    let (t0, from) = (w.now, w.tx.len());
+    let d = w
+        .run(ops::ReadAt {
+            id,
+            offset: 1000,
+            len: 5000,
+        })
+        .unwrap();
+    assert!(d == pattern(6000)[1000..]);
+    assert_eq!((w.reopens, w.s.stats().reopens), (1, 1));
+    // 2 × max_retry + 1 handshake rounds of 2 thresholds each (the cam
+    // answers SYNC, then nothing), the reopen, then one clean handshake.
+    let t1 = t0 + thr * 2 * 7;
+    assert_eq!(w.now, t1);
+    let reqs = requests(&w.tx, from);
+    let syncs = reqs
+        .iter()
+        .filter(|(_, o)| *o == Opcode::PROTO_SYNC)
+        .count();
+    assert_eq!(syncs, 8, "{reqs:?}");
+    assert_eq!(
+        reqs[reqs.len() - 4..],
+        [
+            (t1, Opcode::PROTO_SYNC),
+            (t1, Opcode::PROTO_GET_CAPS),
+            (t1, Opcode::PROTO_SET_CAPS),
+            (t1, Opcode::CHANNEL_READ),
+        ]
+    );
+}
+
+#[test]
+fn seeded_host_drops_cost_status_answers_a_threshold_not_the_timeout() {
+    // The stock drop_rate, applied by the session itself: received
+    // packets and ACKs lost at random (seeded), here 20%.
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    let mut cfg = w.s.config().clone();
+    cfg.drop_rate = 0.2;
+    cfg.seed = 11;
+    w.s.set_config(cfg);
+    let timeout = w.s.config().timeout;
+    let mut worst = Duration::ZERO;
+    for i in 0..40 {
+        let t0 = w.now;
+        w.run(ops::Stop)
+            .unwrap_or_else(|e| panic!("stop {i}: {e} {:?}", w.s.stats()));
+        worst = worst.max(w.now.saturating_duration_since(t0));
+    }
+    let st = w.s.stats();
+    assert!(st.simulated_drops > 0, "{st:?}");
+    assert!(st.fast_fails > 0, "{st:?}");
+    // Every lost answer or ACK was recovered by a resync after one
+    // threshold, never by waiting out the per-packet timeout.
+    assert!(worst < timeout, "worst stop {worst:?}, {st:?}");
+    eprintln!("40 stops through 20% host drops: worst {worst:?}, {st:?}");
+}
+
+#[test]
+fn without_a_reopen_a_cam_that_answers_sync_is_tried_until_the_deadline() {
+    let device = omv_proto::device::DeviceConfig {
+        read_piece: Some(512),
+        ..omv_proto::device::DeviceConfig::default()
+    };
+    let cam = bulk_cam(FaultConfig::default())
+        .device(device)
+        .abandoned_reads(true);
+    let mut w = World::new(cam, SessionConfig::default());
+    w.reopen_fails = true;
+    let id = bulk_id(&mut w);
+    let r = w.run_with(
+        ops::ReadAt {
+            id,
+            offset: 0,
+            len: 1 << 20,
+        },
+        |w| {
+            if w.s.progress().is_some_and(|p| p.done >= 64 << 10) {
+                w.s.cancel();
+            }
+        },
+    );
+    assert!(matches!(r, Err(Error::Cancelled { .. })), "{r:?}");
+    let t0 = w.now;
+    let r = w.run(ops::ReadAt {
+        id,
+        offset: 1000,
+        len: 5000,
+    });
+    let budget = w.s.config().deadline_for(5000);
+    assert!(
+        matches!(r, Err(Error::DeadlineExceeded { deadline, .. }) if deadline == budget),
+        "{r:?}"
+    );
+    assert_eq!(w.now, t0 + budget);
+    assert_eq!((w.reopens, w.s.stats().reopens), (1, 1));
+    // A silent cam, though, ends at once when the port cannot be reopened.
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    w.reopen_fails = true;
+    w.mute = true;
+    let t0 = w.now;
+    let r = w.run(ops::Size { id });
+    assert!(matches!(r, Err(Error::ResyncFailed { .. })), "{r:?}");
+    assert!(w.now.saturating_duration_since(t0) < Duration::from_secs(5));
 }

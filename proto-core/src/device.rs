@@ -692,6 +692,18 @@ impl DeviceEndpoint {
         self.transmits.pop_into(buf)
     }
 
+    /// True when nothing waits to go out: no packet waits for its ACK, and
+    /// no answer, event or packet is queued. A cam loop that must finish
+    /// sending before it re-initialises the protocol (the firmware's send
+    /// is blocking: the SOFT_REBOOT event goes out, acknowledged or given
+    /// up, before the soft reset) waits for this.
+    pub fn is_idle(&self) -> bool {
+        self.inflight.is_none()
+            && self.transmits.is_empty()
+            && self.message.is_none()
+            && self.events.is_empty()
+    }
+
     /// Next application event.
     pub fn poll_event(&mut self) -> Option<DeviceEvent> {
         self.app_events.pop_front()

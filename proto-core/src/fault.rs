@@ -613,6 +613,125 @@ impl Reframer {
     }
 }
 
+/// Whole packets of a byte stream lost at random: a [`Reframer`] cuts the
+/// stream into packets and each is dropped with probability `p`; bytes
+/// that are not part of a packet pass through. The one implementation of
+/// the stock `drop_rate` (a host losing what it receives, in the session)
+/// and of the simulated cam's `rx_drop_rate`.
+///
+/// The decisions come from any [`Entropy`] (a seeded [`SimRng`] by
+/// default), so a test may steer them.
+///
+/// ```
+/// use omv_proto::fault::StreamDrops;
+/// use omv_proto::rng::SimRng;
+/// let sync = [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac];
+/// let mut d = StreamDrops::new(1.0, SimRng::new(1));
+/// let mut out = Vec::new();
+/// d.filter(&[1, 2], &mut out);
+/// d.filter(&sync, &mut out);
+/// assert_eq!(out, [1, 2]);
+/// assert_eq!((d.packets(), d.dropped()), (1, 1));
+/// ```
+pub struct StreamDrops {
+    faults: PacketFaults,
+    rng: alloc::boxed::Box<dyn Entropy + Send>,
+    reframer: Reframer,
+    packets: u64,
+    dropped: u64,
+}
+
+impl core::fmt::Debug for StreamDrops {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamDrops")
+            .field("p", &self.faults.drop)
+            .field("packets", &self.packets)
+            .field("dropped", &self.dropped)
+            .field("held", &self.reframer.held())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamDrops {
+    /// Drops each packet with probability `p`, deciding with `rng`.
+    pub fn new(p: f64, rng: impl Entropy + Send + 'static) -> StreamDrops {
+        StreamDrops {
+            faults: PacketFaults::drops(p),
+            rng: alloc::boxed::Box::new(rng),
+            reframer: Reframer::new(crate::MAX_PAYLOAD),
+            packets: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The drop probability.
+    pub fn rate(&self) -> f64 {
+        self.faults.drop
+    }
+
+    /// Decides with `rng` from now on.
+    pub fn set_entropy(&mut self, rng: impl Entropy + Send + 'static) {
+        self.rng = alloc::boxed::Box::new(rng);
+    }
+
+    /// Appends to `out` what survives of `data`. With the rate zero and
+    /// nothing held this is a plain copy; otherwise bytes of a packet not
+    /// yet complete are held until it is.
+    pub fn filter(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.faults.drop <= 0.0 && self.reframer.held() == 0 {
+            out.extend_from_slice(data);
+            return;
+        }
+        let (faults, rng) = (&self.faults, &mut self.rng);
+        let (packets, dropped) = (&mut self.packets, &mut self.dropped);
+        self.reframer.push(data, |piece| match piece {
+            Piece::Bytes(b) => out.extend_from_slice(&b),
+            Piece::Packet(p) => {
+                *packets += 1;
+                if plan(faults, true, |_| true, &mut **rng, &p)
+                    .copies
+                    .is_empty()
+                {
+                    *dropped += 1;
+                } else {
+                    out.extend_from_slice(&p);
+                }
+            }
+        });
+    }
+
+    /// Decides for one whole packet (one the owner sends): `true` when it
+    /// is lost. Counted like the packets of [`filter`](Self::filter).
+    pub fn drops_packet(&mut self, packet: &[u8]) -> bool {
+        self.packets += 1;
+        let lost = plan(&self.faults, true, |_| true, &mut *self.rng, packet)
+            .copies
+            .is_empty();
+        self.dropped += u64::from(lost);
+        lost
+    }
+
+    /// Forgets held bytes (the port was reopened); counters go on.
+    pub fn clear(&mut self) {
+        self.reframer.clear();
+    }
+
+    /// Bytes held back, waiting for the rest of a packet.
+    pub fn held(&self) -> usize {
+        self.reframer.held()
+    }
+
+    /// Packets seen.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Packets dropped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
 fn find_sync(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == SYNC_BYTES)
 }
@@ -798,6 +917,33 @@ mod tests {
             assert_eq!(bytes, [1, 2, 0xaa, 9, 9], "chunk {chunk}");
             assert_eq!(r.held(), 0);
         }
+    }
+
+    #[test]
+    fn stream_drops_lose_whole_packets_only() {
+        let a = pkt(Opcode::CHANNEL_READ, &[5; 300]);
+        let mut stream = vec![9, 8];
+        for _ in 0..200 {
+            stream.extend_from_slice(&a);
+        }
+        let mut d = StreamDrops::new(0.25, SimRng::new(11));
+        let mut out = Vec::new();
+        for c in stream.chunks(77) {
+            d.filter(c, &mut out);
+        }
+        assert_eq!(d.packets(), 200);
+        assert_eq!(d.held(), 0);
+        let kept = 200 - d.dropped() as usize;
+        assert!(d.dropped() > 20 && d.dropped() < 80, "{d:?}");
+        assert_eq!(out.len(), 2 + kept * a.len());
+        assert!(out[2..].chunks(a.len()).all(|p| p == a));
+        let mut none = StreamDrops::new(0.0, SimRng::new(11));
+        let mut copy = Vec::new();
+        none.filter(&stream, &mut copy);
+        assert_eq!((copy, none.packets()), (stream, 0));
+        let mut all = StreamDrops::new(1.0, SimRng::new(1));
+        assert!(all.drops_packet(&a));
+        assert!(!none.drops_packet(&a));
     }
 
     #[test]

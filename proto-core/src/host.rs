@@ -31,7 +31,6 @@ use crate::caps::{CapFlags, Caps};
 use crate::framer::{Frame, Framer, FramerConfig, Role};
 use crate::header::Header;
 use crate::packet::encode_packet;
-use crate::rng::SimRng;
 use crate::txqueue::TxQueue;
 use crate::{ChannelId, Duration, Flags, Instant, Opcode, Packet, Status};
 
@@ -52,11 +51,6 @@ pub struct HostConfig {
     pub timeout: Duration,
     /// SYNC attempts before a resync fails.
     pub max_retry: u8,
-    /// Probability of dropping each received packet and each ACK sent
-    /// (fault simulation, as the stock `drop_rate`).
-    pub drop_rate: f64,
-    /// Seed of the drop simulation.
-    pub seed: u64,
 }
 
 impl Default for HostConfig {
@@ -69,8 +63,6 @@ impl Default for HostConfig {
             max_payload: 4096,
             timeout: Duration::from_secs(1),
             max_retry: 3,
-            drop_rate: 0.0,
-            seed: 0,
         }
     }
 }
@@ -285,8 +277,6 @@ pub struct HostStats {
     pub timeouts: u64,
     /// Packets that arrived with no request pending.
     pub unexpected: u64,
-    /// Packets dropped by the fault simulation (received and ACKs).
-    pub simulated_drops: u64,
     /// Bytes dropped while hunting for a packet.
     pub dropped_bytes: u64,
 }
@@ -376,7 +366,6 @@ pub struct HostEndpoint {
     completions: VecDeque<Completion>,
     events: VecDeque<CamEvent>,
     stats: HostStats,
-    rng: SimRng,
     channels_changed: bool,
     /// Channel of the request in flight (for a NAK asking for a resend).
     req_channel: ChannelId,
@@ -400,7 +389,6 @@ pub struct HostEndpoint {
 impl HostEndpoint {
     /// A disconnected endpoint.
     pub fn new(config: HostConfig) -> HostEndpoint {
-        let rng = SimRng::new(config.seed);
         HostEndpoint {
             framer: Framer::new(default_framer()),
             caps: Caps::DEFAULT,
@@ -413,7 +401,6 @@ impl HostEndpoint {
             completions: VecDeque::new(),
             events: VecDeque::new(),
             stats: HostStats::default(),
-            rng,
             channels_changed: false,
             req_channel: ChannelId::SYSTEM,
             last_ack: None,
@@ -684,10 +671,6 @@ impl HostEndpoint {
     }
 
     fn handle_packet(&mut self, now: Instant, p: Packet) {
-        if self.rng.chance(self.config.drop_rate) {
-            self.stats.simulated_drops += 1;
-            return;
-        }
         self.stats.received += 1;
         let h = p.header;
         // A retransmitted copy of a packet already received: re-ACK, discard.
@@ -720,11 +703,7 @@ impl HostEndpoint {
             self.last_acked_payload.extend_from_slice(&p.payload);
         }
         if h.flags.contains(Flags::ACK_REQ) {
-            if self.rng.chance(self.config.drop_rate) {
-                self.stats.simulated_drops += 1;
-            } else {
-                self.send_ack(&h);
-            }
+            self.send_ack(&h);
         }
         // A late ACK of an earlier SYNC (the link is FIFO, so it belongs to
         // an abandoned attempt): nothing waits for it.

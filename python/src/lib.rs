@@ -474,7 +474,10 @@ impl Engine {
 
     /// The host-side counters: the stock keys first, then ours.
     fn host_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = py.allow_threads(|| self.lock().host_stats());
+        let (s, policy) = py.allow_threads(|| {
+            let c = self.lock();
+            (c.host_stats(), c.session_stats())
+        });
         let d = PyDict::new(py);
         for (k, v) in [
             ("sent", s.sent),
@@ -486,7 +489,7 @@ impl Engine {
             ("events", s.events),
             ("timeouts", s.timeouts),
             ("unexpected", s.unexpected),
-            ("simulated_drops", s.simulated_drops),
+            ("simulated_drops", policy.simulated_drops),
         ] {
             d.set_item(k, v)?;
         }

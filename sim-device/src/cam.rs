@@ -517,6 +517,9 @@ pub struct SimCam {
     /// `send_event(wait_ack=True)` calls waiting for the host's ACK.
     ack_waiters: std::collections::VecDeque<PendingRequest>,
     seen_acks: u64,
+    /// A script ended: the protocol is re-initialised once what was queued
+    /// before (SOFT_REBOOT last) has gone out, or by this time at the latest.
+    soft_reset_due: Option<Instant>,
     last_now: Instant,
 }
 
@@ -610,6 +613,7 @@ impl SimCam {
             script_channels: Vec::new(),
             ack_waiters: std::collections::VecDeque::new(),
             seen_acks: 0,
+            soft_reset_due: None,
             last_now: Instant::ZERO,
         })
     }
@@ -751,10 +755,15 @@ impl SimCam {
             .as_ref()
             .filter(|b| b.has_requests())
             .map(|_| self.last_now);
-        [self.dev.poll_timeout(), self.faults.next_release(), script]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.dev.poll_timeout(),
+            self.faults.next_release(),
+            script,
+            self.soft_reset_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Next bytes to send to the host (a packet, or a chunk of one with
@@ -767,7 +776,12 @@ impl SimCam {
             if !self.faults.wants_tx() {
                 return None;
             }
-            let p = self.dev.poll_transmit(now)?;
+            let Some(p) = self.dev.poll_transmit(now) else {
+                if self.finish_soft_reset(now) {
+                    continue;
+                }
+                return None;
+            };
             self.faults.push_tx(now, p);
         }
     }
@@ -781,9 +795,10 @@ impl SimCam {
             if ev == omv_proto::event::EventId::SOFT_REBOOT {
                 self.soft_reboots += 1;
                 log::info!("cam: script ended: soft reboot");
-                self.soft_reset(now);
+                self.soft_reboot(now);
             }
         }
+        self.finish_soft_reset(now);
         while let Some(ev) = self.dev.poll_event() {
             match ev {
                 DeviceEvent::ResetRequested => {
@@ -914,26 +929,41 @@ impl SimCam {
     }
 
     /// After a script: its channels are dropped (no events, as the
-    /// firmware's deinit) and the protocol starts over with the start-up
-    /// configuration (everything on unless `SimConfig::device` says
-    /// otherwise); SOFT_REBOOT (already queued) goes out first, and a
-    /// replacing script's "started" event after the reset.
-    fn soft_reset(&mut self, now: Instant) {
-        while let Some(p) = self.dev.poll_transmit(now) {
-            self.faults.push_tx(now, p);
-        }
-        self.output.write_str("MPY: soft reboot\r\n");
+    /// firmware's deinit); the protocol re-initialisation waits for what is
+    /// queued, SOFT_REBOOT last, to go out ([`finish_soft_reset`](Self::finish_soft_reset)).
+    fn soft_reboot(&mut self, now: Instant) {
         for id in std::mem::take(&mut self.script_channels) {
             self.dev.unregister(id);
         }
         self.fail_ack_waiters();
-        // The firmware's start-up configuration (PROTOCOL.md section 6:
-        // everything on, the board's largest payload), or the one
-        // `SimConfig::device` sets; a script's `protocol.init` ended with it.
+        // The firmware's send is blocking: at worst the last queued packet
+        // goes through its whole resend schedule first.
+        let c = self.dev.config();
+        let schedule = (0..=c.rtx_retries).fold(omv_proto::Duration::ZERO, |t, i| {
+            t.saturating_add(c.rtx_timeout.saturating_mul(1u32 << i.min(16)))
+        });
+        self.soft_reset_due = Some(now + schedule + omv_proto::Duration::from_millis(100));
+    }
+
+    /// The soft reset proper, once the endpoint is idle (or its bound
+    /// passed): the protocol starts over with the start-up configuration
+    /// (everything on unless `SimConfig::device` says otherwise), a
+    /// replacing script's "started" event follows, and the banner is
+    /// printed. Returns whether it happened.
+    fn finish_soft_reset(&mut self, now: Instant) -> bool {
+        let Some(due) = self.soft_reset_due else {
+            return false;
+        };
+        if !self.dev.is_idle() && now < due {
+            return false;
+        }
+        self.soft_reset_due = None;
         let dc = device_config(&self.config, &self.profile);
         let startup = dc.startup();
         self.dev.reinit(dc, startup);
         self.seen_acks = self.dev.event_acks();
+        self.output.write_str("MPY: soft reboot\r\n");
+        true
     }
 
     /// Behaves like a rebooted cam: the running script stops, every protocol

@@ -161,13 +161,11 @@ impl FaultStats {
 pub struct FaultInjector {
     config: FaultConfig,
     tx_faults: fault::PacketFaults,
-    rx_faults: fault::PacketFaults,
     tx_rng: SimRng,
-    rx_rng: SimRng,
+    rx_drops: fault::StreamDrops,
     /// Packets held back by the latency, with their chunk boundaries.
     held: VecDeque<(Instant, Vec<u8>, Vec<usize>)>,
     chunks: VecDeque<Vec<u8>>,
-    reframer: Reframer,
     stats: FaultStats,
 }
 
@@ -198,13 +196,11 @@ impl FaultInjector {
                 .with_flip(config.corrupt_rate)
                 .with_latency(config.latency)
                 .with_chunk_max(config.chunk_max),
-            rx_faults: fault::PacketFaults::drops(config.rx_drop_rate),
             tx_rng: stream(config.seed, 1),
-            rx_rng: stream(config.seed, 2),
+            rx_drops: fault::StreamDrops::new(config.rx_drop_rate, stream(config.seed, 2)),
             config,
             held: VecDeque::new(),
             chunks: VecDeque::new(),
-            reframer: Reframer::new(MAX_PAYLOAD),
             stats: FaultStats::default(),
         })
     }
@@ -224,7 +220,7 @@ impl FaultInjector {
     pub fn clear(&mut self) {
         self.held.clear();
         self.chunks.clear();
-        self.reframer.clear();
+        self.rx_drops.clear();
     }
 
     /// True when more outgoing packets may be accepted without holding too
@@ -313,25 +309,16 @@ impl FaultInjector {
     /// the stream is split at packet boundaries and whole packets are
     /// dropped. Bytes of a packet not yet complete are held until it is.
     pub fn filter_rx(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.config.rx_drop_rate <= 0.0 && self.reframer.held() == 0 {
-            out.extend_from_slice(data);
-            return;
+        let dropped = self.rx_drops.dropped();
+        self.rx_drops.filter(data, out);
+        if self.rx_drops.dropped() > dropped {
+            log::debug!(
+                "fault: dropped {} received packet(s)",
+                self.rx_drops.dropped() - dropped
+            );
         }
-        let (faults, rng, stats) = (&self.rx_faults, &mut self.rx_rng, &mut self.stats);
-        self.reframer.push(data, |piece| match piece {
-            Piece::Bytes(b) => out.extend_from_slice(&b),
-            Piece::Packet(p) => {
-                stats.rx_packets += 1;
-                let plan = fault::plan(faults, true, |_| true, rng, &p);
-                if plan.copies.is_empty() {
-                    stats.rx_dropped += 1;
-                    log::debug!("fault: dropped received packet {}", describe(&p));
-                }
-                for d in plan.apply(&p) {
-                    out.extend_from_slice(&d.bytes);
-                }
-            }
-        });
+        self.stats.rx_packets = self.rx_drops.packets();
+        self.stats.rx_dropped = self.rx_drops.dropped();
     }
 }
 

@@ -322,6 +322,73 @@ fn exec_replacing_a_script_starts_it_after_the_soft_reboot() {
 }
 
 #[test]
+fn a_script_ending_mid_answer_lets_the_answer_and_soft_reboot_out_first() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let end = Arc::new(AtomicBool::new(false));
+    let e = end.clone();
+    let cam = SimConfig::new()
+        .in_process_threaded(move |_, ctx| {
+            while !ctx.stop_requested() && !e.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+        .build()
+        .unwrap();
+    let mut l = link(cam);
+    ok(&mut l, Command::write(STDIN_ID, 0, b"loop"));
+    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    let text: String = (0..1000).map(|i| format!("{i:04} ")).collect();
+    l.cam.output().write_str(&text[..1000]);
+    l.settle();
+    // The host asks for stdout; the cam's answer waits for its ACK.
+    let now = l.now();
+    l.host
+        .request(now, &Command::read(STDOUT_ID, 0, 1000))
+        .unwrap();
+    while let Some(b) = l.host.poll_transmit() {
+        l.cam.handle_input(now, &b);
+    }
+    let first = loop {
+        let p = l.cam.poll_transmit(now).expect("the answer's first packet");
+        if p[4] & 0x20 == 0 {
+            break p;
+        }
+        // An event (stdout NOTIFY, script started) queued before it.
+        l.host.handle_input(now, &p);
+        while let Some(b) = l.host.poll_transmit() {
+            l.cam.handle_input(now, &b);
+        }
+    };
+    assert_eq!(first[4] & 0x28, 0x08, "a data packet asking for its ACK");
+    // The script ends meanwhile (its end is noticed by the cam loop).
+    end.store(true, Ordering::SeqCst);
+    for _ in 0..500 {
+        l.advance(Duration::from_millis(1));
+        if l.cam.stats().soft_reboots == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(l.cam.stats().soft_reboots, 1);
+    // The firmware's send is blocking: the answer and SOFT_REBOOT still go
+    // out before the protocol is re-initialised.
+    let now = l.now();
+    l.host.handle_input(now, &first);
+    let reply = match l.run().expect("link") {
+        omv_proto::host::Completion::Request(r) => r.expect("stdout read"),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(&reply.into_bytes()[..], &text.as_bytes()[..1000]);
+    l.settle();
+    assert!(has_event(&l, 0, 2), "SOFT_REBOOT: {:?}", l.events);
+    l.connect().expect("resync after SOFT_REBOOT");
+    let n = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)));
+    let banner = ok(&mut l, Command::read(STDOUT_ID, 0, n)).into_bytes();
+    assert!(banner.ends_with(b"MPY: soft reboot\r\n"), "{banner:?}");
+}
+
+#[test]
 fn the_soft_reset_restores_the_firmware_start_up_caps() {
     let cam = SimConfig::new().in_process(|_, _| {}).build().unwrap();
     let mut l = link(cam);

@@ -77,8 +77,6 @@ impl Scenario {
             max_payload: want.max_payload,
             timeout,
             max_retry: d.range(1, 3) as u8,
-            drop_rate: 0.0,
-            seed: 0,
         };
         let rtx_floor = (3 * packet_us + 2000).div_ceil(1000).max(20);
         let config = DeviceConfig {
