@@ -45,7 +45,9 @@
 //! }
 //! ```
 //!
-//! `omv-blocking`'s `driver` module is such a loop over a blocking port.
+//! `omv-blocking`'s `driver` module is such a loop over a blocking port;
+//! `omv-async`'s `driver` module is one in a tokio task (one `select!` on
+//! the port, the deadline and the caller going away).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
