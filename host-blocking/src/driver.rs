@@ -43,11 +43,6 @@ impl Camera {
         }
     }
 
-    /// Maps a session error, naming the port.
-    pub(crate) fn err(&self, e: omv_session::Error) -> Error {
-        Error::from_session(e, &self.port_name)
-    }
-
     /// Writes every pending transmit, one packet per write (a datagram
     /// transport sends one packet per datagram).
     pub(crate) fn flush_transmits(&mut self) -> Result<()> {
@@ -110,15 +105,7 @@ impl Camera {
             if let Some(h) = self.handler.as_mut() {
                 h.on_event(&e);
             }
-            if self.config.event_queue == 0 {
-                self.dropped += 1;
-                continue;
-            }
-            if self.pending.len() >= self.config.event_queue {
-                self.pending.pop_front();
-                self.dropped += 1;
-            }
-            self.pending.push_back(e);
+            self.pending.push(e, self.config.event_queue);
         }
     }
 
@@ -139,7 +126,7 @@ impl Camera {
             self.read_port(Duration::ZERO)?;
         }
         let now = self.now();
-        let pending = self.session.start(now, op).map_err(|e| self.err(e))?;
+        let pending = self.session.start(now, op)?;
         let mut progress = None;
         loop {
             self.flush_transmits()?;
@@ -150,7 +137,7 @@ impl Camera {
             if let Some(out) = self.session.take_output(&pending) {
                 // ACKs produced by the last input go out before returning.
                 self.flush_transmits()?;
-                return out.map_err(|e| self.err(e));
+                return out;
             }
             if self.cancelled() {
                 self.session.cancel();

@@ -16,12 +16,12 @@ use omv_sim::cam::SimConfig;
 #[test]
 fn connect_and_introspection() {
     let (sim, mut cam, _) = standard();
-    checks::introspection(&sim, &mut cam);
+    block_on(checks::introspection(&sim, &mut cam));
 }
 
 #[test]
 fn channel_lookup_by_name_and_id() {
-    checks::channel_lookup(&mut standard().1);
+    block_on(checks::channel_lookup(&mut standard().1));
 }
 
 #[test]
@@ -31,22 +31,22 @@ fn update_channels_refreshes_a_stale_cache() {
         standard_setup,
         CameraConfig::new("sim").events(false),
     );
-    checks::update_channels(&sim, &mut cam);
+    block_on(checks::update_channels(&sim, &mut cam));
 }
 
 #[test]
 fn channel_read_write_by_name() {
-    checks::channel_by_name(&mut standard().1);
+    block_on(checks::channel_by_name(&mut standard().1));
 }
 
 #[test]
 fn by_id_primitives_with_offsets() {
-    checks::by_id_primitives(&mut standard().1);
+    block_on(checks::by_id_primitives(&mut standard().1));
 }
 
 #[test]
 fn raw_requests() {
-    checks::raw_requests(&mut standard().1);
+    block_on(checks::raw_requests(&mut standard().1));
 }
 
 #[test]
@@ -63,6 +63,8 @@ fn retry_helper() {
         calls += 1;
         Err(Error::Timeout {
             op: Opcode::SYS_INFO,
+            channel: 0,
+            offset: None,
             timeout: Duration::from_secs(1),
         })
     });
@@ -104,18 +106,18 @@ fn retry_helper() {
 
 #[test]
 fn lock_guard_unlocks_on_drop() {
-    checks::lock_guard(&mut standard().1);
+    block_on(checks::lock_guard(&mut standard().1));
 }
 
 #[test]
 fn resync_releases_locks() {
-    checks::resync(&mut standard().1);
+    block_on(checks::resync(&mut standard().1));
 }
 
 #[test]
 fn scripts_exec_stop_stdout_and_events() {
     let (_sim, mut cam, log) = standard();
-    checks::scripts_and_events(&mut cam, &log);
+    block_on(checks::scripts_and_events(&mut cam, &log));
 }
 
 #[test]
@@ -155,7 +157,7 @@ fn utf8_output_split_across_reads() {
 #[test]
 fn streaming_and_frames() {
     let (_sim, mut cam, _) = standard();
-    checks::streaming(&mut cam);
+    block_on(checks::streaming(&mut cam));
     let stream = cam.get_channel_id("stream").unwrap().unwrap();
     let _ = cam.channel_ioctl_u32(stream, omv_blocking::camera::STREAM_SOURCE, &[0]);
 }
@@ -163,12 +165,12 @@ fn streaming_and_frames() {
 #[test]
 fn channel_registered_event_refreshes_cache() {
     let (sim, mut cam, _) = standard();
-    checks::channel_registration(&sim, &mut cam);
+    block_on(checks::channel_registration(&sim, &mut cam));
 }
 
 #[test]
 fn profiler() {
-    checks::profiler(&mut standard().1);
+    block_on(checks::profiler(&mut standard().1));
 }
 
 #[test]
@@ -182,12 +184,12 @@ fn no_profile_channel_is_a_no_op() {
 
 #[test]
 fn capabilities_renegotiated() {
-    checks::capabilities(&mut standard().1);
+    block_on(checks::capabilities(&mut standard().1));
 }
 
 #[test]
 fn poll_and_wait_events() {
-    checks::poll_and_wait_events(&mut standard().1);
+    block_on(checks::poll_and_wait_events(&mut standard().1));
 }
 
 #[test]
@@ -240,7 +242,7 @@ fn reset_and_boot_close_the_port() {
 fn boot_method() {
     // The kept link outlives the port, so the sim can still be asked.
     let (sim, mut cam, _link) = standard_kept();
-    checks::boot(&sim, &mut cam);
+    block_on(checks::boot(&sim, &mut cam));
 }
 
 #[test]
