@@ -83,7 +83,7 @@ pub struct Camera {
     pub(crate) tbuf: Vec<u8>,
     pub(crate) pending: EventQueue,
     pub(crate) handler: Option<Box<dyn EventHandler>>,
-    pub(crate) cancel: Option<Arc<AtomicBool>>,
+    pub(crate) cancel: Option<Cancel>,
     pub(crate) progress: Option<Box<dyn FnMut(Progress) + Send>>,
     retry_depth: u32,
 }
@@ -166,10 +166,19 @@ impl Camera {
     /// the operation in flight fails with a cancelled error within about
     /// [`CANCEL_POLL`](crate::driver::CANCEL_POLL), whatever the cam does.
     pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
-        self.cancel = Some(flag);
+        self.cancel = Some(Cancel::Flag(flag));
     }
 
-    /// Removes the cancel flag.
+    /// Installs a cancel check instead of a flag: `check` is called at
+    /// least every [`CANCEL_POLL`](crate::driver::CANCEL_POLL) while an
+    /// operation runs (on the calling thread), and once it returns true the
+    /// operation fails with a cancelled error. For hosts whose interrupts
+    /// must be polled, e.g. a Python binding checking for Ctrl-C.
+    pub fn set_cancel_check(&mut self, check: impl FnMut() -> bool + Send + 'static) {
+        self.cancel = Some(Cancel::Check(Box::new(check)));
+    }
+
+    /// Removes the cancel flag or check.
     pub fn clear_cancel_flag(&mut self) {
         self.cancel = None;
     }
@@ -935,6 +944,23 @@ impl Drop for ChannelLock<'_> {
             if let Err(e) = self.cam.channel_unlock(self.id) {
                 log::debug!("unlock of channel {} on drop failed: {e}", self.id);
             }
+        }
+    }
+}
+
+/// How a [`Camera`] learns that the caller wants the operation cancelled.
+pub(crate) enum Cancel {
+    /// Set from elsewhere (a signal handler, another thread).
+    Flag(Arc<AtomicBool>),
+    /// Polled.
+    Check(Box<dyn FnMut() -> bool + Send>),
+}
+
+impl Cancel {
+    pub(crate) fn requested(&mut self) -> bool {
+        match self {
+            Cancel::Flag(f) => f.load(std::sync::atomic::Ordering::Relaxed),
+            Cancel::Check(c) => c(),
         }
     }
 }

@@ -10,7 +10,6 @@
 //! read waits at most [`CANCEL_POLL`], so that the flag is seen promptly.
 //! All the policy (retries, resume, resync) is in the session.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use omv_proto::Instant;
@@ -109,10 +108,8 @@ impl Camera {
         }
     }
 
-    fn cancelled(&self) -> bool {
-        self.cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
+    fn cancelled(&mut self) -> bool {
+        self.cancel.as_mut().is_some_and(|c| c.requested())
     }
 
     /// Runs `op` to completion.

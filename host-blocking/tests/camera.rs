@@ -321,3 +321,32 @@ fn camera_is_debug_and_config_is_kept() {
     assert_eq!(cam.port_name(), "embedded-sim");
     let _: &Camera = &cam;
 }
+
+#[test]
+fn a_cancel_check_is_polled_and_ends_a_slow_read() {
+    use omv_sim::fault::FaultConfig;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let slow = FaultConfig {
+        latency: omv_proto::Duration::from_millis(50),
+        ..FaultConfig::default()
+    };
+    let (_sim, mut cam) = connect(
+        standard_sim(ScriptLog::default()).faults(slow),
+        standard_setup,
+        CameraConfig::new("sim"),
+    );
+    let id = cam.get_channel_id("bulk").unwrap().unwrap();
+    // A 1 MiB read takes over 25 s at 50 ms a packet; the check says
+    // "cancel" from its fourth call on.
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    cam.set_cancel_check(move || c.fetch_add(1, Ordering::SeqCst) >= 3);
+    let t0 = Instant::now();
+    let r = cam.channel_read_at(id, 0, 1 << 20);
+    assert!(matches!(r, Err(Error::Cancelled { .. })), "{r:?}");
+    assert!(calls.load(Ordering::SeqCst) >= 4);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    cam.clear_cancel_flag();
+    assert_eq!(cam.channel_read_at(id, 0, 16).unwrap(), pattern(0, 16));
+}
