@@ -37,7 +37,10 @@ const QUEUE: usize = 64;
 /// served one at a time, in the order they were sent. Dropping a request's
 /// future cancels it and leaves the session consistent (the next request
 /// resyncs if it must). The task ends when the last clone is dropped.
-/// Construct it within a tokio runtime (with the time and I/O drivers).
+/// Use it within a tokio runtime (with the time and I/O drivers). Made
+/// outside one, it starts its driver task at its first call, and a call
+/// made outside any tokio runtime fails with
+/// [`Error::InvalidArgument`] instead of panicking.
 ///
 /// ```no_run
 /// use omv_async::{Camera, CameraConfig};
@@ -53,7 +56,12 @@ pub struct Camera {
     shared: Arc<Mutex<Shared>>,
     port_name: Arc<str>,
     events: tokio::sync::broadcast::Sender<Event>,
+    /// The driver task, until it is spawned (made outside a runtime).
+    unstarted: Arc<Mutex<Option<Unstarted>>>,
 }
+
+/// The driver task not yet spawned, and its job queue.
+type Unstarted = (Actor, mpsc::Receiver<Job>);
 
 impl std::fmt::Debug for Camera {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,14 +76,37 @@ impl Camera {
     fn spawn(config: CameraConfig, connector: Connector, port_name: String) -> Camera {
         let actor = Actor::new(config, connector, port_name.clone());
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let cam = Camera {
-            jobs,
-            shared: actor.shared.clone(),
-            port_name: port_name.into(),
-            events: actor.events.clone(),
+        let shared = actor.shared.clone();
+        let events = actor.events.clone();
+        let unstarted = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(actor.serve(rx));
+                None
+            }
+            Err(_) => Some((actor, rx)),
         };
-        tokio::spawn(actor.serve(rx));
-        cam
+        Camera {
+            jobs,
+            shared,
+            port_name: port_name.into(),
+            events,
+            unstarted: Arc::new(Mutex::new(unstarted)),
+        }
+    }
+
+    /// Spawns the driver task if the camera was made outside a runtime.
+    fn start(&self) -> Result<()> {
+        let mut pending = self.unstarted.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_none() {
+            return Ok(());
+        }
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::InvalidArgument("omv_async::Camera must be used within a tokio runtime".into())
+        })?;
+        if let Some((actor, rx)) = pending.take() {
+            rt.spawn(actor.serve(rx));
+        }
+        Ok(())
     }
 
     /// A camera on the serial port `config.port` (not yet connected).
@@ -122,6 +153,7 @@ impl Camera {
             + Send
             + 'static,
     {
+        self.start()?;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |a: &mut Actor| {
             Box::pin(async move {

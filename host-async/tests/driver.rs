@@ -1,6 +1,7 @@
 //! What only the async driver has: cancellation by dropping a request's
 //! future, requests from several clones served in order, the event stream.
 
+use std::future::Future;
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -222,4 +223,34 @@ async fn a_silent_port_is_a_typed_error_without_spinning() {
         );
     }
     hold.abort();
+}
+
+#[test]
+fn a_camera_made_outside_a_runtime_starts_in_one_and_fails_cleanly_elsewhere() {
+    let (_sim, addr) = sim();
+    // Made outside any runtime: no panic.
+    let cam = Camera::tcp(&addr, CameraConfig::new("x"));
+    // Polled outside any runtime: a clear error, no panic.
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut call = std::pin::pin!(cam.connect());
+    match call.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Err(e)) => {
+            assert!(e.to_string().contains("tokio runtime"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Used within one: the driver task starts at the first call.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        cam.connect().await.expect("connect");
+        let id = bulk(&cam).await;
+        assert_eq!(
+            cam.channel_read_at(id, 0, 100).await.unwrap(),
+            pattern(0, 100)
+        );
+    });
 }
