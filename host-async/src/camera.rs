@@ -123,7 +123,11 @@ impl Camera {
     /// A camera reached over UDP at `addr`, one packet per datagram, not
     /// yet connected (keep `max_payload` within a datagram).
     pub fn udp(addr: &str, config: CameraConfig) -> Camera {
-        Camera::spawn(config, Connector::Udp(addr.into()), addr.into())
+        Camera::spawn(
+            config.for_datagrams(),
+            Connector::Udp(addr.into()),
+            addr.into(),
+        )
     }
 
     /// A camera on an open stream (an in-memory duplex, a custom port...)

@@ -134,7 +134,11 @@ impl Camera {
     /// is ignored. Keep `max_payload` within a datagram the path carries
     /// (the cam announces 1400 in the firmware's network example).
     pub fn udp(addr: &str, config: CameraConfig) -> Camera {
-        Camera::with_connector(config, Connector::Udp(addr.to_string()), addr.to_string())
+        Camera::with_connector(
+            config.for_datagrams(),
+            Connector::Udp(addr.to_string()),
+            addr.to_string(),
+        )
     }
 
     /// A camera on an already open transport (an in-memory link, a custom

@@ -68,6 +68,9 @@ pub struct CameraConfig {
     pub deadline_per_mib: Duration,
     /// Most events kept in the pending queue before the oldest are dropped.
     pub event_queue: usize,
+    /// See [`SessionConfig::unacked_read_max`]; drivers' `Camera::udp`
+    /// set it through [`for_datagrams`](Self::for_datagrams).
+    pub unacked_read_max: Option<u32>,
 }
 
 impl Default for CameraConfig {
@@ -97,6 +100,7 @@ impl CameraConfig {
             deadline_base: Duration::from_secs(10),
             deadline_per_mib: Duration::from_secs(20),
             event_queue: 1024,
+            unacked_read_max: None,
         }
     }
 
@@ -173,6 +177,22 @@ impl CameraConfig {
         self
     }
 
+    /// Sets [`unacked_read_max`](Self::unacked_read_max).
+    pub fn unacked_read_max(mut self, max: Option<u32>) -> Self {
+        self.unacked_read_max = max;
+        self
+    }
+
+    /// The settings for a datagram transport (UDP, one packet per
+    /// datagram): reads with ACKs off are asked for in requests of at most
+    /// [`DATAGRAM_UNACKED_READ`](crate::DATAGRAM_UNACKED_READ) bytes unless
+    /// [`unacked_read_max`](Self::unacked_read_max) is set already.
+    pub fn for_datagrams(mut self) -> Self {
+        self.unacked_read_max
+            .get_or_insert(crate::DATAGRAM_UNACKED_READ);
+        self
+    }
+
     /// Checks the values are usable.
     pub fn validate(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.drop_rate) {
@@ -221,6 +241,7 @@ impl CameraConfig {
             drop_rate: self.drop_rate,
             seed: self.seed,
             event_queue: self.event_queue,
+            unacked_read_max: self.unacked_read_max,
             ..SessionConfig::default()
         }
     }

@@ -51,7 +51,19 @@ pub struct SessionConfig {
     /// before the oldest are dropped (counted in
     /// [`EventState::dropped`](crate::EventState::dropped)).
     pub event_queue: usize,
+    /// Most bytes one CHANNEL_READ asks for while ACKs are off; a longer
+    /// read is several requests. `None` (the default, as the stock host):
+    /// one request. With ACKs off the cam sends a whole answer at once, and
+    /// over UDP a burst longer than the host socket's receive buffer loses
+    /// datagrams (each loss costs a resumed request); see
+    /// [`DATAGRAM_UNACKED_READ`].
+    pub unacked_read_max: Option<u32>,
 }
+
+/// The [`SessionConfig::unacked_read_max`] datagram transports use: 64 KiB
+/// (about 47 datagrams of 1400 bytes), well within Linux's default 208 KiB
+/// socket receive buffer.
+pub const DATAGRAM_UNACKED_READ: u32 = 64 << 10;
 
 impl Default for SessionConfig {
     /// The stock defaults: CRC, sequence, ACK and events on, 1 s timeout,
@@ -72,6 +84,7 @@ impl Default for SessionConfig {
             drop_rate: 0.0,
             seed: 0,
             event_queue: 1024,
+            unacked_read_max: None,
         }
     }
 }

@@ -74,7 +74,7 @@ mod types;
 
 #[cfg(feature = "std")]
 pub use camera_config::{CameraConfig, DEFAULT_BAUDRATE};
-pub use config::SessionConfig;
+pub use config::{SessionConfig, DATAGRAM_UNACKED_READ};
 pub use error::{Error, Result};
 pub use events::{Event, EventHandler, EventKind, EventQueue, EventState};
 #[cfg(feature = "image")]

@@ -382,6 +382,8 @@ pub(crate) struct ReadTask {
     /// bytes the cam sent but the host lost are gone, so a resumed read
     /// would join the text across a hole; the read ends with what arrived.
     consuming: bool,
+    /// The last request: bytes held before it and bytes it asked for.
+    asked: (usize, u32),
 }
 
 impl ReadTask {
@@ -399,6 +401,7 @@ impl ReadTask {
             lent: None,
             locked: None,
             consuming: false,
+            asked: (0, 0),
         }
     }
 
@@ -425,7 +428,13 @@ impl ReadTask {
 
     fn send(&mut self, cx: &mut Cache) -> Action {
         let at = self.offset + self.got.len() as u32;
-        let rest = self.len - self.got.len() as u32;
+        let mut rest = self.len - self.got.len() as u32;
+        if !cx.caps.flags.ack() {
+            if let Some(max) = cx.unacked_read_max {
+                rest = rest.min(max.max(1));
+            }
+        }
+        self.asked = (self.got.len(), rest);
         self.lent = Some(self.got.len());
         cx.read_buf = core::mem::take(&mut self.got);
         Action::Send(
@@ -438,6 +447,19 @@ impl ReadTask {
                 stream: true,
             },
         )
+    }
+
+    /// True when requests are limited in length (ACKs off and
+    /// `unacked_read_max` set).
+    fn chunked(&self, cx: &Cache) -> bool {
+        !cx.caps.flags.ack() && cx.unacked_read_max.is_some()
+    }
+
+    /// The last request's answer was as long as asked, and bytes remain.
+    fn more_after_full_answer(&self) -> bool {
+        let (before, asked) = self.asked;
+        self.got.len() - before.min(self.got.len()) == asked as usize
+            && (self.got.len() as u32) < self.len
     }
 
     fn append(&mut self, d: &[u8]) -> Result<()> {
@@ -480,6 +502,10 @@ impl Task for ReadTask {
                 self.send(cx)
             }
             Input::Reply(r) => match self.append(&reply_bytes(r)) {
+                // A read asked for in several requests (ACKs off,
+                // `unacked_read_max`): a full answer asks for the rest; a
+                // short one is the channel's end.
+                Ok(()) if self.chunked(cx) && self.more_after_full_answer() => self.send(cx),
                 Ok(()) => done(core::mem::take(&mut self.got)),
                 Err(e) => fail(e),
             },

@@ -225,6 +225,8 @@ pub struct Cache {
     /// The buffer of the streamed read in flight (lent by its task): the
     /// session appends the answer's fragments here as they arrive.
     pub read_buf: Vec<u8>,
+    /// [`SessionConfig::unacked_read_max`].
+    pub unacked_read_max: Option<u32>,
 }
 
 impl Cache {
@@ -247,6 +249,7 @@ impl Session {
     /// A session that is not connected yet.
     pub fn new(config: SessionConfig) -> Session {
         let drops = drops_for(&config);
+        let unacked_read_max = config.unacked_read_max;
         Session {
             host: HostEndpoint::new(config.host_config()),
             config,
@@ -255,7 +258,10 @@ impl Session {
             output: None,
             serial: 0,
             port_cmds: VecDeque::new(),
-            cache: Cache::default(),
+            cache: Cache {
+                unacked_read_max,
+                ..Cache::default()
+            },
             events: VecDeque::new(),
             connected: false,
             needs_resync: false,

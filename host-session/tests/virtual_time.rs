@@ -1186,3 +1186,36 @@ fn without_a_reopen_a_cam_that_answers_sync_is_tried_until_the_deadline() {
     assert!(matches!(r, Err(Error::ResyncFailed { .. })), "{r:?}");
     assert!(w.now.saturating_duration_since(t0) < Duration::from_secs(5));
 }
+
+#[test]
+fn with_acks_off_reads_are_asked_for_in_requests_of_unacked_read_max() {
+    for (ack, limit, want) in [
+        (false, Some(64 << 10), 16),
+        (false, None, 1),
+        (true, Some(64 << 10), 1),
+    ] {
+        let mut cfg = SessionConfig::default();
+        cfg.ack = ack;
+        cfg.unacked_read_max = limit;
+        let mut w = world_with_faults(FaultConfig::default(), cfg);
+        let id = bulk_id(&mut w);
+        w.log = true;
+        let from = w.tx.len();
+        let data = w
+            .run(ops::ReadAt {
+                id,
+                offset: 0,
+                len: 1 << 20,
+            })
+            .unwrap();
+        assert!(
+            data == pattern(1 << 20),
+            "ack {ack} limit {limit:?}: wrong bytes"
+        );
+        let reads = requests(&w.tx, from)
+            .iter()
+            .filter(|(_, op)| *op == Opcode::CHANNEL_READ)
+            .count();
+        assert_eq!(reads, want, "ack {ack} limit {limit:?}");
+    }
+}

@@ -263,7 +263,7 @@ impl Engine {
                 }
                 Target::Udp(addr) => {
                     let t = UdpTransport::connect(addr).map_err(io(addr))?;
-                    *cam = Camera::with_transport(t, cam.config().clone());
+                    *cam = Camera::with_transport(t, cam.config().clone().for_datagrams());
                 }
             }
             cam.connect()
