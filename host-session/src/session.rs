@@ -372,10 +372,30 @@ impl Session {
     /// The fast-retransmit threshold of short requests: `max(fast_min,
     /// 4 × round trip)`, at most half the per-packet timeout. Long
     /// requests given up early get a doubled threshold each time (one step
-    /// off for each answered in less than half of it).
+    /// off for each answered in less than half of it), and every awaited
+    /// packet gets its time through the link added (see
+    /// [`Session::packet_threshold`]).
     pub fn fast_threshold(&self) -> Duration {
+        self.threshold(0, Duration::ZERO)
+    }
+
+    /// The fast-retransmit threshold of a data packet of the negotiated
+    /// `max_payload` (a read's next packet): [`Session::fast_threshold`]
+    /// plus the packet's time through the link at the measured time per
+    /// byte (a 921600-baud serial link's until measured), at most half
+    /// the per-packet timeout.
+    pub fn packet_threshold(&self) -> Duration {
+        let packet = usize::from(self.host.caps().max_payload);
+        self.threshold(0, self.link_time(packet))
+    }
+
+    /// `max(fast_min, 4 × round trip)`, doubled `backoff` times, plus
+    /// `through`, at most half the per-packet timeout.
+    fn threshold(&self, backoff: u8, through: Duration) -> Duration {
         let t = (self.round_trip() * 4).max(self.config.fast_min);
-        t.min(self.config.timeout / 2)
+        t.saturating_mul(1 << backoff)
+            .saturating_add(through)
+            .min(self.config.timeout / 2)
     }
 
     /// The threshold of the packet `f` awaits (raised for the request's
@@ -385,10 +405,8 @@ impl Session {
     /// answer is short): a packet cannot be overdue while it is still
     /// arriving (a 4 KiB packet takes 44 ms at 921600 baud).
     fn fast_threshold_for(&self, f: &InFlight) -> Duration {
-        let t = (self.round_trip() * 4).max(self.config.fast_min);
-        let t = t.saturating_mul(1 << self.fast_backoff[backoff_class(f.len)]);
         let through = self.link_time(f.len).saturating_add(self.link_time(f.packet));
-        t.saturating_add(through).min(self.config.timeout / 2)
+        self.threshold(self.fast_backoff[backoff_class(f.len)], through)
     }
 
     /// The time `bytes` take through the link at the measured rate; zero
@@ -826,12 +844,14 @@ impl Session {
         }
         if let Phase::Request(f) = &mut self.phase {
             let p = self.host.progress_at();
-            if p > f.seen {
-                let sample = (!f.got_first && self.host.received_len() > 0 && f.steps == 0)
+            let got = self.host.received_len();
+            // Progress: later, or more bytes at the same instant (a link
+            // faster than the clock's resolution).
+            if p > f.seen || got > f.received {
+                let sample = (!f.got_first && got > 0 && f.steps == 0)
                     .then(|| p.saturating_duration_since(f.sent_at));
                 // From one data packet to the next, not asked again: the
                 // link's time per byte (a packet is ACKed before the next).
-                let got = self.host.received_len();
                 let packet = (f.got_first && f.steps == 0)
                     .then(|| (got.saturating_sub(f.received), p.saturating_duration_since(f.seen)));
                 if got > 0 {

@@ -962,24 +962,34 @@ fn a_lost_ack_is_sent_again_and_the_cams_resend_is_a_recognised_copy() {
         assert_eq!(w.s.caps().flags.crc(), crc);
         let id = bulk_id(&mut w);
         w.log = true;
-        let thr = w.s.fast_threshold();
         let base = w.s.stats();
         let dups = w.s.host_stats().duplicates;
 
         // An ACK lost inside the answer: the cam waits for it; at one
-        // threshold the session sends it again and the answer goes on.
+        // threshold (a data packet's: the round-trip part plus a 4082-byte
+        // packet's time through the link, as measured at t0) the session
+        // sends it again and the answer goes on.
         let (t0, from, rx0) = (w.now, w.tx.len(), w.rx.len());
         w.tx_loss = lose_nth(2, |h| {
             h.flags.contains(Flags::ACK) && h.opcode == Opcode::CHANNEL_READ
         });
+        let mut thr = Duration::ZERO;
         let d = w
-            .run(ops::ReadAt {
-                id,
-                offset: 0,
-                len: LEN,
-            })
+            .run_with(
+                ops::ReadAt {
+                    id,
+                    offset: 0,
+                    len: LEN,
+                },
+                |w| {
+                    if w.now == t0 {
+                        thr = w.s.packet_threshold();
+                    }
+                },
+            )
             .unwrap();
         assert!(d == pattern(LEN as usize), "crc {crc}");
+        assert!(thr > w.s.fast_threshold(), "{thr:?}");
         let t1 = t0 + thr;
         assert_eq!(w.now, t1, "crc {crc}");
         assert_eq!(
