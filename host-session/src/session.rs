@@ -405,7 +405,9 @@ impl Session {
     /// answer is short): a packet cannot be overdue while it is still
     /// arriving (a 4 KiB packet takes 44 ms at 921600 baud).
     fn fast_threshold_for(&self, f: &InFlight) -> Duration {
-        let through = self.link_time(f.len).saturating_add(self.link_time(f.packet));
+        let through = self
+            .link_time(f.len)
+            .saturating_add(self.link_time(f.packet));
         self.threshold(self.fast_backoff[backoff_class(f.len)], through)
     }
 
@@ -852,8 +854,12 @@ impl Session {
                     .then(|| p.saturating_duration_since(f.sent_at));
                 // From one data packet to the next, not asked again: the
                 // link's time per byte (a packet is ACKed before the next).
-                let packet = (f.got_first && f.steps == 0)
-                    .then(|| (got.saturating_sub(f.received), p.saturating_duration_since(f.seen)));
+                let packet = (f.got_first && f.steps == 0).then(|| {
+                    (
+                        got.saturating_sub(f.received),
+                        p.saturating_duration_since(f.seen),
+                    )
+                });
                 if got > 0 {
                     f.got_first = true;
                 }
@@ -961,8 +967,7 @@ impl Session {
                             self.sample_byte_time(f.len, took);
                         }
                         let class = backoff_class(f.len);
-                        if self.fast_backoff[class] > 0 && took * 2 < self.fast_threshold_for(&f)
-                        {
+                        if self.fast_backoff[class] > 0 && took * 2 < self.fast_threshold_for(&f) {
                             self.fast_backoff[class] -= 1;
                         }
                         self.step(now, Input::Reply(reply))

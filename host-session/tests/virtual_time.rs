@@ -1317,7 +1317,13 @@ fn a_1mib_read_over_a_921600_baud_link_is_never_nakd_early() {
     assert!(data == pattern(1 << 20));
     let st = s.stats();
     assert_eq!(
-        (naks, st.fast_naks, st.ack_resends, st.fast_fails, st.resyncs - resyncs),
+        (
+            naks,
+            st.fast_naks,
+            st.ack_resends,
+            st.fast_fails,
+            st.resyncs - resyncs
+        ),
         (0, 0, 0, 0, 0),
         "{st:?}"
     );
