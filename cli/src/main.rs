@@ -396,7 +396,11 @@ fn connect(g: &Global) -> CliResult<Target> {
     // commands that stop a script or a stream on Ctrl-C take the flag
     // off again (see `run`).
     cam.set_cancel_flag(interrupt_flag());
-    cam.connect()?;
+    cam.connect().map_err(|e| match e {
+        // An I/O error names its port already; the others do not.
+        Error::Io { .. } => Failure::from(e),
+        e => Failure::Message(format!("{}: {e}", cam.port_name())),
+    })?;
     log::info!("connected to {}", cam.port_name());
     Ok(Target { cam, _sim: sim })
 }

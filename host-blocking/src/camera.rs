@@ -3,7 +3,6 @@
 //! `omv-session` operation through the driver loop (`driver.rs`); the
 //! policy (retries, resume, resync, exactly-once exec) is the session's.
 
-use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use omv_proto::stats::Stats;
 use omv_proto::version::Version;
 use omv_proto::ChannelId;
 use omv_proto::Opcode;
-use omv_session::{ops, Progress, Session, SessionStats};
+use omv_session::{ops, EventQueue, Progress, Session, SessionStats};
 
 use crate::config::CameraConfig;
 use crate::driver::READ_BUF;
@@ -39,9 +38,7 @@ pub use omv_session::ops::DEFAULT_PROFILE_EVENTS;
 pub(crate) type Port = Box<dyn Transport>;
 
 /// Where the port comes from on [`Camera::connect`].
-/// How long [`PortCommand::Reopen`](omv_session::PortCommand) keeps a
-/// serial port closed before opening it again.
-pub const REOPEN_PAUSE: Duration = Duration::from_millis(50);
+pub use omv_session::REOPEN_PAUSE;
 
 enum Connector {
     /// Open `config.port` as a serial port.
@@ -84,10 +81,9 @@ pub struct Camera {
     pub(crate) epoch: std::time::Instant,
     pub(crate) rbuf: Vec<u8>,
     pub(crate) tbuf: Vec<u8>,
-    pub(crate) pending: VecDeque<Event>,
-    pub(crate) dropped: u64,
+    pub(crate) pending: EventQueue,
     pub(crate) handler: Option<Box<dyn EventHandler>>,
-    pub(crate) cancel: Option<Arc<AtomicBool>>,
+    pub(crate) cancel: Option<Cancel>,
     pub(crate) progress: Option<Box<dyn FnMut(Progress) + Send>>,
     retry_depth: u32,
 }
@@ -113,8 +109,7 @@ impl Camera {
             epoch: std::time::Instant::now(),
             rbuf: vec![0u8; READ_BUF],
             tbuf: Vec::with_capacity(READ_BUF),
-            pending: VecDeque::new(),
-            dropped: 0,
+            pending: EventQueue::new(),
             handler: None,
             cancel: None,
             progress: None,
@@ -171,10 +166,19 @@ impl Camera {
     /// the operation in flight fails with a cancelled error within about
     /// [`CANCEL_POLL`](crate::driver::CANCEL_POLL), whatever the cam does.
     pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
-        self.cancel = Some(flag);
+        self.cancel = Some(Cancel::Flag(flag));
     }
 
-    /// Removes the cancel flag.
+    /// Installs a cancel check instead of a flag: `check` is called at
+    /// least every [`CANCEL_POLL`](crate::driver::CANCEL_POLL) while an
+    /// operation runs (on the calling thread), and once it returns true the
+    /// operation fails with a cancelled error. For hosts whose interrupts
+    /// must be polled, e.g. a Python binding checking for Ctrl-C.
+    pub fn set_cancel_check(&mut self, check: impl FnMut() -> bool + Send + 'static) {
+        self.cancel = Some(Cancel::Check(Box::new(check)));
+    }
+
+    /// Removes the cancel flag or check.
     pub fn clear_cancel_flag(&mut self) {
         self.cancel = None;
     }
@@ -398,14 +402,12 @@ impl Camera {
 
     /// Takes every pending event, oldest first.
     pub fn take_events(&mut self) -> Vec<Event> {
-        self.pending.drain(..).collect()
+        self.pending.take()
     }
 
     /// State derived from events (frame ready, script running, counters).
     pub fn event_state(&self) -> EventState {
-        let mut s = self.session.event_state();
-        s.dropped += self.dropped;
-        s
+        self.pending.state(self.session.event_state())
     }
 
     /// True when a frame-ready event arrived since the last frame read.
@@ -451,9 +453,7 @@ impl Camera {
         let mut attempt = 0u8;
         let r = loop {
             match op(self) {
-                Err(e)
-                    if e.is_retryable() && attempt < self.config.retries && self.is_connected() =>
-                {
+                Err(e) if self.config.should_retry(&e, attempt) && self.is_connected() => {
                     attempt += 1;
                     log::warn!(
                         "{}: {e}; retrying ({attempt}/{})",
@@ -813,77 +813,7 @@ impl Camera {
         let s = self.system_info()?;
         let v = self.version()?;
         let profiler = self.has_channel("profile")?;
-        let caps = self.session.caps();
-        let yn = |b: bool| if b { "Yes" } else { "No" };
-        let mut l = vec![
-            "=== OpenMV System Information ===".to_string(),
-            format!("CPU ID: 0x{:08X}", s.cpu_id),
-            format!("Device ID: {}", s.device_id_hex()),
-        ];
-        for (i, c) in s.chip_id.iter().enumerate() {
-            if *c != 0 {
-                l.push(format!("CSI{i}: 0x{c:08X}"));
-            }
-        }
-        l.push(format!("USB ID: {:04X}:{:04X}", s.usb_vid, s.usb_pid));
-        for (name, kb) in [
-            ("Flash", s.flash_size_kb),
-            ("RAM", s.ram_size_kb),
-            ("Framebuffer", s.framebuffer_size_kb),
-            ("Stream Buffer", s.stream_buffer_size_kb),
-        ] {
-            if kb > 0 {
-                l.push(format!("{name}: {kb} KB"));
-            }
-        }
-        l.push("Hardware capabilities:".into());
-        for (name, b) in [
-            ("GPU", s.gpu_present),
-            ("NPU", s.npu_present),
-            ("ISP", s.isp_present),
-            ("Video Encoder", s.venc_present),
-            ("JPEG Encoder", s.jpeg_present),
-            ("DRAM", s.dram_present),
-            ("CRC Hardware", s.crc_present),
-        ] {
-            l.push(format!("  {name}: {}", yn(b)));
-        }
-        l.push(format!(
-            "  PMU: {} ({} counters)",
-            yn(s.pmu_present),
-            s.pmu_eventcnt
-        ));
-        for (name, b) in [
-            ("Multi-core", s.multicore_present),
-            ("WiFi", s.wifi_present),
-            ("Bluetooth", s.bt_present),
-            ("SD Card", s.sd_present),
-            ("Ethernet", s.eth_present),
-            ("USB High-Speed", s.usb_highspeed),
-        ] {
-            l.push(format!("  {name}: {}", yn(b)));
-        }
-        l.push(format!(
-            "Profiler: {}",
-            if profiler {
-                "Available"
-            } else {
-                "Not available"
-            }
-        ));
-        l.push(format!("Protocol version: {}", v.protocol_triple()));
-        l.push(format!("Bootloader version: {}", v.bootloader_triple()));
-        l.push(format!("Firmware version: {}", v.firmware_triple()));
-        l.push(format!(
-            "Protocol capabilities: CRC={}, SEQ={}, ACK={}, EVENTS={}, PAYLOAD={}",
-            caps.flags.crc(),
-            caps.flags.seq(),
-            caps.flags.ack(),
-            caps.flags.events(),
-            caps.max_payload
-        ));
-        l.push("=================================".into());
-        Ok(l)
+        Ok(s.report_lines(&v, self.session.caps(), profiler))
     }
 
     /// Logs the system information block at INFO level (through `log`).
@@ -952,25 +882,7 @@ impl Camera {
         let Some(raw) = self.run(ops::ReadProfile)? else {
             return Ok(None);
         };
-        let records = raw.records().map_err(|source| Error::Malformed {
-            what: "profile records",
-            source,
-        })?;
-        let name = |a: u32| {
-            symbols
-                .and_then(|s| s.lookup(u64::from(a)))
-                .map(str::to_string)
-        };
-        Ok(Some(
-            records
-                .into_iter()
-                .map(|record| ProfileEntry {
-                    function: name(record.address),
-                    caller: name(record.caller),
-                    record,
-                })
-                .collect(),
-        ))
+        raw.entries(symbols).map(Some)
     }
 }
 
@@ -1032,6 +944,23 @@ impl Drop for ChannelLock<'_> {
             if let Err(e) = self.cam.channel_unlock(self.id) {
                 log::debug!("unlock of channel {} on drop failed: {e}", self.id);
             }
+        }
+    }
+}
+
+/// How a [`Camera`] learns that the caller wants the operation cancelled.
+pub(crate) enum Cancel {
+    /// Set from elsewhere (a signal handler, another thread).
+    Flag(Arc<AtomicBool>),
+    /// Polled.
+    Check(Box<dyn FnMut() -> bool + Send>),
+}
+
+impl Cancel {
+    pub(crate) fn requested(&mut self) -> bool {
+        match self {
+            Cancel::Flag(f) => f.load(std::sync::atomic::Ordering::Relaxed),
+            Cancel::Check(c) => c(),
         }
     }
 }

@@ -10,7 +10,6 @@
 //! read waits at most [`CANCEL_POLL`], so that the flag is seen promptly.
 //! All the policy (retries, resume, resync) is in the session.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use omv_proto::Instant;
@@ -41,11 +40,6 @@ impl Camera {
             port: self.port_name.clone(),
             source,
         }
-    }
-
-    /// Maps a session error, naming the port.
-    pub(crate) fn err(&self, e: omv_session::Error) -> Error {
-        Error::from_session(e, &self.port_name)
     }
 
     /// Writes every pending transmit, one packet per write (a datagram
@@ -110,22 +104,12 @@ impl Camera {
             if let Some(h) = self.handler.as_mut() {
                 h.on_event(&e);
             }
-            if self.config.event_queue == 0 {
-                self.dropped += 1;
-                continue;
-            }
-            if self.pending.len() >= self.config.event_queue {
-                self.pending.pop_front();
-                self.dropped += 1;
-            }
-            self.pending.push_back(e);
+            self.pending.push(e, self.config.event_queue);
         }
     }
 
-    fn cancelled(&self) -> bool {
-        self.cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
+    fn cancelled(&mut self) -> bool {
+        self.cancel.as_mut().is_some_and(|c| c.requested())
     }
 
     /// Runs `op` to completion.
@@ -139,7 +123,7 @@ impl Camera {
             self.read_port(Duration::ZERO)?;
         }
         let now = self.now();
-        let pending = self.session.start(now, op).map_err(|e| self.err(e))?;
+        let pending = self.session.start(now, op)?;
         let mut progress = None;
         loop {
             self.flush_transmits()?;
@@ -150,7 +134,7 @@ impl Camera {
             if let Some(out) = self.session.take_output(&pending) {
                 // ACKs produced by the last input go out before returning.
                 self.flush_transmits()?;
-                return out.map_err(|e| self.err(e));
+                return out;
             }
             if self.cancelled() {
                 self.session.cancel();

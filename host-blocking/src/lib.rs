@@ -35,16 +35,24 @@
 #![warn(missing_docs)]
 
 pub mod camera;
-pub mod config;
 pub mod driver;
 pub mod error;
 pub mod events;
-pub mod image;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod symbols;
 pub mod transport;
 pub mod types;
+
+/// [`CameraConfig`]: the stock constructor parameters (from `omv-session`,
+/// shared by every driver).
+pub mod config {
+    pub use omv_session::CameraConfig;
+}
+
+/// Frame pixels to RGB888 and PNG (from `omv-session`).
+pub use omv_session::image;
+/// Function names from a firmware ELF (from `omv-session`).
+pub use omv_session::symbols;
 
 pub use camera::{Camera, ChannelLock, REOPEN_PAUSE};
 pub use config::CameraConfig;

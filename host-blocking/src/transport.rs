@@ -14,9 +14,8 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-/// Default serial line rate: over USB it switches the cam from the REPL to
-/// the protocol.
-pub const DEFAULT_BAUDRATE: u32 = 921_600;
+/// Default serial line rate (defined in `omv-session`).
+pub use omv_session::DEFAULT_BAUDRATE;
 
 /// A bidirectional byte port to a cam.
 ///

@@ -16,12 +16,12 @@ use omv_sim::cam::SimConfig;
 #[test]
 fn connect_and_introspection() {
     let (sim, mut cam, _) = standard();
-    checks::introspection(&sim, &mut cam);
+    block_on(checks::introspection(&sim, &mut cam));
 }
 
 #[test]
 fn channel_lookup_by_name_and_id() {
-    checks::channel_lookup(&mut standard().1);
+    block_on(checks::channel_lookup(&mut standard().1));
 }
 
 #[test]
@@ -31,22 +31,22 @@ fn update_channels_refreshes_a_stale_cache() {
         standard_setup,
         CameraConfig::new("sim").events(false),
     );
-    checks::update_channels(&sim, &mut cam);
+    block_on(checks::update_channels(&sim, &mut cam));
 }
 
 #[test]
 fn channel_read_write_by_name() {
-    checks::channel_by_name(&mut standard().1);
+    block_on(checks::channel_by_name(&mut standard().1));
 }
 
 #[test]
 fn by_id_primitives_with_offsets() {
-    checks::by_id_primitives(&mut standard().1);
+    block_on(checks::by_id_primitives(&mut standard().1));
 }
 
 #[test]
 fn raw_requests() {
-    checks::raw_requests(&mut standard().1);
+    block_on(checks::raw_requests(&mut standard().1));
 }
 
 #[test]
@@ -63,6 +63,8 @@ fn retry_helper() {
         calls += 1;
         Err(Error::Timeout {
             op: Opcode::SYS_INFO,
+            channel: 0,
+            offset: None,
             timeout: Duration::from_secs(1),
         })
     });
@@ -104,18 +106,18 @@ fn retry_helper() {
 
 #[test]
 fn lock_guard_unlocks_on_drop() {
-    checks::lock_guard(&mut standard().1);
+    block_on(checks::lock_guard(&mut standard().1));
 }
 
 #[test]
 fn resync_releases_locks() {
-    checks::resync(&mut standard().1);
+    block_on(checks::resync(&mut standard().1));
 }
 
 #[test]
 fn scripts_exec_stop_stdout_and_events() {
     let (_sim, mut cam, log) = standard();
-    checks::scripts_and_events(&mut cam, &log);
+    block_on(checks::scripts_and_events(&mut cam, &log));
 }
 
 #[test]
@@ -155,7 +157,7 @@ fn utf8_output_split_across_reads() {
 #[test]
 fn streaming_and_frames() {
     let (_sim, mut cam, _) = standard();
-    checks::streaming(&mut cam);
+    block_on(checks::streaming(&mut cam));
     let stream = cam.get_channel_id("stream").unwrap().unwrap();
     let _ = cam.channel_ioctl_u32(stream, omv_blocking::camera::STREAM_SOURCE, &[0]);
 }
@@ -163,12 +165,12 @@ fn streaming_and_frames() {
 #[test]
 fn channel_registered_event_refreshes_cache() {
     let (sim, mut cam, _) = standard();
-    checks::channel_registration(&sim, &mut cam);
+    block_on(checks::channel_registration(&sim, &mut cam));
 }
 
 #[test]
 fn profiler() {
-    checks::profiler(&mut standard().1);
+    block_on(checks::profiler(&mut standard().1));
 }
 
 #[test]
@@ -182,12 +184,12 @@ fn no_profile_channel_is_a_no_op() {
 
 #[test]
 fn capabilities_renegotiated() {
-    checks::capabilities(&mut standard().1);
+    block_on(checks::capabilities(&mut standard().1));
 }
 
 #[test]
 fn poll_and_wait_events() {
-    checks::poll_and_wait_events(&mut standard().1);
+    block_on(checks::poll_and_wait_events(&mut standard().1));
 }
 
 #[test]
@@ -240,7 +242,7 @@ fn reset_and_boot_close_the_port() {
 fn boot_method() {
     // The kept link outlives the port, so the sim can still be asked.
     let (sim, mut cam, _link) = standard_kept();
-    checks::boot(&sim, &mut cam);
+    block_on(checks::boot(&sim, &mut cam));
 }
 
 #[test]
@@ -318,4 +320,33 @@ fn camera_is_debug_and_config_is_kept() {
     assert_eq!(cam.config().retries, 1);
     assert_eq!(cam.port_name(), "embedded-sim");
     let _: &Camera = &cam;
+}
+
+#[test]
+fn a_cancel_check_is_polled_and_ends_a_slow_read() {
+    use omv_sim::fault::FaultConfig;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let slow = FaultConfig {
+        latency: omv_proto::Duration::from_millis(50),
+        ..FaultConfig::default()
+    };
+    let (_sim, mut cam) = connect(
+        standard_sim(ScriptLog::default()).faults(slow),
+        standard_setup,
+        CameraConfig::new("sim"),
+    );
+    let id = cam.get_channel_id("bulk").unwrap().unwrap();
+    // A 1 MiB read takes over 25 s at 50 ms a packet; the check says
+    // "cancel" from its fourth call on.
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    cam.set_cancel_check(move || c.fetch_add(1, Ordering::SeqCst) >= 3);
+    let t0 = Instant::now();
+    let r = cam.channel_read_at(id, 0, 1 << 20);
+    assert!(matches!(r, Err(Error::Cancelled { .. })), "{r:?}");
+    assert!(calls.load(Ordering::SeqCst) >= 4);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    cam.clear_cancel_flag();
+    assert_eq!(cam.channel_read_at(id, 0, 16).unwrap(), pattern(0, 16));
 }

@@ -86,7 +86,6 @@ fn silent_port_fails_within_the_timeout_budget_without_spinning() {
     let e = cam.connect().unwrap_err();
     let took = t.elapsed();
     assert!(matches!(e, Error::ResyncFailed { attempts: 3, .. }), "{e}");
-    assert!(e.to_string().contains(&addr), "{e}");
     assert!(
         took >= Duration::from_millis(880) && took < Duration::from_millis(2500),
         "{took:?}"
@@ -328,6 +327,9 @@ fn a_lost_handshake_step_is_reported_with_its_own_opcode() {
             matches!(e, Error::Timeout { op: got, .. } if got == op),
             "{op}: {e}"
         );
-        assert!(e.to_string().starts_with(&format!("{op}: ")), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("{op} on channel 0: ")),
+            "{e}"
+        );
     }
 }

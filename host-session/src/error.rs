@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 /// Everything an operation can fail with. Nothing the cam sends makes the
 /// session panic: malformed or unexpected data becomes one of these.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No packet of the answer came within the per-packet timeout.
@@ -149,6 +149,24 @@ pub enum Error {
     /// No channel of that name.
     #[error("no channel named {0:?} on the cam")]
     NoSuchChannel(String),
+    /// Opening, reading or writing the port failed (a driver's error).
+    #[cfg(feature = "std")]
+    #[error("{port}: {source}")]
+    Io {
+        /// The port name (device path, address or link name).
+        port: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A frame's image data could not be converted.
+    #[cfg(feature = "image")]
+    #[error("frame conversion: {0}")]
+    Image(#[from] crate::image::ImageError),
+    /// A firmware ELF could not be read for symbols.
+    #[cfg(feature = "symbols")]
+    #[error("firmware symbols: {0}")]
+    Symbols(#[from] crate::symbols::SymbolError),
 }
 
 fn at(offset: Option<u32>) -> String {

@@ -10,7 +10,9 @@ use omv_proto::event::EventId;
 use omv_proto::host::CamEvent;
 use omv_proto::ChannelId;
 
+use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 /// What an event means, given the channel that sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +157,23 @@ mod tests {
     use alloc::vec;
     use omv_proto::ChannelFlags;
 
+    #[test]
+    fn event_queue_keeps_the_newest_and_counts_drops() {
+        let e = |id| Event::classify(ev(0, id), &[]);
+        let mut q = EventQueue::new();
+        for id in 0..5 {
+            q.push(e(id), 3);
+        }
+        let ids: Vec<u16> = q.iter().map(|e| e.raw.event).collect();
+        assert_eq!(ids, vec![2, 3, 4]);
+        assert_eq!(q.dropped(), 2);
+        q.push(e(9), 0);
+        assert_eq!(q.dropped(), 3);
+        assert_eq!(q.state(EventState::default()).dropped, 3);
+        assert_eq!(q.take().len(), 3);
+        assert_eq!(q.iter().count(), 0);
+    }
+
     fn ev(ch: u8, id: u16) -> CamEvent {
         CamEvent {
             channel: ChannelId(ch),
@@ -209,5 +228,78 @@ mod tests {
         assert_eq!(s.script_running, Some(true));
         assert!(s.frame_ready);
         assert_eq!(s.total, 2);
+    }
+}
+
+/// Receives every event as it arrives (the stock `_handle_event`
+/// override), in any driver.
+///
+/// Closures work directly:
+///
+/// ```
+/// use omv_session::{Event, EventHandler};
+/// let mut seen = Vec::new();
+/// let mut handler = |e: &Event| seen.push(e.kind);
+/// # let _ = &mut handler as &mut dyn FnMut(&Event);
+/// ```
+pub trait EventHandler: Send {
+    /// Called once per event, after the driver updated its own state.
+    fn on_event(&mut self, event: &Event);
+}
+
+impl<F: FnMut(&Event) + Send> EventHandler for F {
+    fn on_event(&mut self, event: &Event) {
+        self(event)
+    }
+}
+
+/// The events a driver keeps for its caller (`Camera::pending_events`,
+/// `Camera::take_events`): the newest `cap`, the older ones dropped and
+/// counted.
+#[derive(Clone, Debug, Default)]
+pub struct EventQueue {
+    events: VecDeque<Event>,
+    dropped: u64,
+}
+
+impl EventQueue {
+    /// An empty queue.
+    pub fn new() -> EventQueue {
+        EventQueue::default()
+    }
+
+    /// Appends `e`, dropping the oldest event when `cap` are queued
+    /// (everything when `cap` is 0).
+    pub fn push(&mut self, e: Event, cap: usize) {
+        if cap == 0 {
+            self.dropped += 1;
+            return;
+        }
+        while self.events.len() >= cap {
+            self.events.pop_front();
+            self.dropped += 1;
+        }
+        self.events.push_back(e);
+    }
+
+    /// The queued events, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    /// Takes every queued event, oldest first.
+    pub fn take(&mut self) -> Vec<Event> {
+        self.events.drain(..).collect()
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The session's event state with this queue's drops added.
+    pub fn state(&self, mut session: EventState) -> EventState {
+        session.dropped += self.dropped;
+        session
     }
 }

@@ -50,26 +50,40 @@
 //! }
 //! ```
 //!
-//! `omv-blocking`'s `driver` module is such a loop over a blocking port.
+//! `omv-blocking`'s `driver` module is such a loop over a blocking port;
+//! `omv-async`'s `driver` module is one in a tokio task (one `select!` on
+//! the port, the deadline and the caller going away).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+mod camera_config;
 mod config;
 mod error;
 mod events;
+#[cfg(feature = "image")]
+mod frame;
+#[cfg(feature = "image")]
+pub mod image;
 pub mod ops;
 mod session;
+#[cfg(feature = "symbols")]
+pub mod symbols;
 mod task;
 mod types;
 
+#[cfg(feature = "std")]
+pub use camera_config::{CameraConfig, DEFAULT_BAUDRATE};
 pub use config::SessionConfig;
 pub use error::{Error, Result};
-pub use events::{Event, EventKind, EventState};
+pub use events::{Event, EventHandler, EventKind, EventQueue, EventState};
+#[cfg(feature = "image")]
+pub use frame::{DecodeFrame, Frame};
 pub use ops::Operation;
-pub use session::{Pending, PortCommand, Progress, Session, SessionStats};
+pub use session::{Pending, PortCommand, Progress, Session, SessionStats, REOPEN_PAUSE};
 pub use types::{ChannelKey, ChannelStatus, ProfileData, ProfileEntry, RawFrame, SystemInfo};
 
 /// The sans-IO protocol engine, re-exported for its types.

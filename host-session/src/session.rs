@@ -24,6 +24,11 @@ use crate::ops::Operation;
 use crate::task::{Action, Input, Task};
 use crate::types::SystemInfo;
 
+/// How long a driver keeps a serial port closed on [`PortCommand::Reopen`]
+/// before opening it again, so that the other end sees the hang-up (a
+/// pseudo-terminal reports it only while no one has the port open).
+pub const REOPEN_PAUSE: Duration = Duration::from_millis(50);
+
 /// Something the driver must do to the port for the session, then report
 /// with [`Session::port_command_done`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

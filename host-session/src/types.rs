@@ -4,11 +4,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use omv_proto::caps::Caps;
 use omv_proto::channel::ChannelEntry;
 use omv_proto::frame::FrameHeader;
 use omv_proto::poll::PollBitmap;
 use omv_proto::profile::{decode_records, record_size, ProfileRecord};
 use omv_proto::sysinfo::SysInfo;
+use omv_proto::version::Version;
 use omv_proto::ChannelId;
 
 /// The cam's system information (SYS_INFO), every field typed. The field
@@ -101,6 +103,89 @@ impl From<SysInfo> for SystemInfo {
 }
 
 impl SystemInfo {
+    /// The formatted system information block, one line per item (what
+    /// a driver's `system_info_lines` returns), given the versions, the
+    /// negotiated capabilities and whether the cam has a profile channel.
+    pub fn report_lines(&self, v: &Version, caps: Caps, profiler: bool) -> Vec<String> {
+        let yn = |b: bool| if b { "Yes" } else { "No" };
+        let mut l = alloc::vec![
+            String::from("=== OpenMV System Information ==="),
+            alloc::format!("CPU ID: 0x{:08X}", self.cpu_id),
+            alloc::format!("Device ID: {}", self.device_id_hex()),
+        ];
+        for (i, c) in self.chip_id.iter().enumerate() {
+            if *c != 0 {
+                l.push(alloc::format!("CSI{i}: 0x{c:08X}"));
+            }
+        }
+        l.push(alloc::format!(
+            "USB ID: {:04X}:{:04X}",
+            self.usb_vid,
+            self.usb_pid
+        ));
+        for (name, kb) in [
+            ("Flash", self.flash_size_kb),
+            ("RAM", self.ram_size_kb),
+            ("Framebuffer", self.framebuffer_size_kb),
+            ("Stream Buffer", self.stream_buffer_size_kb),
+        ] {
+            if kb > 0 {
+                l.push(alloc::format!("{name}: {kb} KB"));
+            }
+        }
+        l.push("Hardware capabilities:".into());
+        for (name, b) in [
+            ("GPU", self.gpu_present),
+            ("NPU", self.npu_present),
+            ("ISP", self.isp_present),
+            ("Video Encoder", self.venc_present),
+            ("JPEG Encoder", self.jpeg_present),
+            ("DRAM", self.dram_present),
+            ("CRC Hardware", self.crc_present),
+        ] {
+            l.push(alloc::format!("  {name}: {}", yn(b)));
+        }
+        l.push(alloc::format!(
+            "  PMU: {} ({} counters)",
+            yn(self.pmu_present),
+            self.pmu_eventcnt
+        ));
+        for (name, b) in [
+            ("Multi-core", self.multicore_present),
+            ("WiFi", self.wifi_present),
+            ("Bluetooth", self.bt_present),
+            ("SD Card", self.sd_present),
+            ("Ethernet", self.eth_present),
+            ("USB High-Speed", self.usb_highspeed),
+        ] {
+            l.push(alloc::format!("  {name}: {}", yn(b)));
+        }
+        l.push(alloc::format!(
+            "Profiler: {}",
+            if profiler {
+                "Available"
+            } else {
+                "Not available"
+            }
+        ));
+        l.push(alloc::format!("Protocol version: {}", v.protocol_triple()));
+        l.push(alloc::format!(
+            "Bootloader version: {}",
+            v.bootloader_triple()
+        ));
+        l.push(alloc::format!("Firmware version: {}", v.firmware_triple()));
+        l.push(alloc::format!(
+            "Protocol capabilities: CRC={}, SEQ={}, ACK={}, EVENTS={}, PAYLOAD={}",
+            caps.flags.crc(),
+            caps.flags.seq(),
+            caps.flags.ack(),
+            caps.flags.events(),
+            caps.max_payload
+        ));
+        l.push("=================================".into());
+        l
+    }
+
     /// The device id as one hex string, like the stock printout.
     pub fn device_id_hex(&self) -> String {
         self.device_id

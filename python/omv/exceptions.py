@@ -12,7 +12,11 @@ package raises ``ResyncException`` there:
 * ``ResyncedChecksumException`` (``ChecksumException``, ``ResyncException``)
 * ``ResyncedSequenceException`` (``SequenceException``, ``ResyncException``)
 
-A handshake that gets no answer raises a plain :class:`TimeoutException`.
+A handshake that gets no answer raises a plain :class:`TimeoutException`,
+and so does an operation that could not finish within its deadline (10 s
+plus 20 s per MiB) while the link kept failing. A read that a cam reboot
+or a script's soft reboot cut short raises :class:`ResyncException`: the
+link was resynchronised and reading again gets the new content.
 Port errors are :class:`PortException` (also ``OSError``); bad arguments
 are :class:`InvalidArgumentException` (also ``ValueError``).
 """

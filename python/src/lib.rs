@@ -10,7 +10,7 @@
 //!
 //! Errors become the exceptions of `omv.exceptions` (see `to_pyerr`).
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use omv_blocking::omv_proto::{ChannelId, Opcode, Status};
@@ -49,6 +49,12 @@ fn class_name(e: &Error) -> &'static str {
         Error::Sequence { .. } => "SequenceException",
         // The stock `_resync` raises TimeoutException when SYNC fails.
         Error::ResyncFailed { .. } => "TimeoutException",
+        // The operation's deadline passed while the link kept failing: a
+        // timeout, as the stock package reports a cam that stops answering.
+        Error::DeadlineExceeded { .. } => "TimeoutException",
+        // A read across a (soft) reboot: the session resynced, and reading
+        // again gets the new content (`retry_if_failed` does).
+        Error::Rebooted { .. } => "ResyncException",
         Error::Io { .. } => "PortException",
         Error::InvalidArgument(_) => "InvalidArgumentException",
         _ if resynced => "ResyncException",
@@ -143,14 +149,40 @@ impl Engine {
         self.cam.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the camera with the GIL released.
+    /// Runs `f` on the camera with the GIL released. Python's signal
+    /// handlers are polled meanwhile (every `CANCEL_POLL`, with the GIL
+    /// taken back for the check): Ctrl-C cancels the operation and its
+    /// `KeyboardInterrupt` is what the call raises, whatever the cam does.
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut Camera) -> omv_blocking::Result<T> + Send,
     ) -> PyResult<T> {
-        py.allow_threads(|| f(&mut self.lock()))
-            .map_err(|e| to_pyerr(py, e))
+        let interrupt: Arc<Mutex<Option<PyErr>>> = Arc::default();
+        let slot = interrupt.clone();
+        let result = py.allow_threads(|| {
+            let mut cam = self.lock();
+            cam.set_cancel_check(move || {
+                Python::with_gil(|py| match py.check_signals() {
+                    Ok(()) => false,
+                    Err(e) => {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        true
+                    }
+                })
+            });
+            let r = f(&mut cam);
+            cam.clear_cancel_flag();
+            r
+        });
+        let raised = interrupt.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match (result, raised) {
+            (Ok(v), None) => Ok(v),
+            // The handler's exception (KeyboardInterrupt), the call's
+            // result notwithstanding: Python would raise it next anyway.
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(to_pyerr(py, e)),
+        }
     }
 }
 

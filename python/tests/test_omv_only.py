@@ -4,6 +4,8 @@ classes and argument checks."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -96,6 +98,27 @@ def test_gil_released_during_a_long_read():
             # With the GIL held for the whole read the spinning thread could
             # not run between the two samples of the counter.
             assert ran > 10_000, f"the other thread ran {ran} times in {took:.3f}s"
+    finally:
+        cam.close_simulation()
+
+
+def test_ctrl_c_interrupts_a_long_read():
+    # 50 ms each way: a 4 MiB read would take minutes. Ctrl-C (SIGINT) must
+    # end it promptly with KeyboardInterrupt, and the camera keep working.
+    cam = omv.Camera.simulated(channels={"bulk": 4 << 20}, sim_latency=0.05)
+    try:
+        with cam:
+            timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+            start = time.monotonic()
+            timer.start()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    cam.channel_read("bulk")
+            finally:
+                timer.cancel()
+            took = time.monotonic() - start
+            assert took < 3, f"Ctrl-C took {took:.1f}s to end the read"
+            assert cam.channel_read("bulk", 16) == pattern(16)
     finally:
         cam.close_simulation()
 

@@ -4,6 +4,32 @@
 //! firmware ELF builder.
 #![allow(dead_code)]
 
+/// Waits (on the port) until `cond` holds for the camera, up to `secs`
+/// seconds; `cond` may await. For the async checks of [`checks`].
+macro_rules! wait_until {
+    ($cam:expr, $secs:expr, |$c:pat_param| $cond:expr) => {{
+        let end = std::time::Instant::now() + std::time::Duration::from_secs($secs);
+        loop {
+            let done = {
+                let $c = &mut *$cam;
+                $cond
+            };
+            if done {
+                break true;
+            }
+            if std::time::Instant::now() >= end {
+                break false;
+            }
+            $cam.wait_events(std::time::Duration::from_millis(20))
+                .await
+                .expect("wait_events");
+        }
+    }};
+}
+
+pub mod cam;
+#[allow(unused_imports)]
+pub use cam::block_on;
 pub mod checks;
 pub mod frames;
 
@@ -20,8 +46,9 @@ use omv_sim::script::ScriptContext;
 use omv_sim::user::BufferChannel;
 
 thread_local! {
-    /// Messages logged by host-blocking on this thread while capturing.
-    static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    /// Messages logged on this thread while capturing, by targets with
+    /// the prefix.
+    static CAPTURED: RefCell<Option<(&'static str, Vec<String>)>> = const { RefCell::new(None) };
 }
 
 /// env_logger (RUST_LOG, default warn) plus the per-thread capture of
@@ -35,10 +62,12 @@ impl log::Log for TestLogger {
         m.level() <= log::Level::Info || self.inner.enabled(m)
     }
     fn log(&self, r: &log::Record<'_>) {
-        if r.level() <= log::Level::Info && r.target().starts_with("omv_blocking") {
+        if r.level() <= log::Level::Info {
             CAPTURED.with(|c| {
-                if let Some(v) = c.borrow_mut().as_mut() {
-                    v.push(r.args().to_string());
+                if let Some((prefix, v)) = c.borrow_mut().as_mut() {
+                    if r.target().starts_with(*prefix) {
+                        v.push(r.args().to_string());
+                    }
                 }
             });
         }
@@ -67,10 +96,24 @@ pub fn init_log() {
 /// on this thread meanwhile.
 pub fn capture_log<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
     init_log();
-    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    CAPTURED.with(|c| *c.borrow_mut() = Some(("omv_blocking", Vec::new())));
     let r = f();
     let lines = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    (r, lines)
+    (r, lines.1)
+}
+
+/// Awaits `f` and returns what the targets starting with `target` logged
+/// at INFO level or above on this thread meanwhile (a current-thread
+/// runtime runs the async driver's task here too).
+pub async fn capture_log_async<F: std::future::Future>(
+    target: &'static str,
+    f: F,
+) -> (F::Output, Vec<String>) {
+    init_log();
+    CAPTURED.with(|c| *c.borrow_mut() = Some((target, Vec::new())));
+    let r = f.await;
+    let lines = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (r, lines.1)
 }
 
 /// Byte `i` of the sim's pattern channels.

@@ -21,7 +21,27 @@ pub enum Outcome {
     /// A predicted refusal (NAK INVALID/FAILED/BUSY, an invalid argument).
     Refused,
     /// A typed error the model did not predict (a link or cam failure).
-    Failed(Error),
+    Failed(Failure),
+}
+
+/// A typed error as the checks keep it: its kind (see
+/// [`error_kind`]) and its message (the error type holds I/O errors and
+/// is not `Clone`).
+#[derive(Debug)]
+pub struct Failure {
+    /// The error's kind, as the statistics count it.
+    pub kind: String,
+    /// The error's message.
+    pub message: String,
+}
+
+impl From<&Error> for Failure {
+    fn from(e: &Error) -> Failure {
+        Failure {
+            kind: error_kind(e),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// True for errors that answer the request (the cam understood it and
@@ -40,7 +60,7 @@ fn classify<T>(r: &Result<T, Error>) -> Option<Outcome> {
     match r {
         Ok(_) => None,
         Err(e) if is_refusal(e) => Some(Outcome::Refused),
-        Err(e) => Some(Outcome::Failed(e.clone())),
+        Err(e) => Some(Outcome::Failed(Failure::from(e))),
     }
 }
 
@@ -56,7 +76,7 @@ impl World {
             Outcome::Ok => self.stats.success(name, false),
             Outcome::Refused => self.stats.success(name, true),
             Outcome::Failed(e) => {
-                self.stats.fail(name, error_kind(&e));
+                self.stats.fail(name, e.kind.clone());
                 if self.app.quiet {
                     // The cam reset on its own during the operation (a
                     // script's end, an injected reset): a disruption. A
@@ -69,7 +89,8 @@ impl World {
                         self.stats.quiet_recoveries += 1;
                     } else {
                         return Err(self.violation(format!(
-                            "{name} failed with faults off after the link recovered: {e}"
+                            "{name} failed with faults off after the link recovered: {}",
+                            e.message
                         )));
                     }
                 }

@@ -194,6 +194,34 @@ impl SymbolTable {
     }
 }
 
+impl crate::ProfileData {
+    /// The records, with the functions at their addresses and callers
+    /// named from `symbols` when given (what a driver's `read_profile`
+    /// returns).
+    pub fn entries(
+        &self,
+        symbols: Option<&SymbolTable>,
+    ) -> crate::Result<Vec<crate::ProfileEntry>> {
+        let records = self.records().map_err(|source| crate::Error::Malformed {
+            what: "profile records",
+            source,
+        })?;
+        let name = |a: u32| {
+            symbols
+                .and_then(|s| s.lookup(u64::from(a)))
+                .map(str::to_string)
+        };
+        Ok(records
+            .into_iter()
+            .map(|record| crate::ProfileEntry {
+                function: name(record.address),
+                caller: name(record.caller),
+                record,
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

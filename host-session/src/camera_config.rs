@@ -1,19 +1,23 @@
 //! [`CameraConfig`]: the stock `openmv.Camera` constructor parameters, with
-//! the same defaults, plus a few of our own.
+//! the same defaults, plus a few of our own; what every std driver's
+//! `Camera` is built from (feature `std`).
 
 use std::time::Duration;
 
 use omv_proto::host::HostConfig;
-use omv_session::SessionConfig;
 
+use crate::config::SessionConfig;
 use crate::error::{Error, Result};
-use crate::transport::DEFAULT_BAUDRATE;
+
+/// The serial line rate that switches an OpenMV cam's USB port to the
+/// protocol (the stock default).
+pub const DEFAULT_BAUDRATE: u32 = 921_600;
 
 /// How to reach and talk to a cam. Build it with [`CameraConfig::new`] and
 /// the chainable setters; the defaults are the stock package's.
 ///
 /// ```
-/// use omv_blocking::CameraConfig;
+/// use omv_session::CameraConfig;
 /// use std::time::Duration;
 /// let cfg = CameraConfig::new("/dev/ttyACM0")
 ///     .timeout(Duration::from_millis(500))
@@ -26,7 +30,7 @@ use crate::transport::DEFAULT_BAUDRATE;
 #[derive(Clone, Debug, PartialEq)]
 pub struct CameraConfig {
     /// Serial device path (`/dev/ttyACM0`, `COM3`, ...), or the name of a
-    /// transport given to [`Camera::with_transport`](crate::Camera::with_transport).
+    /// transport given to a driver's `Camera::with_transport`.
     pub port: String,
     /// Serial line rate. Over USB, 921600 switches the cam to the protocol.
     pub baudrate: u32,
@@ -50,7 +54,7 @@ pub struct CameraConfig {
     pub drop_rate: f64,
     /// Seed of the drop simulation, so every run with faults replays.
     pub seed: u64,
-    /// How many times [`Camera::retry`](crate::Camera::retry) runs a
+    /// How many times a driver's `Camera::retry` runs a
     /// caller's closure again after a retryable error (the stock package
     /// retries once). The built-in operations retry by time instead (see
     /// [`deadline_base`](Self::deadline_base)).
@@ -195,22 +199,30 @@ impl CameraConfig {
         Ok(())
     }
 
+    /// Whether a driver's `Camera::retry` runs the caller's closure again
+    /// after `e`, having retried `attempts` times already: a retryable
+    /// error and fewer than [`retries`](Self::retries) attempts.
+    pub fn should_retry(&self, e: &Error, attempts: u8) -> bool {
+        e.is_retryable() && attempts < self.retries
+    }
+
     /// The session's settings.
     pub fn session_config(&self) -> SessionConfig {
-        let mut c = SessionConfig::default();
-        c.crc = self.crc;
-        c.seq = self.seq;
-        c.ack = self.ack;
-        c.events = self.events;
-        c.max_payload = self.max_payload;
-        c.timeout = self.timeout;
-        c.max_retry = self.max_retry;
-        c.deadline_base = self.deadline_base;
-        c.deadline_per_mib = self.deadline_per_mib;
-        c.drop_rate = self.drop_rate;
-        c.seed = self.seed;
-        c.event_queue = self.event_queue;
-        c
+        SessionConfig {
+            crc: self.crc,
+            seq: self.seq,
+            ack: self.ack,
+            events: self.events,
+            max_payload: self.max_payload,
+            timeout: self.timeout,
+            max_retry: self.max_retry,
+            deadline_base: self.deadline_base,
+            deadline_per_mib: self.deadline_per_mib,
+            drop_rate: self.drop_rate,
+            seed: self.seed,
+            event_queue: self.event_queue,
+            ..SessionConfig::default()
+        }
     }
 
     /// The sans-IO host endpoint's settings (the session's mapping).
