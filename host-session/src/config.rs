@@ -34,8 +34,8 @@ pub struct SessionConfig {
     /// bytes must end within `deadline_base + n / 1 MiB × deadline_per_mib`.
     pub deadline_per_mib: Duration,
     /// Shortest fast-retransmit threshold: an awaited packet overdue by
-    /// `max(fast_min, 4 × round trip)` is asked for again (see
-    /// the crate documentation).
+    /// `max(fast_min, 4 × round trip)` plus its time through the link is
+    /// asked for again (see the crate documentation).
     pub fast_min: Duration,
     /// Test only: probability of dropping each received packet and each
     /// ACK sent, in `[0, 1]` (the stock `drop_rate`). Applied by the

@@ -16,7 +16,10 @@
 //!   `exec` is exactly-once, a read across a soft reboot fails with
 //!   [`Error::Rebooted`];
 //! * fast retransmit: when the awaited packet is overdue by the threshold
-//!   [`Session::fast_threshold`] (`max(fast_min, 4 × round trip)`, the
+//!   [`Session::fast_threshold`] (`max(fast_min, 4 × round trip)`, plus
+//!   the awaited packet's time through the link: a long request's, one
+//!   answer packet of the negotiated `max_payload`, at the measured time
+//!   per byte, a 921600-baud serial link's until measured; the
 //!   round trip being the least of the last 8 measured from a request to
 //!   its answer's first packet, never from an answer that was asked for
 //!   again; for long requests doubled after each one given up early,

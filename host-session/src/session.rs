@@ -12,7 +12,7 @@ use omv_proto::caps::Caps;
 use omv_proto::channel::ChannelEntry;
 use omv_proto::fault::{Entropy, StreamDrops};
 use omv_proto::header::Header;
-use omv_proto::host::{Completion, HostEndpoint, HostStats};
+use omv_proto::host::{response_limit, Completion, HostEndpoint, HostStats};
 use omv_proto::rng::SimRng;
 use omv_proto::version::Version;
 use omv_proto::{Duration, Flags, Instant, Opcode};
@@ -78,12 +78,13 @@ pub struct SessionStats {
 }
 
 /// Time per byte of a 921600-baud serial link (10 bits per byte): what
-/// the fast threshold allows for a request to get through the link until
+/// the fast threshold allows for a packet to get through the link until
 /// the link's own speed is measured.
 const SERIAL_BYTE_NS: u64 = 10_850;
 
-/// Requests at least this long measure the link's time per byte, and
-/// have their time through the link added to their fast threshold.
+/// Packets at least this long (long requests, an answer's long data
+/// packets) measure the link's time per byte, and have their time through
+/// the link added to the fast threshold of the packet awaited.
 const BYTE_TIME_MIN_LEN: usize = 512;
 
 /// Size classes of the fast-threshold backoff (payload lengths by `log2`).
@@ -115,6 +116,11 @@ struct InFlight {
     max_answer: Option<u32>,
     /// The request's payload length.
     len: usize,
+    /// The longest data packet of the answer (its payload: at most the
+    /// negotiated `max_payload`; 0 for a status answer).
+    packet: usize,
+    /// Answer bytes received at `seen`.
+    received: usize,
 }
 
 #[derive(Debug)]
@@ -377,29 +383,58 @@ impl Session {
     /// The fast-retransmit threshold of short requests: `max(fast_min,
     /// 4 × round trip)`, at most half the per-packet timeout. Long
     /// requests given up early get a doubled threshold each time (one step
-    /// off for each answered in less than half of it).
+    /// off for each answered in less than half of it), and every awaited
+    /// packet gets its time through the link added (see
+    /// [`Session::packet_threshold`]).
     pub fn fast_threshold(&self) -> Duration {
-        let t = (self.round_trip() * 4).max(self.config.fast_min);
-        t.min(self.config.timeout / 2)
+        self.threshold(0, Duration::ZERO)
     }
 
-    /// The threshold for a request of `len` payload bytes (raised for its
-    /// size class after early give-ups, see `fast_backoff`).
-    fn fast_threshold_for(&self, len: usize) -> Duration {
-        let t = (self.round_trip() * 4).max(self.config.fast_min);
-        let t = t.saturating_mul(1 << self.fast_backoff[backoff_class(len)]);
-        // Short requests go through within the measured round trip.
-        let through = if len >= BYTE_TIME_MIN_LEN {
-            Duration::from_micros((len as u64).saturating_mul(self.byte_ns) / 1000)
-        } else {
-            Duration::ZERO
-        };
-        t.saturating_add(through).min(self.config.timeout / 2)
+    /// The fast-retransmit threshold of a data packet of the negotiated
+    /// `max_payload` (a read's next packet): [`Session::fast_threshold`]
+    /// plus the packet's time through the link at the measured time per
+    /// byte (a 921600-baud serial link's until measured), at most half
+    /// the per-packet timeout.
+    pub fn packet_threshold(&self) -> Duration {
+        let packet = usize::from(self.host.caps().max_payload);
+        self.threshold(0, self.link_time(packet))
     }
 
-    /// A long request was answered in `took` without being asked again:
-    /// its time per byte beyond the round trip. A slower link is adopted at
-    /// once, a faster one a quarter at a time.
+    /// `max(fast_min, 4 × round trip)`, doubled `backoff` times, plus
+    /// `through`, at most half the per-packet timeout.
+    fn threshold(&self, backoff: u8, through: Duration) -> Duration {
+        let t = (self.round_trip() * 4).max(self.config.fast_min);
+        t.saturating_mul(1 << backoff)
+            .saturating_add(through)
+            .min(self.config.timeout / 2)
+    }
+
+    /// The threshold of the packet `f` awaits (raised for the request's
+    /// size class after early give-ups, see `fast_backoff`): the
+    /// round-trip threshold plus the time through the link of the request
+    /// and of one packet of the answer, the longest it can be (a status
+    /// answer is short): a packet cannot be overdue while it is still
+    /// arriving (a 4 KiB packet takes 44 ms at 921600 baud).
+    fn fast_threshold_for(&self, f: &InFlight) -> Duration {
+        let through = self
+            .link_time(f.len)
+            .saturating_add(self.link_time(f.packet));
+        self.threshold(self.fast_backoff[backoff_class(f.len)], through)
+    }
+
+    /// The time `bytes` take through the link at the measured rate; zero
+    /// for a short packet (it goes through within the measured round trip).
+    fn link_time(&self, bytes: usize) -> Duration {
+        if bytes < BYTE_TIME_MIN_LEN {
+            return Duration::ZERO;
+        }
+        Duration::from_micros((bytes as u64).saturating_mul(self.byte_ns) / 1000)
+    }
+
+    /// `len` bytes went through the link in `took` (a long request until
+    /// its answer, or from one packet of an answer to the next) without
+    /// being asked again: their time per byte beyond the round trip. A
+    /// slower link is adopted at once, a faster one a quarter at a time.
     fn sample_byte_time(&mut self, len: usize, took: Duration) {
         if len < BYTE_TIME_MIN_LEN {
             return;
@@ -719,7 +754,7 @@ impl Session {
         if !self.host.caps().flags.ack() {
             return None;
         }
-        let thr = self.fast_threshold_for(f.len);
+        let thr = self.fast_threshold_for(f);
         let limit = match (f.resent_by_cam, f.fast_fail) {
             (true, true) => 3,
             (true, false) => 2,
@@ -738,6 +773,7 @@ impl Session {
         };
         f.steps += 1;
         let steps = f.steps;
+        let f = *f;
         let (resent, fast_fail) = (f.resent_by_cam, f.fast_fail);
         let (op, channel, offset, len) = (f.op, f.channel, f.offset, f.len);
         let last = match (resent, fast_fail) {
@@ -753,7 +789,7 @@ impl Session {
                 op,
                 channel,
                 offset,
-                timeout: self.fast_threshold_for(len) * u32::from(steps),
+                timeout: self.fast_threshold_for(&f) * u32::from(steps),
             };
             if !resent {
                 // A status answer (the cam never resends it): maybe
@@ -821,16 +857,31 @@ impl Session {
         }
         if let Phase::Request(f) = &mut self.phase {
             let p = self.host.progress_at();
-            if p > f.seen {
-                let sample = (!f.got_first && self.host.received_len() > 0 && f.steps == 0)
+            let got = self.host.received_len();
+            // Progress: later, or more bytes at the same instant (a link
+            // faster than the clock's resolution).
+            if p > f.seen || got > f.received {
+                let sample = (!f.got_first && got > 0 && f.steps == 0)
                     .then(|| p.saturating_duration_since(f.sent_at));
-                if self.host.received_len() > 0 {
+                // From one data packet to the next, not asked again: the
+                // link's time per byte (a packet is ACKed before the next).
+                let packet = (f.got_first && f.steps == 0).then(|| {
+                    (
+                        got.saturating_sub(f.received),
+                        p.saturating_duration_since(f.seen),
+                    )
+                });
+                if got > 0 {
                     f.got_first = true;
                 }
                 f.seen = p;
+                f.received = got;
                 f.steps = 0;
                 if let Some(d) = sample {
                     self.sample_rtt(d);
+                }
+                if let Some((bytes, took)) = packet {
+                    self.sample_byte_time(bytes, took);
                 }
             }
             if let (Some(r), Some(pr)) = (&self.running, self.progress.as_mut()) {
@@ -927,8 +978,7 @@ impl Session {
                             self.sample_byte_time(f.len, took);
                         }
                         let class = backoff_class(f.len);
-                        if self.fast_backoff[class] > 0 && took * 2 < self.fast_threshold_for(f.len)
-                        {
+                        if self.fast_backoff[class] > 0 && took * 2 < self.fast_threshold_for(&f) {
                             self.fast_backoff[class] -= 1;
                         }
                         self.step(now, Input::Reply(reply))
@@ -1113,7 +1163,8 @@ impl Session {
                     };
                     match sent {
                         Ok(()) => {
-                            let ack = self.host.caps().flags.ack();
+                            let caps = self.host.caps();
+                            let ack = caps.flags.ack();
                             self.phase = Phase::Request(InFlight {
                                 op,
                                 channel,
@@ -1133,6 +1184,9 @@ impl Session {
                                 steps: 0,
                                 max_answer: info.max_answer,
                                 len: cmd.payload.len(),
+                                packet: response_limit(&cmd, caps.max_payload)
+                                    .min(usize::from(caps.max_payload)),
+                                received: 0,
                             });
                             return;
                         }

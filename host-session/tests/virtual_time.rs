@@ -962,24 +962,34 @@ fn a_lost_ack_is_sent_again_and_the_cams_resend_is_a_recognised_copy() {
         assert_eq!(w.s.caps().flags.crc(), crc);
         let id = bulk_id(&mut w);
         w.log = true;
-        let thr = w.s.fast_threshold();
         let base = w.s.stats();
         let dups = w.s.host_stats().duplicates;
 
         // An ACK lost inside the answer: the cam waits for it; at one
-        // threshold the session sends it again and the answer goes on.
+        // threshold (a data packet's: the round-trip part plus a 4082-byte
+        // packet's time through the link, as measured at t0) the session
+        // sends it again and the answer goes on.
         let (t0, from, rx0) = (w.now, w.tx.len(), w.rx.len());
         w.tx_loss = lose_nth(2, |h| {
             h.flags.contains(Flags::ACK) && h.opcode == Opcode::CHANNEL_READ
         });
+        let mut thr = Duration::ZERO;
         let d = w
-            .run(ops::ReadAt {
-                id,
-                offset: 0,
-                len: LEN,
-            })
+            .run_with(
+                ops::ReadAt {
+                    id,
+                    offset: 0,
+                    len: LEN,
+                },
+                |w| {
+                    if w.now == t0 {
+                        thr = w.s.packet_threshold();
+                    }
+                },
+            )
             .unwrap();
         assert!(d == pattern(LEN as usize), "crc {crc}");
+        assert!(thr > w.s.fast_threshold(), "{thr:?}");
         let t1 = t0 + thr;
         assert_eq!(w.now, t1, "crc {crc}");
         assert_eq!(
@@ -1218,4 +1228,139 @@ fn with_acks_off_reads_are_asked_for_in_requests_of_unacked_read_max() {
             .count();
         assert_eq!(reads, want, "ack {ack} limit {limit:?}");
     }
+}
+
+/// Bytes in flight one way on a 921600-baud serial link (8N1: 10.85 µs per
+/// byte), first in, first out.
+#[derive(Default)]
+struct SerialPipe {
+    q: std::collections::VecDeque<(Instant, Vec<u8>)>,
+    free_at: Instant,
+}
+
+impl SerialPipe {
+    fn push(&mut self, now: Instant, b: Vec<u8>) {
+        let start = self.free_at.max(now);
+        self.free_at = start + Duration::from_micros(b.len() as u64 * 1085 / 100);
+        self.q.push_back((self.free_at, b));
+    }
+
+    fn pop(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.q.front()?.0 <= now {
+            return self.q.pop_front().map(|x| x.1);
+        }
+        None
+    }
+}
+
+/// Runs `op` between the session and the cam over a serial link; each NAK
+/// the session sends is counted in `naks`.
+fn run_serial<O: Operation>(
+    s: &mut Session,
+    cam: &mut SimCam,
+    now: &mut Instant,
+    naks: &mut u32,
+    op: O,
+) -> Result<O::Output, Error> {
+    let (mut h2c, mut c2h) = (SerialPipe::default(), SerialPipe::default());
+    let p = s.start(*now, op)?;
+    let limit = *now + Duration::from_secs(120);
+    let mut buf = Vec::new();
+    loop {
+        let mut moved = false;
+        while s.poll_transmit(*now, &mut buf).is_some() {
+            if Header::decode(&buf).is_ok_and(|h| h.flags.contains(Flags::NAK)) {
+                *naks += 1;
+            }
+            h2c.push(*now, std::mem::take(&mut buf));
+            moved = true;
+        }
+        while let Some(b) = h2c.pop(*now) {
+            cam.handle_input(*now, &b);
+            moved = true;
+        }
+        while let Some(b) = cam.poll_transmit(*now) {
+            c2h.push(*now, b);
+            moved = true;
+        }
+        while let Some(b) = c2h.pop(*now) {
+            s.handle_input(*now, &b);
+            moved = true;
+        }
+        while s.poll_event().is_some() {}
+        if let Some(out) = s.take_output(&p) {
+            return out;
+        }
+        if moved {
+            continue;
+        }
+        let next = [
+            s.poll_timeout(),
+            cam.poll_timeout(),
+            h2c.q.front().map(|x| x.0),
+            c2h.q.front().map(|x| x.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("something pending");
+        assert!(next < limit, "the operation never ended");
+        *now = (*now).max(next);
+        cam.handle_timeout(*now);
+        s.handle_timeout(*now);
+    }
+}
+
+/// Issue 9/13 (DST seeds 383, 20140; `linktable`'s UART rows): a 4082-byte
+/// packet takes 44 ms through a 921600-baud link, more than the fast
+/// threshold learnt from small packets (20 ms), so the session NAKed read
+/// packets still arriving, each NAK spending one of the cam's three
+/// resends, until the cam gave up and the read ran out of its deadline.
+/// The wait for a read's next packet now allows for a packet of the
+/// negotiated max_payload through the link: no early NAK at all.
+#[test]
+fn a_1mib_read_over_a_921600_baud_link_is_never_nakd_early() {
+    let mut cam = SimConfig::new()
+        .channel("bulk", 1 << 20)
+        .max_payload(4082)
+        .build()
+        .unwrap();
+    let mut cfg = SessionConfig::default();
+    cfg.max_payload = 4082;
+    let mut s = Session::new(cfg);
+    s.port_opened();
+    let (mut now, mut naks) = (Instant::ZERO, 0);
+    run_serial(&mut s, &mut cam, &mut now, &mut naks, ops::Connect).unwrap();
+    assert!(s.caps().flags.ack());
+    assert_eq!(s.caps().max_payload, 4082);
+    let id = cam.channel_id("bulk").unwrap();
+    let (t0, resyncs) = (now, s.stats().resyncs);
+    let data = run_serial(
+        &mut s,
+        &mut cam,
+        &mut now,
+        &mut naks,
+        ops::ReadAt {
+            id,
+            offset: 0,
+            len: 1 << 20,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e} {:?}", s.stats()));
+    assert!(data == pattern(1 << 20));
+    let st = s.stats();
+    assert_eq!(
+        (
+            naks,
+            st.fast_naks,
+            st.ack_resends,
+            st.fast_fails,
+            st.resyncs - resyncs
+        ),
+        (0, 0, 0, 0, 0),
+        "{st:?}"
+    );
+    // 1 MiB at 92 160 bytes/s is 11.4 s on the wire.
+    let took = now.saturating_duration_since(t0);
+    assert!(took < Duration::from_secs(12), "{took:?}");
 }

@@ -79,8 +79,9 @@ impl World {
                 self.stats.fail(name, e.kind.clone());
                 if self.app.quiet {
                     // The cam reset on its own during the operation (a
-                    // retransmit give-up, a script's end): a disruption.
-                    if self.silent_resets() != self.app.silent_at_start {
+                    // script's end, an injected reset): a disruption. A
+                    // retransmit give-up is no excuse: faults are off.
+                    if self.external_resets() != self.app.silent_at_start {
                         self.stats.quiet_recoveries += 1;
                         self.stats.note("quiet_failure_after_cam_reset");
                     } else if self.app.recovery_left > 0 {
@@ -123,7 +124,7 @@ impl World {
 
     /// Runs one workload operation and checks its outcome.
     pub fn run_workload_op(&mut self, op: &Op) -> Result<(), super::Violation> {
-        self.app.silent_at_start = self.silent_resets();
+        self.app.silent_at_start = self.external_resets();
         if !self.ensure_connected()? {
             return Ok(());
         }

@@ -108,7 +108,7 @@ pub struct App {
     /// Failures still tolerated in this quiet phase (one, before the
     /// first success).
     pub recovery_left: u32,
-    /// [`World::silent_resets`] when the operation started.
+    /// [`World::external_resets`] when the operation started.
     pub silent_at_start: u64,
 }
 
@@ -620,6 +620,14 @@ impl World {
     /// injected silent resets (never told).
     pub fn silent_resets(&self) -> u64 {
         self.cam.sim.stats().soft_reboots + self.give_ups.0 + self.injected_resets
+    }
+
+    /// The silent resets the host has no part in: scripts that ended and
+    /// injected resets. A retransmit give-up is not one of them: with
+    /// faults off only the host's own early asks (NAKs of packets still
+    /// arriving) can exhaust the cam's resends.
+    pub fn external_resets(&self) -> u64 {
+        self.cam.sim.stats().soft_reboots + self.injected_resets
     }
 
     /// A script ended or the cam gave up a retransmission (it restarted
