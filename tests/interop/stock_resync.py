@@ -16,8 +16,13 @@ resyncs on SOFT_REBOOT. So does this subclass:
 * it watches events on the transport itself, so a further subclass's
   ``_handle_event`` that does not call super cannot hide SOFT_REBOOT;
 * SOFT_REBOOT outside a request: resync before the next request;
-* SOFT_REBOOT while a request waits: the wait ends at once with an
-  ``OMVException``, on which the stock package resyncs and raises
+* SOFT_REBOOT while a request waits: the cam answers a request it got
+  before its reset (a consuming read's answer carries data that exists
+  nowhere else), so the wait goes on, and the resync comes before the next
+  request; only when a later event arrives more than ``GRACE_SECONDS``
+  after SOFT_REBOOT with the request still unanswered (it crossed the
+  reset, and the cam NAKed it under its new sequence) does the wait end
+  with an ``OMVException``, on which the stock package resyncs and raises
   ``ResyncException`` (its ``retry_if_failed`` methods retry once);
 * every resync first lets the abandoned answer arrive and drops what the
   port holds.
@@ -27,6 +32,9 @@ import time
 
 # The cam answers within milliseconds on a pty; this covers it with margin.
 DRAIN_SECONDS = 0.05
+# How long a request that waits when SOFT_REBOOT arrives may still get its
+# answer (sent before the cam's reset) before later events end the wait.
+GRACE_SECONDS = 0.25
 SOFT_REBOOT = 2
 
 
@@ -39,6 +47,7 @@ def resyncing(base, omv_exception):
     class Resyncing(base):
         _soft_rebooted = False
         _in_request = False
+        _rebooted_at = None
 
         def _resync(self):
             if getattr(self, "_serial", None) is not None:
@@ -50,9 +59,13 @@ def resyncing(base, omv_exception):
             def on_event(channel_id, event):
                 forward(channel_id, event)
                 if channel_id == 0 and event == SOFT_REBOOT:
-                    if self._in_request:
-                        raise SoftRebooted("SOFT_REBOOT while a request waited")
                     self._soft_rebooted = True
+                    if self._in_request and self._rebooted_at is None:
+                        self._rebooted_at = time.monotonic()
+                elif (self._in_request and self._rebooted_at is not None
+                      and time.monotonic() - self._rebooted_at > GRACE_SECONDS):
+                    raise SoftRebooted("SOFT_REBOOT while a request waited, "
+                                       "and no answer came")
 
             self.transport.event_callback = on_event
 
@@ -61,10 +74,12 @@ def resyncing(base, omv_exception):
                 self._soft_rebooted = False
                 self._resync()
             self._in_request = True
+            self._rebooted_at = None
             try:
                 return super()._send_cmd_wait_resp(opcode, channel, data)
             finally:
                 self._in_request = False
+                self._rebooted_at = None
 
     Resyncing.__name__ = base.__name__
     Resyncing.__qualname__ = base.__qualname__
