@@ -127,6 +127,18 @@ impl Host {
         self.ok(Command::ioctl(STDIN_ID, 2, &[]));
     }
 
+    /// Waits for the SOFT_REBOOT that follows a script's end and resyncs
+    /// (the cam restarted its protocol), as the IDE does.
+    fn resync_after_soft_reboot(&mut self) {
+        let end = StdInstant::now() + StdDuration::from_secs(30);
+        while !self.events.iter().any(|e| e.channel.0 == 0 && e.event == 2) {
+            assert!(StdInstant::now() < end, "no SOFT_REBOOT: {:?}", self.events);
+            let _ = self.request(&Command::system(Opcode::CHANNEL_POLL));
+            thread::sleep(StdDuration::from_millis(20));
+        }
+        self.connect();
+    }
+
     /// Reads stdout until it holds `want` (panics with the text after `secs`).
     fn wait_stdout(&mut self, want: &str, secs: u64) -> String {
         let end = StdInstant::now() + StdDuration::from_secs(secs);
@@ -489,4 +501,79 @@ fn a_script_that_dies_mid_call_gets_failed() {
         Status::FAILED
     );
     assert!(t.elapsed() < StdDuration::from_secs(1), "{:?}", t.elapsed());
+}
+
+/// Takes stream frames until `want` accepts one (header words, pixels).
+fn frame_where(h: &mut Host, want: impl Fn(&[u32], &[u8]) -> bool) -> (Vec<u32>, Vec<u8>) {
+    let end = StdInstant::now() + StdDuration::from_secs(30);
+    loop {
+        assert!(StdInstant::now() < end, "no such frame within 30 s");
+        if h.request(&Command::new(Opcode::CHANNEL_LOCK, STREAM_ID))
+            .is_ok()
+        {
+            let n = h.size(STREAM_ID);
+            let frame = h.ok(Command::read(STREAM_ID, 0, n));
+            h.ok(Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+            let words: Vec<u32> = frame
+                .chunks_exact(4)
+                .take(5)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .collect();
+            assert_eq!(words.len(), 5, "a frame header: {frame:?}");
+            let pixels = frame[words[4] as usize..].to_vec();
+            if want(&words, &pixels) {
+                return (words, pixels);
+            }
+        }
+        thread::sleep(StdDuration::from_millis(10));
+    }
+}
+
+/// True when every pixel of the (x, y, w, h) rectangle of an 80-wide
+/// grayscale frame is `v`.
+fn rect_is(pixels: &[u8], (x, y, w, h): (usize, usize, usize, usize), v: u8) -> bool {
+    (y..y + h).all(|yy| (x..x + w).all(|xx| pixels.get(yy * 80 + xx) == Some(&v)))
+}
+
+/// The stream carries the script's frame buffer: its pixel format
+/// (GRAYSCALE) and what it drew, by img.flush() and by the next snapshot.
+#[test]
+fn the_stream_carries_the_scripts_image_and_drawings() {
+    if !python() {
+        return;
+    }
+    let mut h = start(SimConfig::new());
+    h.ok(Command::ioctl(STREAM_ID, 0, &1u32.to_le_bytes()));
+    h.ok(Command::ioctl(STREAM_ID, 1, &1u32.to_le_bytes()));
+    let mut cfg = 80u32.to_le_bytes().to_vec();
+    cfg.extend_from_slice(&60u32.to_le_bytes());
+    h.ok(Command::ioctl(STREAM_ID, 2, &cfg));
+    let gray = |w: &[u32], p: &[u8]| {
+        assert_eq!(
+            (w[0], w[1], w[2], w[3]),
+            (80, 60, 0x0802_0001, 1),
+            "an 80x60 GRAYSCALE frame, 1 byte a pixel"
+        );
+        assert_eq!(p.len(), 80 * 60);
+    };
+
+    h.exec(&script("gray_flush.py"));
+    h.wait_stdout("flushing", 30);
+    let (w, p) = frame_where(&mut h, |_, p| rect_is(p, (10, 8, 20, 12), 77));
+    gray(&w, &p);
+
+    // The flushing script is interrupted: the cam soft-resets; resync.
+    h.events.clear();
+    h.exec(&script("gray_loop.py"));
+    h.resync_after_soft_reboot();
+    h.wait_stdout("looping", 30);
+    let (w, p) = frame_where(&mut h, |_, p| rect_is(p, (40, 30, 16, 10), 201));
+    gray(&w, &p);
+    // Every frame of the loop carries the drawing (the flushed script is
+    // gone; its last frame may still have been waiting).
+    for _ in 0..3 {
+        let (w, p) = frame_where(&mut h, |_, _| true);
+        gray(&w, &p);
+        assert!(rect_is(&p, (40, 30, 16, 10), 201), "{p:?}");
+    }
 }
