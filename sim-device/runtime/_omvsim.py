@@ -175,6 +175,12 @@ class Bridge:
 
 _bridge = None
 
+# The frame buffer: the image the last csi snapshot returned (published to
+# the stream, as it is then, by the next snapshot), and whether the cam
+# said at the last snapshot that a host streams (True until known).
+framebuffer = None
+streaming = True
+
 
 def bridge():
     """The connection to the simulated cam; RuntimeError without one."""

@@ -1,8 +1,9 @@
 # omv-sim's `csi` module (firmware 5): a simulated camera sensor whose
 # pixels come from the simulator's frame source (the moving test pattern
 # or --frames DIR), scaled and converted to the frame size and pixel
-# format the script asked for. Each snapshot updates the frame buffer the
-# host streams from.
+# format the script asked for. The image a snapshot returns is the frame
+# buffer the host streams: the next snapshot publishes it (with the
+# script's drawings), img.flush() publishes an image at once.
 import struct as _struct
 import time as _time
 
@@ -112,10 +113,19 @@ class CSI:
         w, h = self.width(), self.height()
         code = {RGB565: 0, GRAYSCALE: 1, JPEG: 2}[self._fmt]
         body = _struct.pack("<IIBBBB", w, h, code, self._hmirror, self._vflip, 1 if update else 0)
+        # As on a cam, the host streams the frame buffer: a snapshot first
+        # publishes the previous frame, with what the script drew on it, in
+        # its pixel format. Sent only while the cam said a host streams.
+        fb = _omvsim.framebuffer
+        if update and fb is not None and _omvsim.streaming:
+            body += fb._wire()
         reply = _omvsim.bridge().request(_omvsim.SNAPSHOT, body, timeout=30)
         if not reply:
             raise RuntimeError("csi: snapshot failed (frame source)")
-        return _image.Image._raw(w, h, self._fmt, reply)
+        _omvsim.streaming = reply[0] == 1
+        img = _image.Image._raw(w, h, self._fmt, reply[1:])
+        _omvsim.framebuffer = img
+        return img
 
     def skip_frames(self, n=10, time=None):
         if time is not None:
@@ -134,4 +144,7 @@ class CSI:
 
 
 def __getattr__(name):
+    if name.startswith("__"):
+        # Python's own probes (__all__, __path__, ...): not there.
+        raise AttributeError(name)
     raise _omvsim.not_simulated("csi." + name)

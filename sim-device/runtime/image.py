@@ -345,11 +345,15 @@ class Image:
             f.write(data)
         return self
 
-    def flush(self):
-        body = _struct.pack("<IIB", self._w, self._h, _CODE.get(self._fmt, 255))
+    def _wire(self):
+        """The image as the bridge sends it: w, h, format code, bytes."""
         if self._fmt not in _CODE:
-            raise _omvsim.not_simulated("flushing an image of format %#x" % self._fmt)
-        _omvsim.bridge().request(_omvsim.FLUSH, body + bytes(self._data), timeout=30)
+            raise _omvsim.not_simulated("streaming an image of format %#x" % self._fmt)
+        return _struct.pack("<IIB", self._w, self._h, _CODE[self._fmt]) + bytes(self._data)
+
+    def flush(self):
+        """Publishes the image to the host's stream now."""
+        _omvsim.bridge().request(_omvsim.FLUSH, self._wire(), timeout=30)
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -358,4 +362,7 @@ class Image:
 
 
 def __getattr__(name):
+    if name.startswith("__"):
+        # Python's own probes (__all__, __path__, ...): not there.
+        raise AttributeError(name)
     raise _omvsim.not_simulated("image." + name)

@@ -84,4 +84,7 @@ soft_reset = reset
 
 
 def __getattr__(name):
+    if name.startswith("__"):
+        # Python's own probes (__all__, __path__, ...): not there.
+        raise AttributeError(name)
     raise _omvsim.not_simulated("machine." + name)

@@ -31,4 +31,7 @@ def alloc_emergency_exception_buf(size):
 
 
 def __getattr__(name):
+    if name.startswith("__"):
+        # Python's own probes (__all__, __path__, ...): not there.
+        raise AttributeError(name)
     raise _omvsim.not_simulated("micropython." + name)

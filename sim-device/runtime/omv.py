@@ -40,4 +40,7 @@ def disable_fb(disable=None):
 
 
 def __getattr__(name):
+    if name.startswith("__"):
+        # Python's own probes (__all__, __path__, ...): not there.
+        raise AttributeError(name)
     raise _omvsim.not_simulated("omv." + name)

@@ -78,4 +78,7 @@ def set_auto_whitebal(*args, **kwargs):
 
 
 def __getattr__(name):
+    if name.startswith("__"):
+        # Python's own probes (__all__, __path__, ...): not there.
+        raise AttributeError(name)
     raise _omvsim.not_simulated("sensor." + name)

@@ -1,8 +1,56 @@
 # omv-sim: runs before the script (this directory is first on PYTHONPATH).
-# Gives the built-in `time` and `gc` modules MicroPython's extras, which
-# cannot be shadowed by files because they are compiled into CPython.
+# Puts the cam runtime's modules ahead of everything else on the script's
+# import path, and gives the built-in `time` and `gc` modules MicroPython's
+# extras, which cannot be shadowed by files because they are compiled into
+# CPython.
 import gc as _gc
+import os as _os
+import sys as _sys
 import time as _time
+
+# The script comes on stdin (`python3 -u -`), so Python puts the current
+# directory ('') first on sys.path once this module has run: a protocol.py
+# or image.py there would shadow the runtime. A finder ahead of the path
+# finders serves the runtime's modules from this directory whatever
+# sys.path holds; the script's other imports (its own helpers in the
+# current directory, PYTHONPATH, the standard library) work as usual.
+import importlib.machinery as _machinery
+
+_RUNTIME_DIR = _os.path.dirname(_os.path.abspath(__file__))
+
+
+def _runtime_names():
+    names = set()
+    for entry in _os.listdir(_RUNTIME_DIR):
+        full = _os.path.join(_RUNTIME_DIR, entry)
+        if entry.endswith(".py"):
+            names.add(entry[:-3])
+        elif _os.path.isfile(_os.path.join(full, "__init__.py")):
+            names.add(entry)
+    names.discard("sitecustomize")
+    return frozenset(names)
+
+
+_RUNTIME_NAMES = _runtime_names()
+
+
+class _RuntimeFirstFinder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name in _RUNTIME_NAMES:
+            return _machinery.PathFinder.find_spec(name, [_RUNTIME_DIR])
+        return None
+
+
+_sys.meta_path.insert(0, _RuntimeFirstFinder())
+
+# The standard modules the runtime uses, loaded now, while the current
+# directory is not yet on sys.path (a socket.py there cannot break the
+# bridge).
+import socket as _socket  # noqa: E402,F401
+import struct as _struct  # noqa: E402,F401
+import threading as _threading  # noqa: E402,F401
+import traceback as _traceback  # noqa: E402,F401
 
 _T0 = _time.monotonic_ns()
 _TICKS_PERIOD = 1 << 30
@@ -87,8 +135,6 @@ for _name, _fn in {
 }.items():
     setattr(_time, _name, _fn)
 
-import os as _os
-
 _HEAP = int(_os.environ.get("OMV_SIM_HEAP", str(256 * 1024)))
 
 
@@ -132,7 +178,5 @@ class _NotSimulatedFinder:
             )
         return None
 
-
-import sys as _sys
 
 _sys.meta_path.append(_NotSimulatedFinder())

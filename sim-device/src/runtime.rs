@@ -234,7 +234,8 @@ struct FbInner {
 
 /// The cam's frame buffer as the stream sees it: the latest frame a
 /// script's snapshot or `img.flush()` published, encoded for the stream's
-/// settings (JPEG, or RGB565 scaled to RAW_CFG in raw mode).
+/// settings (JPEG, or the image's own pixel format scaled to RAW_CFG in raw
+/// mode).
 #[derive(Debug, Default)]
 pub struct FrameBuffer {
     inner: Mutex<FbInner>,
@@ -244,8 +245,81 @@ pub struct FrameBuffer {
 pub enum Published {
     /// Pixels.
     Image(RgbImage),
+    /// Pixels in the script's format: little-endian RGB565 or grayscale
+    /// (`pixfmt`), `width * height * bpp` bytes.
+    Pixels {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// [`PixFormat::RGB565`] or [`PixFormat::GRAYSCALE`].
+        pixfmt: PixFormat,
+        /// The pixels.
+        data: Vec<u8>,
+    },
     /// Already JPEG-compressed bytes.
     Jpeg(Vec<u8>),
+}
+
+impl Published {
+    /// The image as RGB pixels (JPEG decoded).
+    pub fn to_rgb(&self) -> Result<RgbImage, image::ImageError> {
+        match self {
+            Published::Image(i) => Ok(i.clone()),
+            Published::Jpeg(j) => image::decode_jpeg(j),
+            Published::Pixels {
+                width,
+                height,
+                pixfmt,
+                data,
+            } => {
+                let mut rgb = Vec::with_capacity(data.len() * 3);
+                if *pixfmt == PixFormat::GRAYSCALE {
+                    for &g in data {
+                        rgb.extend_from_slice(&[g, g, g]);
+                    }
+                } else {
+                    for p in data.chunks_exact(2) {
+                        rgb.extend_from_slice(&rgb565_to_rgb(u16::from_le_bytes([p[0], p[1]])));
+                    }
+                }
+                RgbImage::from_rgb(*width, *height, rgb)
+            }
+        }
+    }
+}
+
+fn rgb565_to_rgb(v: u16) -> [u8; 3] {
+    let (r, g, b) = (
+        u32::from((v >> 11) & 31),
+        u32::from((v >> 5) & 63),
+        u32::from(v & 31),
+    );
+    [
+        ((r * 255 + 15) / 31) as u8,
+        ((g * 255 + 31) / 63) as u8,
+        ((b * 255 + 15) / 31) as u8,
+    ]
+}
+
+/// Nearest-neighbour scaling of `bpp`-byte pixels.
+fn scale_pixels(data: &[u8], w: u32, h: u32, bpp: usize, nw: u32, nh: u32) -> Vec<u8> {
+    if (w, h) == (nw, nh) {
+        return data.to_vec();
+    }
+    let mut out = Vec::with_capacity(nw as usize * nh as usize * bpp);
+    for y in 0..nh {
+        let sy = (u64::from(y) * u64::from(h) / u64::from(nh.max(1))) as usize;
+        for x in 0..nw {
+            let sx = (u64::from(x) * u64::from(w) / u64::from(nw.max(1))) as usize;
+            let i = (sy * w as usize + sx) * bpp;
+            match data.get(i..i + bpp) {
+                Some(p) => out.extend_from_slice(p),
+                None => out.extend(std::iter::repeat(0).take(bpp)),
+            }
+        }
+    }
+    out
 }
 
 impl FrameBuffer {
@@ -279,10 +353,27 @@ impl FrameBuffer {
                     data,
                 })
             }
-            (Published::Jpeg(data), raw) => {
-                image::decode_jpeg(&data).and_then(|i| encode(&i, raw, &s))
+            (
+                Published::Pixels {
+                    width,
+                    height,
+                    pixfmt,
+                    data,
+                },
+                true,
+            ) => {
+                // Raw streaming keeps the frame buffer's pixel format.
+                let bpp = if pixfmt == PixFormat::GRAYSCALE { 1 } else { 2 };
+                let (w, h) = (s.raw_width, s.raw_height);
+                image::check_size(w, h).map(|_| Frame {
+                    width: w,
+                    height: h,
+                    pixfmt,
+                    data: scale_pixels(&data, width, height, bpp, w, h),
+                })
             }
             (Published::Image(i), raw) => encode(&i, raw, &s),
+            (other, raw) => other.to_rgb().and_then(|i| encode(&i, raw, &s)),
         };
         match frame {
             Ok(f) => {
@@ -736,8 +827,11 @@ fn handle(sh: &Shared, generation: u64, kind: u8, id: u32, body: Vec<u8>) {
             let mut img = body[..9].to_vec();
             img.extend_from_slice(&body[10..]);
             let out = match decode_image(&img) {
-                Some(Published::Image(i)) => i.encode_jpeg(quality).unwrap_or_default(),
                 Some(Published::Jpeg(j)) => j,
+                Some(p) => p
+                    .to_rgb()
+                    .and_then(|i| i.encode_jpeg(quality))
+                    .unwrap_or_default(),
                 None => Vec::new(),
             };
             sh.send(generation, K_REPLY, id, &out);
@@ -750,7 +844,7 @@ fn handle(sh: &Shared, generation: u64, kind: u8, id: u32, body: Vec<u8>) {
 fn decode_image(b: &[u8]) -> Option<Published> {
     let (w, h) = (u32_at(b, 0)?, u32_at(b, 4)?);
     let code = *b.get(8)?;
-    let px = &b[9..];
+    let px = b.get(9..)?;
     if code == 2 {
         return Some(Published::Jpeg(px.to_vec()));
     }
@@ -763,32 +857,37 @@ fn decode_image(b: &[u8]) -> Option<Published> {
         );
         return None;
     }
-    let mut rgb = Vec::with_capacity(n * 3);
-    if code == 0 {
-        for p in px.chunks_exact(2) {
-            let v = u16::from_le_bytes([p[0], p[1]]);
-            let (r, g, bl) = ((v >> 11) & 31, (v >> 5) & 63, v & 31);
-            rgb.extend_from_slice(&[
-                ((r * 255 + 15) / 31) as u8,
-                ((g * 255 + 31) / 63) as u8,
-                ((bl * 255 + 15) / 31) as u8,
-            ]);
-        }
-    } else {
-        for &g in px {
-            rgb.extend_from_slice(&[g, g, g]);
-        }
-    }
-    RgbImage::from_rgb(w, h, rgb).ok().map(Published::Image)
+    Some(Published::Pixels {
+        width: w,
+        height: h,
+        pixfmt: if code == 0 {
+            PixFormat::RGB565
+        } else {
+            PixFormat::GRAYSCALE
+        },
+        data: px.to_vec(),
+    })
 }
 
-/// `w, h, code, hmirror, vflip, update`: the pixels, in the format asked.
+/// `w, h, code, hmirror, vflip, update`, then optionally the frame
+/// buffer's current image (`w, h, code, pixels`: the previous snapshot with
+/// what the script drew on it). The frame buffer's image is published
+/// first, as a cam streams its frame buffer when the next snapshot starts;
+/// then the new frame is made. Answers whether a host streams (u8), then
+/// the new frame's pixels in the format asked.
 fn snapshot(sh: &Shared, b: &[u8]) -> Result<Vec<u8>, image::ImageError> {
     let bad = || image::ImageError("malformed snapshot request".into());
     let (w, h) = (u32_at(b, 0).ok_or_else(bad)?, u32_at(b, 4).ok_or_else(bad)?);
     let code = *b.get(8).ok_or_else(bad)?;
     let (hmirror, vflip) = (b.get(9) == Some(&1), b.get(10) == Some(&1));
     let update = b.get(11) != Some(&0);
+    if let Some(previous) = b.get(12..).filter(|p| !p.is_empty()) {
+        if update {
+            if let Some(img) = decode_image(previous) {
+                sh.frames.publish(img);
+            }
+        }
+    }
     let index = sh.snapshots.fetch_add(1, Ordering::Relaxed);
     let mut img = lock(&sh.source).snapshot(index, w, h)?;
     if hmirror || vflip {
@@ -804,19 +903,13 @@ fn snapshot(sh: &Shared, b: &[u8]) -> Result<Vec<u8>, image::ImageError> {
         }
         img = out;
     }
-    let reply = match code {
-        0 => img.to_rgb565_le(),
-        1 => img
-            .data()
-            .chunks_exact(3)
-            .map(|p| {
-                ((u32::from(p[0]) * 38 + u32::from(p[1]) * 75 + u32::from(p[2]) * 15) >> 7) as u8
-            })
-            .collect(),
-        _ => img.encode_jpeg(crate::source::DEFAULT_QUALITY)?,
-    };
-    if update && sh.frames.streaming() {
-        sh.frames.publish(Published::Image(img));
+    let mut reply = vec![u8::from(sh.frames.streaming())];
+    match code {
+        0 => reply.extend_from_slice(&img.to_rgb565_le()),
+        1 => reply.extend(img.data().chunks_exact(3).map(|p| {
+            ((u32::from(p[0]) * 38 + u32::from(p[1]) * 75 + u32::from(p[2]) * 15) >> 7) as u8
+        })),
+        _ => reply.extend_from_slice(&img.encode_jpeg(crate::source::DEFAULT_QUALITY)?),
     }
     Ok(reply)
 }
@@ -1142,8 +1235,8 @@ mod tests {
         b.extend_from_slice(&1u32.to_le_bytes());
         b.push(0);
         b.extend_from_slice(&[0x00, 0xF8, 0xE0, 0x07]); // red, green
-        match decode_image(&b) {
-            Some(Published::Image(i)) => {
+        match decode_image(&b).map(|p| p.to_rgb()) {
+            Some(Ok(i)) => {
                 assert_eq!(i.get(0, 0), Some([255, 0, 0]));
                 assert_eq!(i.get(1, 0), Some([0, 255, 0]));
             }

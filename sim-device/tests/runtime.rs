@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
+use omv_proto::caps::Caps;
 use omv_proto::channel::ChannelEntry;
 use omv_proto::host::{
     CamEvent, Command, Completion, HostConfig, HostEndpoint, Reply, RequestError,
 };
+use omv_proto::memory::MemoryStats;
 use omv_proto::{ChannelFlags, ChannelId, Opcode, Status};
 use omv_sim::cam::{SimConfig, STDIN_ID, STDOUT_ID, STREAM_ID};
 use omv_sim::link::{duplex, LinkEnd};
@@ -125,6 +127,55 @@ impl Host {
     fn exec(&mut self, script: &str) {
         self.ok(Command::write(STDIN_ID, 0, script.as_bytes()));
         self.ok(Command::ioctl(STDIN_ID, 2, &[]));
+    }
+
+    /// Waits for the SOFT_REBOOT that follows a script's end and resyncs
+    /// (the cam restarted its protocol), as the IDE does.
+    fn resync_after_soft_reboot(&mut self) {
+        let end = StdInstant::now() + StdDuration::from_secs(30);
+        while !self.events.iter().any(|e| e.channel.0 == 0 && e.event == 2) {
+            assert!(StdInstant::now() < end, "no SOFT_REBOOT: {:?}", self.events);
+            let _ = self.request(&Command::system(Opcode::CHANNEL_POLL));
+            thread::sleep(StdDuration::from_millis(20));
+        }
+        loop {
+            self.ep.connect(self.clock.now());
+            if matches!(self.run(), Completion::Connected(Ok(_))) {
+                return;
+            }
+            assert!(StdInstant::now() < end, "no resync after SOFT_REBOOT");
+        }
+    }
+
+    /// Reads stdout until it holds `want`, resyncing before every try (for
+    /// scripts that restart the protocol: protocol.init, a script's end).
+    fn wait_stdout_resyncing(&mut self, want: &str, secs: u64) -> String {
+        let end = StdInstant::now() + StdDuration::from_secs(secs);
+        loop {
+            // Any request, the resync too, may meet the restart: resync and
+            // ask again.
+            self.ep.connect(self.clock.now());
+            let connected = matches!(self.run(), Completion::Connected(Ok(_)));
+            if !connected {
+                assert!(StdInstant::now() < end, "no resync: {}", self.stdout);
+                continue;
+            }
+            if let Ok(r) = self.request(&Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)) {
+                let b = r.into_bytes();
+                let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                if n > 0 {
+                    if let Ok(t) = self.request(&Command::read(STDOUT_ID, 0, n)) {
+                        self.stdout
+                            .push_str(&String::from_utf8_lossy(&t.into_bytes()));
+                    }
+                }
+            }
+            if self.stdout.contains(want) {
+                return self.stdout.clone();
+            }
+            assert!(StdInstant::now() < end, "no {want:?} in {}", self.stdout);
+            thread::sleep(StdDuration::from_millis(50));
+        }
     }
 
     /// Reads stdout until it holds `want` (panics with the text after `secs`).
@@ -447,31 +498,22 @@ fn init_limits_and_not_simulated_calls() {
     h.exec(&script("init_limits.py"));
     // protocol.init restarts the protocol under the script's settings:
     // resync once it has run.
-    let end = StdInstant::now() + StdDuration::from_secs(30);
-    loop {
-        // Any request may meet the restart: resync and ask again.
-        h.connect();
-        if let Ok(r) = h.request(&Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)) {
-            let b = r.into_bytes();
-            let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            if n > 0 {
-                if let Ok(t) = h.request(&Command::read(STDOUT_ID, 0, n)) {
-                    h.stdout.push_str(&String::from_utf8_lossy(&t.into_bytes()));
-                }
-            }
-        }
-        if h.stdout.contains("active") {
-            break;
-        }
-        assert!(StdInstant::now() < end, "{}", h.stdout);
-        thread::sleep(StdDuration::from_millis(50));
-    }
-    let out = h.stdout.clone();
+    let out = h.wait_stdout_resyncing("active", 30);
     assert!(out.contains("refused {'max_payload': 10}"), "{out}");
     assert!(out.contains("refused {'max_payload': 1048576}"), "{out}");
     assert!(out.contains("refused {'lock_interval_ms': 5}"), "{out}");
     assert!(out.contains("init ok"), "{out}");
     assert!(out.contains("active True"), "{out}");
+    // The settings took effect while the script runs: the cam announces
+    // 256-byte payloads (the board's largest is 4082) and the host's
+    // connect negotiated them. (ACKs: GET_CAPS announces what SET_CAPS
+    // honours, and a host asking for ACKs gets them back after its SYNC.)
+    let caps = Caps::decode(&h.ok(Command::system(Opcode::PROTO_GET_CAPS))).expect("caps");
+    assert_eq!(caps.max_payload, 256, "{caps:?}");
+    assert_eq!(h.ep.caps().max_payload, 256);
+    // Answers longer than that come in pieces the host puts together.
+    let n = h.size(STDOUT_ID);
+    assert!(n == 0 || h.ok(Command::read(STDOUT_ID, 0, n)).len() == n as usize);
 }
 
 #[test]
@@ -489,4 +531,137 @@ fn a_script_that_dies_mid_call_gets_failed() {
         Status::FAILED
     );
     assert!(t.elapsed() < StdDuration::from_secs(1), "{:?}", t.elapsed());
+}
+
+/// Takes stream frames until `want` accepts one (header words, pixels).
+fn frame_where(h: &mut Host, want: impl Fn(&[u32], &[u8]) -> bool) -> (Vec<u32>, Vec<u8>) {
+    let end = StdInstant::now() + StdDuration::from_secs(30);
+    loop {
+        assert!(StdInstant::now() < end, "no such frame within 30 s");
+        if h.request(&Command::new(Opcode::CHANNEL_LOCK, STREAM_ID))
+            .is_ok()
+        {
+            let n = h.size(STREAM_ID);
+            let frame = h.ok(Command::read(STREAM_ID, 0, n));
+            h.ok(Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+            let words: Vec<u32> = frame
+                .chunks_exact(4)
+                .take(5)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .collect();
+            assert_eq!(words.len(), 5, "a frame header: {frame:?}");
+            let pixels = frame[words[4] as usize..].to_vec();
+            if want(&words, &pixels) {
+                return (words, pixels);
+            }
+        }
+        thread::sleep(StdDuration::from_millis(10));
+    }
+}
+
+/// True when every pixel of the (x, y, w, h) rectangle of an 80-wide
+/// grayscale frame is `v`.
+fn rect_is(pixels: &[u8], (x, y, w, h): (usize, usize, usize, usize), v: u8) -> bool {
+    (y..y + h).all(|yy| (x..x + w).all(|xx| pixels.get(yy * 80 + xx) == Some(&v)))
+}
+
+/// The stream carries the script's frame buffer: its pixel format
+/// (GRAYSCALE) and what it drew, by img.flush() and by the next snapshot.
+#[test]
+fn the_stream_carries_the_scripts_image_and_drawings() {
+    if !python() {
+        return;
+    }
+    let mut h = start(SimConfig::new());
+    h.ok(Command::ioctl(STREAM_ID, 0, &1u32.to_le_bytes()));
+    h.ok(Command::ioctl(STREAM_ID, 1, &1u32.to_le_bytes()));
+    let mut cfg = 80u32.to_le_bytes().to_vec();
+    cfg.extend_from_slice(&60u32.to_le_bytes());
+    h.ok(Command::ioctl(STREAM_ID, 2, &cfg));
+    let gray = |w: &[u32], p: &[u8]| {
+        assert_eq!(
+            (w[0], w[1], w[2], w[3]),
+            (80, 60, 0x0802_0001, 1),
+            "an 80x60 GRAYSCALE frame, 1 byte a pixel"
+        );
+        assert_eq!(p.len(), 80 * 60);
+    };
+
+    h.exec(&script("gray_flush.py"));
+    h.wait_stdout("flushing", 30);
+    let (w, p) = frame_where(&mut h, |_, p| rect_is(p, (10, 8, 20, 12), 77));
+    gray(&w, &p);
+
+    // The flushing script is interrupted: the cam soft-resets; resync.
+    h.events.clear();
+    h.exec(&script("gray_loop.py"));
+    h.resync_after_soft_reboot();
+    h.wait_stdout("looping", 30);
+    let (w, p) = frame_where(&mut h, |_, p| rect_is(p, (40, 30, 16, 10), 201));
+    gray(&w, &p);
+    // Every frame of the loop carries the drawing (the flushed script is
+    // gone; its last frame may still have been waiting).
+    for _ in 0..3 {
+        let (w, p) = frame_where(&mut h, |_, _| true);
+        gray(&w, &p);
+        assert!(rect_is(&p, (40, 30, 16, 10), 201), "{p:?}");
+    }
+}
+
+/// sensor (4.x) on csi, micropython.const/schedule, gc, machine.Pin,
+/// uprotocol; then machine.reset() ends a script.
+#[test]
+fn smaller_modules_and_machine_reset() {
+    if !python() {
+        return;
+    }
+    let mut h = start(SimConfig::new());
+    h.exec(&script("modules.py"));
+    let out = h.wait_stdout_resyncing("uprotocol 3", 30);
+    // A 64x48 window of QQVGA, in GRAYSCALE: 1 byte a pixel.
+    assert!(out.contains("sensor 64 48 True 3072"), "{out}");
+    assert!(
+        out.contains("sensor: sensor.set_auto_gain is not simulated"),
+        "{out}"
+    );
+    assert!(out.contains("schedule True [42]"), "{out}");
+    // mem_free + mem_alloc is the GC heap SYS_MEMORY reports.
+    let mem = MemoryStats::decode(&h.ok(Command::system(Opcode::SYS_MEMORY))).expect("memory");
+    let heap = mem.entries.first().expect("a GC heap").total;
+    assert!(
+        out.contains(&format!("gc True True {heap}")),
+        "{heap}: {out}"
+    );
+    // An input reads its pull-up; an output reads what was set.
+    assert!(out.contains("pin 1 1 0"), "{out}");
+    assert!(
+        out.contains("pin: machine.Pin.irq is not simulated"),
+        "{out}"
+    );
+    // uprotocol.register is protocol.register: a real channel.
+    let uproto = h.id("uproto");
+    assert_eq!(h.size(uproto), 5);
+    assert_eq!(h.ok(Command::read(uproto, 0, 5)), b"hello");
+
+    h.stdout.clear();
+    h.exec(&script("reset.py"));
+    let out = h.wait_stdout_resyncing("resetting", 30);
+    assert!(!out.contains("not reached"), "{out}");
+    // The script ended: the cam soft-resets and drops its channels.
+    let end = StdInstant::now() + StdDuration::from_secs(30);
+    loop {
+        let out = h.wait_stdout_resyncing("MPY: soft reboot", 30);
+        let after = out.split_once("resetting").map_or("", |(_, a)| a);
+        if after.contains("MPY: soft reboot") {
+            assert!(!after.contains("not reached"), "{out}");
+            break;
+        }
+        assert!(
+            StdInstant::now() < end,
+            "no soft reboot after the reset: {out}"
+        );
+        thread::sleep(StdDuration::from_millis(50));
+    }
+    let names: Vec<String> = h.list().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["usb", "stdin", "stdout", "stream"]);
 }

@@ -87,6 +87,9 @@ def register(name, flags=0, backend=None):
 
 
 def __getattr__(name):
+    if name.startswith("__"):
+        # Python's own probes (__all__, __path__, ...): not there.
+        raise AttributeError(name)
     raise _omvsim.not_simulated("protocol." + name)
 
 

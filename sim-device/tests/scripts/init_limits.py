@@ -10,3 +10,6 @@ for kwargs in ({"max_payload": 10}, {"max_payload": 1 << 20}, {"lock_interval_ms
 protocol.init(max_payload=256, ack=False)
 print("init ok")
 print("active", protocol.is_active())
+while True:
+    import time
+    time.sleep_ms(20)
