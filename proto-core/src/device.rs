@@ -528,10 +528,18 @@ impl DeviceEndpoint {
     }
 
     /// Removes a channel and sends CHANNEL_UNREGISTERED; returns its backend.
+    /// A request of that channel whose backend's answer was pending is
+    /// answered NAK FAILED (its backend went away mid-call).
     pub fn unregister(&mut self, id: ChannelId) -> Option<Box<dyn ChannelBackend>> {
         let slot = self.slots.get_mut(usize::from(id.0))?.take()?;
-        if matches!(&self.message, Some(Message::Read { header, .. }) if header.channel == id) {
-            self.message = None;
+        match &self.message {
+            Some(Message::Read { header, .. }) if header.channel == id => self.message = None,
+            Some(Message::Deferred { header, .. }) if header.channel == id => {
+                let header = *header;
+                self.message = None;
+                self.nak(&header, Status::FAILED);
+            }
+            _ => {}
         }
         self.send_event(
             ChannelId::SYSTEM,

@@ -130,3 +130,30 @@ fn a_new_request_abandons_a_pending_one() {
         .unwrap();
     assert!(matches!(size, Reply::Data(_)));
 }
+
+#[test]
+fn a_channel_removed_mid_call_answers_failed() {
+    // What a script that dies inside a backend call gets: its channels go
+    // while the request waits for the backend's answer.
+    let (mut link, _) = link(0);
+    link.host
+        .request(link.now, &Command::ioctl(CH, 9, &[]))
+        .unwrap();
+    while let Some(bytes) = link.host.poll_transmit() {
+        link.cam.handle_input(link.now, &bytes);
+    }
+    // The cam holds the request; nothing is answered yet.
+    assert!(link.cam.poll_transmit(link.now).is_none());
+    assert!(link.cam.unregister(CH).is_some());
+    let io = match link.run() {
+        omv_proto::host::Completion::Request(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(io, Err(omv_proto::host::RequestError::Nak(Status::FAILED)));
+    // The next request on the gone channel is INVALID, as for any unknown id.
+    let size = link.request(&Command::new(Opcode::CHANNEL_SIZE, CH));
+    assert_eq!(
+        size,
+        Err(omv_proto::host::RequestError::Nak(Status::INVALID))
+    );
+}
