@@ -150,9 +150,24 @@ fn every_subcommand_against_a_pty_cam() {
     let (_, out) = run(&["stop"]);
     assert!(text(&out).contains("stopped"));
 
+    // The stdin poll bit tells whether a script runs, even with no stdin
+    // event seen by this fresh connection.
     let (_, out) = run(&["status"]);
     let out = text(&out);
-    assert!(out.contains("stdin") && out.contains("Script:"), "{out}");
+    assert!(out.contains("stdin") && out.contains("Script: stopped"), "{out}");
+    let forever = dir.join("forever.py");
+    std::fs::write(&forever, "# runs forever\n").unwrap();
+    run(&["run", "--detach", forever.to_str().unwrap()]);
+    let (_, out) = run(&["status"]);
+    let out = text(&out);
+    assert!(out.contains("Script: running"), "{out}");
+    // Benchmarking stdout: reads of whatever the script printed, also once
+    // a first read has emptied it.
+    let (_, out) = run(&["bench", "--seconds", "0.3", "--channel", "stdout"]);
+    assert!(text(&out).contains("reads in"), "{}", text(&out));
+    run(&["stop"]);
+    let (_, out) = run(&["status"]);
+    assert!(text(&out).contains("Script: stopped"), "{}", text(&out));
 
     let frames = dir.join("frames");
     let (_, out) = run(&[
