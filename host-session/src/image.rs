@@ -37,39 +37,33 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-/// Pixel format codes carried in the stream frame header (PROTOCOL.md section 9).
+/// Pixel format codes carried in the stream frame header (PROTOCOL.md section 9),
+/// as plain `u32`s for matching. They are defined once, by
+/// [`omv_proto::frame::PixFormat`]; these are its values.
 pub mod pixfmt {
+    use omv_proto::frame::PixFormat;
+
     /// 8-bit grayscale, 1 byte per pixel.
-    pub const GRAYSCALE: u32 = 0x0802_0001;
+    pub const GRAYSCALE: u32 = PixFormat::GRAYSCALE.0;
     /// RGB565, little-endian u16 per pixel.
-    pub const RGB565: u32 = 0x0C03_0002;
+    pub const RGB565: u32 = PixFormat::RGB565.0;
     /// A complete JPEG file.
-    pub const JPEG: u32 = 0x0606_0000;
+    pub const JPEG: u32 = PixFormat::JPEG.0;
     /// A complete PNG file.
-    pub const PNG: u32 = 0x0607_0000;
+    pub const PNG: u32 = PixFormat::PNG.0;
     /// Raw Bayer, BGGR pattern, 1 byte per pixel.
-    pub const BAYER_BGGR: u32 = 0x0504_0001;
+    pub const BAYER_BGGR: u32 = PixFormat::BAYER_BGGR.0;
     /// YUV422 (YUYV byte order), 2 bytes per pixel.
-    pub const YUV422: u32 = 0x1405_0002;
+    pub const YUV422: u32 = PixFormat::YUV422.0;
     /// ARGB8888, u32 per pixel.
-    pub const ARGB8: u32 = 0x0C08_0004;
+    pub const ARGB8: u32 = PixFormat::ARGB8.0;
     /// 1 bit per pixel, rows padded to 32 bits.
-    pub const BINARY: u32 = 0x0801_0000;
+    pub const BINARY: u32 = PixFormat::BINARY.0;
 
     /// A short name for a pixel format code (`"0x????????"` is not produced
-    /// here; unknown codes give `None`).
+    /// here; unknown codes give `None`); [`PixFormat::name`].
     pub fn name(code: u32) -> Option<&'static str> {
-        Some(match code {
-            GRAYSCALE => "GRAYSCALE",
-            RGB565 => "RGB565",
-            JPEG => "JPEG",
-            PNG => "PNG",
-            BAYER_BGGR => "BAYER_BGGR",
-            YUV422 => "YUV422",
-            ARGB8 => "ARGB8",
-            BINARY => "BINARY",
-            _ => return None,
-        })
+        PixFormat(code).name()
     }
 }
 
