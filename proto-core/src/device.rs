@@ -656,6 +656,7 @@ impl DeviceEndpoint {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rtx = self.inflight.as_ref().map(|i| i.deadline);
         let chans = self
@@ -674,6 +675,7 @@ impl DeviceEndpoint {
     /// packet per call, so a large read never sits in memory at once.
     /// [`poll_transmit_into`](Self::poll_transmit_into) is the same without
     /// a new `Vec` per packet.
+    #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         self.poll_transmit_into(now, &mut out).map(|_| out)
@@ -682,6 +684,7 @@ impl DeviceEndpoint {
     /// The next packet to send, appended to `buf`; returns its length.
     /// Allocates nothing once `buf` and the endpoint's buffers have grown
     /// (reuse `buf`, clearing it after each write).
+    #[must_use]
     pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
         if !self.transport_active {
             return None;
@@ -705,6 +708,7 @@ impl DeviceEndpoint {
     }
 
     /// Next application event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<DeviceEvent> {
         self.app_events.pop_front()
     }

@@ -567,6 +567,7 @@ impl HostEndpoint {
     /// Next bytes to write to the port (one packet).
     /// [`poll_transmit_into`](Self::poll_transmit_into) is the same without
     /// a new `Vec` per packet.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         self.poll_transmit_into(&mut out).map(|_| out)
@@ -574,21 +575,25 @@ impl HostEndpoint {
 
     /// The next packet to write, appended to `buf`; returns its length.
     /// Allocates nothing once `buf` and the endpoint's queue have grown.
+    #[must_use]
     pub fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<usize> {
         self.transmits.pop_into(buf)
     }
 
     /// Next finished operation.
+    #[must_use]
     pub fn poll_completion(&mut self) -> Option<Completion> {
         self.completions.pop_front()
     }
 
     /// Next cam event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<CamEvent> {
         self.events.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called, if ever.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadline
     }
