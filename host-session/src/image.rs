@@ -195,6 +195,7 @@ pub enum ImageError {
 
 /// Tunables for [`to_rgb888_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConvertOptions {
     /// Largest RGB888 result accepted, in bytes (checked before allocating).
     pub max_output_bytes: usize,
@@ -202,6 +203,23 @@ pub struct ConvertOptions {
     /// decoded size differs from the header's, instead of trusting the
     /// decoded size. A header of 0x0 is never considered a mismatch.
     pub strict_compressed_dims: bool,
+}
+
+/// Chainable setters, one per field (the struct is `#[non_exhaustive]`:
+/// build it from [`Default::default`] and these, not with a struct literal).
+impl ConvertOptions {
+    /// Sets [`max_output_bytes`](Self::max_output_bytes).
+    #[must_use]
+    pub fn max_output_bytes(mut self, max_output_bytes: usize) -> Self {
+        self.max_output_bytes = max_output_bytes;
+        self
+    }
+    /// Sets [`strict_compressed_dims`](Self::strict_compressed_dims).
+    #[must_use]
+    pub fn strict_compressed_dims(mut self, strict_compressed_dims: bool) -> Self {
+        self.strict_compressed_dims = strict_compressed_dims;
+        self
+    }
 }
 
 impl Default for ConvertOptions {
@@ -857,10 +875,7 @@ mod tests {
             to_rgb888(&[], 16384, 5462, pixfmt::GRAYSCALE),
             Err(ImageError::TooLarge { .. })
         ));
-        let small = ConvertOptions {
-            max_output_bytes: 11,
-            ..ConvertOptions::default()
-        };
+        let small = ConvertOptions::default().max_output_bytes(11);
         assert!(matches!(
             to_rgb888_with(&[0; 4], 2, 2, pixfmt::GRAYSCALE, &small),
             Err(ImageError::TooLarge {
@@ -916,10 +931,7 @@ mod tests {
         let img = to_rgb888(&jpeg, 320, 240, pixfmt::JPEG).unwrap();
         assert_eq!((img.width, img.height), (16, 8));
         // Strict: mismatch is an error.
-        let strict = ConvertOptions {
-            strict_compressed_dims: true,
-            ..ConvertOptions::default()
-        };
+        let strict = ConvertOptions::default().strict_compressed_dims(true);
         assert!(matches!(
             to_rgb888_with(&jpeg, 320, 240, pixfmt::JPEG, &strict),
             Err(ImageError::DimensionMismatch {
@@ -930,10 +942,7 @@ mod tests {
         ));
         assert!(to_rgb888_with(&jpeg, 16, 8, pixfmt::JPEG, &strict).is_ok());
         // Size limit applies to the decoded dims.
-        let tiny = ConvertOptions {
-            max_output_bytes: 100,
-            ..ConvertOptions::default()
-        };
+        let tiny = ConvertOptions::default().max_output_bytes(100);
         assert!(matches!(
             to_rgb888_with(&jpeg, 1, 1, pixfmt::JPEG, &tiny),
             Err(ImageError::TooLarge { .. })
