@@ -25,7 +25,7 @@
 //! ```
 //! use omv_sim::fault::{FaultConfig, FaultInjector};
 //! use omv_proto::Instant;
-//! let mut f = FaultInjector::new(FaultConfig { drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
+//! let mut f = FaultInjector::new(FaultConfig::default().drop_rate(1.0)).unwrap();
 //! f.push_tx(Instant::ZERO, vec![0xaa, 0xd5, 0, 0, 1, 0, 0, 0, 0x08, 0x46]);
 //! assert_eq!(f.pop_tx(Instant::ZERO), None);
 //! assert_eq!(f.stats().tx_dropped, 1);
@@ -379,7 +379,7 @@ impl FaultInjector {
 /// use omv_sim::link::SimLink;
 /// let cam = FaultyEndpoint::new(
 ///     DeviceEndpoint::new(DeviceConfig::default()),
-///     FaultConfig { latency: omv_proto::Duration::from_millis(30), ..FaultConfig::default() },
+///     FaultConfig::default().latency(omv_proto::Duration::from_millis(30)),
 /// )
 /// .unwrap();
 /// let mut link = SimLink::new(HostEndpoint::new(HostConfig::default()), cam);
