@@ -61,11 +61,7 @@ fn framing<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
             ("decode_4082_whole", stream.len()),
             ("decode_4082_chunks_16k", 16 * 1024),
         ] {
-            let mut f = Framer::new(FramerConfig {
-                role: Role::Host,
-                crc: true,
-                max_payload: MAX_PAYLOAD,
-            });
+            let mut f = Framer::new(FramerConfig::new(Role::Host, true, MAX_PAYLOAD));
             g.bench_function(format!("{name}/{imp_name}"), |b| {
                 b.iter(|| {
                     let mut n = 0usize;

@@ -479,10 +479,7 @@ fn a_long_read_ends_promptly_on_sigterm() {
     init_log();
     // 50 ms on every packet the cam sends: a 4 MiB read (1025 fragments,
     // each waiting for its ACK) takes about a minute.
-    let faults = FaultConfig {
-        latency: Duration::from_millis(50),
-        ..FaultConfig::default()
-    };
+    let faults = FaultConfig::default().latency(Duration::from_millis(50));
     let cfg = SimConfig::new().channel("bulk", 4 << 20).faults(faults);
     let sim = EmbeddedSim::start_pty(cfg, |_| {}).unwrap();
     let port = sim.path().unwrap().display().to_string();

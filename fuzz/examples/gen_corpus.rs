@@ -211,12 +211,10 @@ fn main() {
         (6, Command::new(Opcode::CHANNEL_SIZE, ChannelId(1))),
     ] {
         for cfg in [0u8, 3, 4] {
-            let host = HostConfig {
-                ack: cfg & 1 != 0,
-                events: cfg & 2 != 0,
-                max_payload: if cfg & 4 != 0 { 50 } else { 4096 },
-                ..HostConfig::default()
-            };
+            let host = HostConfig::default()
+                .ack(cfg & 1 != 0)
+                .events(cfg & 2 != 0)
+                .max_payload(if cfg & 4 != 0 { 50 } else { 4096 });
             let mut sim = Sim::new(SimConfig {
                 host,
                 ..SimConfig::default()

@@ -124,17 +124,15 @@ impl Driver {
 pub fn check(data: &[u8]) {
     let mut r = Reader::new(data);
     let cfg = r.u8();
-    let config = DeviceConfig {
-        read_piece: (cfg & 2 != 0).then_some(512),
-        rtx_retries: (cfg >> 3) & 3,
+    let config = DeviceConfig::default()
+        .read_piece((cfg & 2 != 0).then_some(512))
+        .rtx_retries((cfg >> 3) & 3)
         // After a SYNC: CRC and sequence numbers only (no ACKs, no events),
         // so that the recovery check below sees a plain GET_CAPS answer.
-        startup_caps: Some(Caps {
+        .startup_caps(Some(Caps {
             max_payload: MAX_PAYLOAD,
             ..Caps::DEFAULT
-        }),
-        ..DeviceConfig::default()
-    };
+        }));
     let mut d = Driver {
         cam: cam(config, cfg & 4 != 0).0,
         now: Instant::ZERO,

@@ -52,10 +52,7 @@ fn check_frame(fr: &Frame, cfg: FramerConfig) {
             assert!(p.header.length <= cfg.max_payload);
             // Re-encode and re-parse: the same packet comes back.
             let wire = p.to_wire(cfg.crc);
-            let mut g = Framer::new(FramerConfig {
-                role: cfg.role,
-                ..cfg
-            });
+            let mut g = Framer::new(cfg);
             g.push(&wire);
             match g.next(None) {
                 Some(Frame::Packet(q)) => assert_eq!(&q, p),
@@ -80,11 +77,7 @@ pub fn check(role: Role, data: &[u8]) {
     let n = usize::from(r.u8());
     let sizes: Vec<usize> = (0..n).map(|_| usize::from(r.u16()).max(1)).collect();
     let stream = r.rest();
-    let cfg = FramerConfig {
-        role,
-        crc: mode & 1 != 0,
-        max_payload,
-    };
+    let cfg = FramerConfig::new(role, mode & 1 != 0, max_payload);
     let seq = (mode & 2 != 0).then_some(seq0);
     let bound = HEADER_SIZE + usize::from(max_payload) + TRAILER_SIZE;
 

@@ -38,12 +38,10 @@ pub fn check(data: &[u8]) {
     let mut r = Reader::new(data);
     let kind = r.u8();
     let cfg = r.u8();
-    let host = HostConfig {
-        ack: cfg & 1 != 0,
-        events: cfg & 2 != 0,
-        max_payload: if cfg & 4 != 0 { 50 } else { 4096 },
-        ..HostConfig::default()
-    };
+    let host = HostConfig::default()
+        .ack(cfg & 1 != 0)
+        .events(cfg & 2 != 0)
+        .max_payload(if cfg & 4 != 0 { 50 } else { 4096 });
     let timeout = host.timeout;
     let mut sim = Sim::new(SimConfig {
         host,

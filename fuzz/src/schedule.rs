@@ -153,18 +153,14 @@ fn transport_error(e: &RequestError) -> bool {
 
 /// The check behind `sim_schedule`.
 pub fn check(s: Scenario) {
-    let host = HostConfig {
-        ack: s.ack,
-        events: s.events,
-        max_payload: MIN_PAYLOAD + s.max_payload % (4096 - MIN_PAYLOAD + 1),
-        timeout: Duration::from_millis(50 + u64::from(s.timeout_ms % 1951)),
-        ..HostConfig::default()
-    };
-    let cam = DeviceConfig {
-        read_piece: s.read_piece.map(|p| 1 + p % MAX_PAYLOAD),
-        rtx_retries: s.rtx_retries % 4,
-        ..DeviceConfig::default()
-    };
+    let host = HostConfig::default()
+        .ack(s.ack)
+        .events(s.events)
+        .max_payload(MIN_PAYLOAD + s.max_payload % (4096 - MIN_PAYLOAD + 1))
+        .timeout(Duration::from_millis(50 + u64::from(s.timeout_ms % 1951)));
+    let cam = DeviceConfig::default()
+        .read_piece(s.read_piece.map(|p| 1 + p % MAX_PAYLOAD))
+        .rtx_retries(s.rtx_retries % 4);
     // Delays stay under half the host timeout (see `SimConfig::max_delay`).
     let max_delay = host.timeout / 2;
     let mut sim = Sim::new(SimConfig {
@@ -413,6 +409,7 @@ fn system(sim: &mut Sim, which: u8) -> Result<Reply, RequestError> {
             );
             return r;
         }
+        Ok(other) => panic!("{:?}: a reply of an unknown kind: {other:?}", cmd.opcode),
         Err(RequestError::Nak(Status::BUSY)) if may_fail => return r,
         Err(e) => {
             assert!(

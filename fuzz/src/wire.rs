@@ -70,11 +70,7 @@ pub fn check_packet(wire: &[u8], crc: bool, max_payload: u16) -> Packet {
 
 /// Parses a byte stream the way a host would (CRC on, no sequence check).
 pub fn parse_host(stream: &[u8]) -> Vec<Packet> {
-    let mut f = Framer::new(FramerConfig {
-        role: Role::Host,
-        crc: true,
-        max_payload: MAX_PAYLOAD,
-    });
+    let mut f = Framer::new(FramerConfig::new(Role::Host, true, MAX_PAYLOAD));
     f.push(stream);
     core::iter::from_fn(|| f.next(None))
         .filter_map(|fr| match fr {

@@ -179,12 +179,10 @@ async fn main() -> Result<(), Error> {
     println!("| UDP loss (each way) | ACKs | blocking 1 MiB | async 1 MiB |");
     println!("|---|---|---|---|");
     for loss in [0.0, 0.02, 0.2] {
-        let faults = FaultConfig {
-            drop_rate: loss,
-            rx_drop_rate: loss,
-            seed: 7,
-            ..FaultConfig::default()
-        };
+        let faults = FaultConfig::default()
+            .drop_rate(loss)
+            .rx_drop_rate(loss)
+            .seed(7);
         let udp = CamUdp::bind("127.0.0.1:0")?;
         let addr = udp.local_addr()?.to_string();
         let sim = cam(MIB).faults(faults).max_payload(DEFAULT_UDP_MAX_PAYLOAD);

@@ -73,23 +73,17 @@ fn clean() -> FaultConfig {
 
 /// Losses and corruption on both directions, chunked writes.
 fn lossy() -> FaultConfig {
-    FaultConfig {
-        drop_rate: 0.03,
-        rx_drop_rate: 0.03,
-        corrupt_rate: 0.02,
-        chunk_max: 700,
-        seed: 11,
-        ..FaultConfig::default()
-    }
+    FaultConfig::default()
+        .drop_rate(0.03)
+        .rx_drop_rate(0.03)
+        .corrupt_rate(0.02)
+        .chunk_max(700)
+        .seed(11)
 }
 
 /// Only packets the cam receives are lost.
 fn rx_lossy() -> FaultConfig {
-    FaultConfig {
-        rx_drop_rate: 0.08,
-        seed: 5,
-        ..FaultConfig::default()
-    }
+    FaultConfig::default().rx_drop_rate(0.08).seed(5)
 }
 
 /// The cam's fault injector did inject faults (the check was not clean).

@@ -79,6 +79,7 @@ impl Transport for LinkTransport {
 
 /// Why an embedded cam could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The simulated cam's configuration was rejected.
     #[error("simulated cam: {0}")]

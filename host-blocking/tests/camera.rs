@@ -327,10 +327,7 @@ fn a_cancel_check_is_polled_and_ends_a_slow_read() {
     use omv_sim::fault::FaultConfig;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
-    let slow = FaultConfig {
-        latency: omv_proto::Duration::from_millis(50),
-        ..FaultConfig::default()
-    };
+    let slow = FaultConfig::default().latency(omv_proto::Duration::from_millis(50));
     let (_sim, mut cam) = connect(
         standard_sim(ScriptLog::default()).faults(slow),
         standard_setup,

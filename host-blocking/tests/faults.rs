@@ -12,14 +12,12 @@ use omv_blocking::{Camera, CameraConfig, Error};
 use omv_sim::fault::FaultConfig;
 
 fn faulty(seed: u64, drop: f64, rx_drop: f64, corrupt: f64) -> FaultConfig {
-    FaultConfig {
-        drop_rate: drop,
-        rx_drop_rate: rx_drop,
-        corrupt_rate: corrupt,
-        chunk_max: 700,
-        seed,
-        ..FaultConfig::default()
-    }
+    FaultConfig::default()
+        .drop_rate(drop)
+        .rx_drop_rate(rx_drop)
+        .corrupt_rate(corrupt)
+        .chunk_max(700)
+        .seed(seed)
 }
 
 fn fast(cfg: CameraConfig) -> CameraConfig {

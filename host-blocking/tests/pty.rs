@@ -282,10 +282,7 @@ fn a_port_reopen_unsticks_a_cam_still_sending_an_abandoned_read() {
     init_log();
     // The firmware's send loop: a read the host gave up on goes on, piece
     // by piece, through SYNCs, until the port closes.
-    let device = omv_proto::device::DeviceConfig {
-        read_piece: Some(512),
-        ..quick_device()
-    };
+    let device = quick_device().read_piece(Some(512));
     let sim = EmbeddedSim::start_pty(
         standard_sim(ScriptLog::default())
             .device(device)

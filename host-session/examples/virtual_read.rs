@@ -55,11 +55,7 @@ fn run<O: Operation>(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let faults = FaultConfig {
-        drop_rate: 0.1,
-        seed: 5,
-        ..FaultConfig::default()
-    };
+    let faults = FaultConfig::default().drop_rate(0.1).seed(5);
     let mut cam = SimConfig::new()
         .channel("bulk", 256 * 1024)
         .faults(faults)

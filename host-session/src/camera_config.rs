@@ -28,6 +28,7 @@ pub const DEFAULT_BAUDRATE: u32 = 921_600;
 /// assert_eq!(cfg.max_retry, 3);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct CameraConfig {
     /// Serial device path (`/dev/ttyACM0`, `COM3`, ...), or the name of a
     /// transport given to a driver's `Camera::with_transport`.

@@ -100,14 +100,13 @@ impl SessionConfig {
 
     /// The sans-IO endpoint's settings.
     pub fn host_config(&self) -> HostConfig {
-        HostConfig {
-            crc: self.crc,
-            seq: self.seq,
-            ack: self.ack,
-            events: self.events,
-            max_payload: self.max_payload,
-            timeout: self.timeout,
-            max_retry: self.max_retry,
-        }
+        HostConfig::default()
+            .crc(self.crc)
+            .seq(self.seq)
+            .ack(self.ack)
+            .events(self.events)
+            .max_payload(self.max_payload)
+            .timeout(self.timeout)
+            .max_retry(self.max_retry)
     }
 }

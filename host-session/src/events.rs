@@ -39,6 +39,7 @@ pub enum EventKind {
 
 /// One event from the cam.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Event {
     /// Channel (0 for system events) and event id as received.
     pub raw: CamEvent,

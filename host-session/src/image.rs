@@ -37,39 +37,33 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-/// Pixel format codes carried in the stream frame header (PROTOCOL.md section 9).
+/// Pixel format codes carried in the stream frame header (PROTOCOL.md section 9),
+/// as plain `u32`s for matching. They are defined once, by
+/// [`omv_proto::frame::PixFormat`]; these are its values.
 pub mod pixfmt {
+    use omv_proto::frame::PixFormat;
+
     /// 8-bit grayscale, 1 byte per pixel.
-    pub const GRAYSCALE: u32 = 0x0802_0001;
+    pub const GRAYSCALE: u32 = PixFormat::GRAYSCALE.0;
     /// RGB565, little-endian u16 per pixel.
-    pub const RGB565: u32 = 0x0C03_0002;
+    pub const RGB565: u32 = PixFormat::RGB565.0;
     /// A complete JPEG file.
-    pub const JPEG: u32 = 0x0606_0000;
+    pub const JPEG: u32 = PixFormat::JPEG.0;
     /// A complete PNG file.
-    pub const PNG: u32 = 0x0607_0000;
+    pub const PNG: u32 = PixFormat::PNG.0;
     /// Raw Bayer, BGGR pattern, 1 byte per pixel.
-    pub const BAYER_BGGR: u32 = 0x0504_0001;
+    pub const BAYER_BGGR: u32 = PixFormat::BAYER_BGGR.0;
     /// YUV422 (YUYV byte order), 2 bytes per pixel.
-    pub const YUV422: u32 = 0x1405_0002;
+    pub const YUV422: u32 = PixFormat::YUV422.0;
     /// ARGB8888, u32 per pixel.
-    pub const ARGB8: u32 = 0x0C08_0004;
+    pub const ARGB8: u32 = PixFormat::ARGB8.0;
     /// 1 bit per pixel, rows padded to 32 bits.
-    pub const BINARY: u32 = 0x0801_0000;
+    pub const BINARY: u32 = PixFormat::BINARY.0;
 
     /// A short name for a pixel format code (`"0x????????"` is not produced
-    /// here; unknown codes give `None`).
+    /// here; unknown codes give `None`); [`PixFormat::name`].
     pub fn name(code: u32) -> Option<&'static str> {
-        Some(match code {
-            GRAYSCALE => "GRAYSCALE",
-            RGB565 => "RGB565",
-            JPEG => "JPEG",
-            PNG => "PNG",
-            BAYER_BGGR => "BAYER_BGGR",
-            YUV422 => "YUV422",
-            ARGB8 => "ARGB8",
-            BINARY => "BINARY",
-            _ => return None,
-        })
+        PixFormat(code).name()
     }
 }
 
@@ -201,6 +195,7 @@ pub enum ImageError {
 
 /// Tunables for [`to_rgb888_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConvertOptions {
     /// Largest RGB888 result accepted, in bytes (checked before allocating).
     pub max_output_bytes: usize,
@@ -208,6 +203,23 @@ pub struct ConvertOptions {
     /// decoded size differs from the header's, instead of trusting the
     /// decoded size. A header of 0x0 is never considered a mismatch.
     pub strict_compressed_dims: bool,
+}
+
+/// Chainable setters, one per field (the struct is `#[non_exhaustive]`:
+/// build it from [`Default::default`] and these, not with a struct literal).
+impl ConvertOptions {
+    /// Sets [`max_output_bytes`](Self::max_output_bytes).
+    #[must_use]
+    pub fn max_output_bytes(mut self, max_output_bytes: usize) -> Self {
+        self.max_output_bytes = max_output_bytes;
+        self
+    }
+    /// Sets [`strict_compressed_dims`](Self::strict_compressed_dims).
+    #[must_use]
+    pub fn strict_compressed_dims(mut self, strict_compressed_dims: bool) -> Self {
+        self.strict_compressed_dims = strict_compressed_dims;
+        self
+    }
 }
 
 impl Default for ConvertOptions {
@@ -863,10 +875,7 @@ mod tests {
             to_rgb888(&[], 16384, 5462, pixfmt::GRAYSCALE),
             Err(ImageError::TooLarge { .. })
         ));
-        let small = ConvertOptions {
-            max_output_bytes: 11,
-            ..ConvertOptions::default()
-        };
+        let small = ConvertOptions::default().max_output_bytes(11);
         assert!(matches!(
             to_rgb888_with(&[0; 4], 2, 2, pixfmt::GRAYSCALE, &small),
             Err(ImageError::TooLarge {
@@ -922,10 +931,7 @@ mod tests {
         let img = to_rgb888(&jpeg, 320, 240, pixfmt::JPEG).unwrap();
         assert_eq!((img.width, img.height), (16, 8));
         // Strict: mismatch is an error.
-        let strict = ConvertOptions {
-            strict_compressed_dims: true,
-            ..ConvertOptions::default()
-        };
+        let strict = ConvertOptions::default().strict_compressed_dims(true);
         assert!(matches!(
             to_rgb888_with(&jpeg, 320, 240, pixfmt::JPEG, &strict),
             Err(ImageError::DimensionMismatch {
@@ -936,10 +942,7 @@ mod tests {
         ));
         assert!(to_rgb888_with(&jpeg, 16, 8, pixfmt::JPEG, &strict).is_ok());
         // Size limit applies to the decoded dims.
-        let tiny = ConvertOptions {
-            max_output_bytes: 100,
-            ..ConvertOptions::default()
-        };
+        let tiny = ConvertOptions::default().max_output_bytes(100);
         assert!(matches!(
             to_rgb888_with(&jpeg, 1, 1, pixfmt::JPEG, &tiny),
             Err(ImageError::TooLarge { .. })

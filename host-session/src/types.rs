@@ -16,6 +16,7 @@ use omv_proto::ChannelId;
 /// The cam's system information (SYS_INFO), every field typed. The field
 /// names are the stock `system_info()` dict keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct SystemInfo {
     /// 32-bit CPU identifier.
     pub cpu_id: u32,
@@ -197,6 +198,7 @@ impl SystemInfo {
 
 /// A frame as read, not decoded: header and image bytes.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct RawFrame {
     /// The frame header.
     pub header: FrameHeader,
@@ -206,6 +208,7 @@ pub struct RawFrame {
 
 /// Readiness of every channel (CHANNEL_POLL), stock `read_status()`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ChannelStatus {
     /// The raw bitmap.
     pub bitmap: PollBitmap,
@@ -228,6 +231,7 @@ impl ChannelStatus {
 /// A profile record with the function and caller names from a firmware
 /// ELF, when one was given.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProfileEntry {
     /// The record as the cam sent it.
     pub record: ProfileRecord,
@@ -283,6 +287,7 @@ impl fmt::Display for ChannelKey<'_> {
 /// The profile table as read: the bytes, the record size from the
 /// channel's shape and the cam's PMU counter count.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProfileData {
     /// The table's bytes.
     pub data: Vec<u8>,

@@ -181,13 +181,11 @@ fn pattern(n: usize) -> Vec<u8> {
 }
 
 fn heavy(seed: u64) -> FaultConfig {
-    FaultConfig {
-        drop_rate: 0.2,
-        rx_drop_rate: 0.05,
-        corrupt_rate: 0.02,
-        seed,
-        ..FaultConfig::default()
-    }
+    FaultConfig::default()
+        .drop_rate(0.2)
+        .rx_drop_rate(0.05)
+        .corrupt_rate(0.02)
+        .seed(seed)
 }
 
 fn bulk_cam(faults: FaultConfig) -> SimConfig {
@@ -340,12 +338,10 @@ fn deadline_ends_a_transfer_that_cannot_progress() {
 fn crc_off_resends_are_recognised_as_copies() {
     let mut cfg = SessionConfig::default();
     cfg.crc = false;
-    let f = FaultConfig {
-        drop_rate: 0.2,
-        rx_drop_rate: 0.05,
-        seed: 3,
-        ..FaultConfig::default()
-    };
+    let f = FaultConfig::default()
+        .drop_rate(0.2)
+        .rx_drop_rate(0.05)
+        .seed(3);
     let mut w = world_with_faults(f, cfg);
     assert!(!w.s.caps().flags.crc());
     let id = bulk_id(&mut w);
@@ -640,14 +636,12 @@ fn a_stdout_read_cut_by_a_resync_never_joins_across_lost_bytes() {
 }
 
 fn faulty(seed: u64, drop: f64, rx_drop: f64, corrupt: f64) -> FaultConfig {
-    FaultConfig {
-        drop_rate: drop,
-        rx_drop_rate: rx_drop,
-        corrupt_rate: corrupt,
-        chunk_max: 700,
-        seed,
-        ..FaultConfig::default()
-    }
+    FaultConfig::default()
+        .drop_rate(drop)
+        .rx_drop_rate(rx_drop)
+        .corrupt_rate(corrupt)
+        .chunk_max(700)
+        .seed(seed)
 }
 
 fn fast(drop_rate: f64, seed: u64) -> SessionConfig {
@@ -1067,10 +1061,7 @@ fn a_lost_ack_is_sent_again_and_the_cams_resend_is_a_recognised_copy() {
 fn a_cam_still_sending_an_abandoned_read_is_unstuck_by_a_port_reopen() {
     // The firmware's send loop (PROTOCOL.md section 6): a read the host
     // gave up on goes on through SYNCs; only a port close ends it.
-    let device = omv_proto::device::DeviceConfig {
-        read_piece: Some(512),
-        ..omv_proto::device::DeviceConfig::default()
-    };
+    let device = omv_proto::device::DeviceConfig::default().read_piece(Some(512));
     let cam = bulk_cam(FaultConfig::default())
         .device(device)
         .abandoned_reads(true);
@@ -1151,10 +1142,7 @@ fn seeded_host_drops_cost_status_answers_a_threshold_not_the_timeout() {
 
 #[test]
 fn without_a_reopen_a_cam_that_answers_sync_is_tried_until_the_deadline() {
-    let device = omv_proto::device::DeviceConfig {
-        read_piece: Some(512),
-        ..omv_proto::device::DeviceConfig::default()
-    };
+    let device = omv_proto::device::DeviceConfig::default().read_piece(Some(512));
     let cam = bulk_cam(FaultConfig::default())
         .device(device)
         .abandoned_reads(true);

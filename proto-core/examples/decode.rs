@@ -55,11 +55,7 @@ fn run() -> Result<(), String> {
                 .map_err(|e| format!("stdin: {e}"))?;
         }
     }
-    let mut framer = Framer::new(FramerConfig {
-        role: Role::Host,
-        crc: true,
-        max_payload,
-    });
+    let mut framer = Framer::new(FramerConfig::new(Role::Host, true, max_payload));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut packets, mut bytes) = (0u64, 0u64);

@@ -39,6 +39,7 @@ impl Ops {
 
 /// Why a backend refused a request; maps to a NAK status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChannelError {
     /// The backend does not implement this method (NAK INVALID).
     #[error("not supported by this channel")]

@@ -46,6 +46,7 @@ use crate::{ChannelFlags, ChannelId, Duration, Flags, Instant, Opcode, Packet, S
 
 /// Cam settings.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct DeviceConfig {
     /// Largest payload this cam supports (announced by GET_CAPS).
     pub max_payload: u16,
@@ -97,6 +98,89 @@ pub struct DeviceConfig {
     pub firmware_send_loop: bool,
 }
 
+/// Chainable setters, one per field (the struct is `#[non_exhaustive]`:
+/// build it from [`Default::default`] and these, not with a struct literal).
+impl DeviceConfig {
+    /// Sets [`max_payload`](Self::max_payload).
+    #[must_use]
+    pub fn max_payload(mut self, max_payload: u16) -> Self {
+        self.max_payload = max_payload;
+        self
+    }
+    /// Sets [`supported`](Self::supported).
+    #[must_use]
+    pub fn supported(mut self, supported: CapFlags) -> Self {
+        self.supported = supported;
+        self
+    }
+    /// Sets [`rtx_timeout`](Self::rtx_timeout).
+    #[must_use]
+    pub fn rtx_timeout(mut self, rtx_timeout: Duration) -> Self {
+        self.rtx_timeout = rtx_timeout;
+        self
+    }
+    /// Sets [`rtx_retries`](Self::rtx_retries).
+    #[must_use]
+    pub fn rtx_retries(mut self, rtx_retries: u8) -> Self {
+        self.rtx_retries = rtx_retries;
+        self
+    }
+    /// Sets [`lock_interval`](Self::lock_interval).
+    #[must_use]
+    pub fn lock_interval(mut self, lock_interval: Duration) -> Self {
+        self.lock_interval = lock_interval;
+        self
+    }
+    /// Sets [`read_piece`](Self::read_piece).
+    #[must_use]
+    pub fn read_piece(mut self, read_piece: Option<u16>) -> Self {
+        self.read_piece = read_piece;
+        self
+    }
+    /// Sets [`event_queue`](Self::event_queue).
+    #[must_use]
+    pub fn event_queue(mut self, event_queue: usize) -> Self {
+        self.event_queue = event_queue;
+        self
+    }
+    /// Sets [`version`](Self::version).
+    #[must_use]
+    pub fn version(mut self, version: Version) -> Self {
+        self.version = version;
+        self
+    }
+    /// Sets [`sysinfo`](Self::sysinfo).
+    #[must_use]
+    pub fn sysinfo(mut self, sysinfo: SysInfo) -> Self {
+        self.sysinfo = sysinfo;
+        self
+    }
+    /// Sets [`memory`](Self::memory).
+    #[must_use]
+    pub fn memory(mut self, memory: Option<MemoryStats>) -> Self {
+        self.memory = memory;
+        self
+    }
+    /// Sets [`transport_name`](Self::transport_name).
+    #[must_use]
+    pub fn transport_name(mut self, transport_name: String) -> Self {
+        self.transport_name = transport_name;
+        self
+    }
+    /// Sets [`startup_caps`](Self::startup_caps).
+    #[must_use]
+    pub fn startup_caps(mut self, startup_caps: Option<Caps>) -> Self {
+        self.startup_caps = startup_caps;
+        self
+    }
+    /// Sets [`firmware_send_loop`](Self::firmware_send_loop).
+    #[must_use]
+    pub fn firmware_send_loop(mut self, firmware_send_loop: bool) -> Self {
+        self.firmware_send_loop = firmware_send_loop;
+        self
+    }
+}
+
 impl DeviceConfig {
     /// The start-up configuration this configuration gives: `startup_caps`
     /// (or every supported flag and `max_payload`), limited to what the cam
@@ -133,6 +217,7 @@ impl Default for DeviceConfig {
 
 /// Something the application must act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeviceEvent {
     /// SYS_RESET arrived: reboot (the link drops).
     ResetRequested,
@@ -176,6 +261,7 @@ pub enum StartupCapsError {
 
 /// Why a channel could not be registered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegisterError {
     /// All 31 data channel ids are taken.
     #[error("no free channel id")]
@@ -664,6 +750,7 @@ impl DeviceEndpoint {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rtx = self.inflight.as_ref().map(|i| i.deadline);
         let chans = self
@@ -682,6 +769,7 @@ impl DeviceEndpoint {
     /// packet per call, so a large read never sits in memory at once.
     /// [`poll_transmit_into`](Self::poll_transmit_into) is the same without
     /// a new `Vec` per packet.
+    #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         self.poll_transmit_into(now, &mut out).map(|_| out)
@@ -690,6 +778,7 @@ impl DeviceEndpoint {
     /// The next packet to send, appended to `buf`; returns its length.
     /// Allocates nothing once `buf` and the endpoint's buffers have grown
     /// (reuse `buf`, clearing it after each write).
+    #[must_use]
     pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
         if !self.transport_active {
             return None;
@@ -713,6 +802,7 @@ impl DeviceEndpoint {
     }
 
     /// Next application event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<DeviceEvent> {
         self.app_events.pop_front()
     }
@@ -1410,11 +1500,7 @@ fn resolve_startup(config: &DeviceConfig) -> Caps {
 }
 
 fn device_framer(caps: Caps) -> FramerConfig {
-    FramerConfig {
-        role: Role::Device,
-        crc: caps.flags.crc(),
-        max_payload: caps.max_payload,
-    }
+    FramerConfig::new(Role::Device, caps.flags.crc(), caps.max_payload)
 }
 
 /// Marks an encoded packet as a resend: with CRC on, sets RTX and

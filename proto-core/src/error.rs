@@ -2,6 +2,7 @@
 
 /// A payload (or header) could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Fewer bytes than the layout needs.
     #[error("{what}: need {need} bytes, got {got}")]

@@ -509,6 +509,9 @@ pub fn garbage<R: Entropy + ?Sized>(rng: &mut R, next: &[u8]) -> Vec<u8> {
 }
 
 /// A piece of a byte stream cut by [`Reframer`].
+///
+/// Not `#[non_exhaustive]`: a stream is cut into packets and the bytes
+/// between them, nothing else, and callers match on both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Piece {
     /// Bytes that cannot start a packet, to pass on as they are.

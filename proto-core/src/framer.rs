@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use omv_proto::framer::{Framer, FramerConfig, Frame, Role};
-//! let mut f = Framer::new(FramerConfig { role: Role::Host, crc: true, max_payload: 4082 });
+//! let mut f = Framer::new(FramerConfig::new(Role::Host, true, 4082 ));
 //! f.push(&[0x00, 0xaa, 0xd5, 0, 0, 0]); // garbage, then a torn SYNC packet
 //! assert!(f.next(None).is_none());
 //! f.push(&[0, 0, 0, 0xb0, 0xac]);
@@ -33,6 +33,8 @@ use crate::header::{Header, HEADER_SIZE, SYNC_BYTES, TRAILER_SIZE};
 use crate::{Flags, Opcode, Packet};
 
 /// Which side of the link the framer parses for.
+///
+/// Not `#[non_exhaustive]`: a link has exactly these two ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// The PC side: parses what the cam sends.
@@ -43,6 +45,7 @@ pub enum Role {
 
 /// Framer settings; change them with [`Framer::set_config`] when caps change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FramerConfig {
     /// Role-specific rules.
     pub role: Role,
@@ -52,8 +55,22 @@ pub struct FramerConfig {
     pub max_payload: u16,
 }
 
+impl FramerConfig {
+    /// A configuration for `role`, checking CRCs or not, accepting payloads
+    /// up to `max_payload` bytes. (The struct is `#[non_exhaustive]`: build
+    /// it with this, not with a struct literal.)
+    pub const fn new(role: Role, crc: bool, max_payload: u16) -> FramerConfig {
+        FramerConfig {
+            role,
+            crc,
+            max_payload,
+        }
+    }
+}
+
 /// Why a packet was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reject {
     /// Length larger than `max_payload` (the cam NAKs OVERFLOW).
     Overflow,
@@ -64,6 +81,10 @@ pub enum Reject {
 }
 
 /// What [`Framer::next`] produces.
+///
+/// Not `#[non_exhaustive]`: a header with a good CRC either passes or is
+/// rejected (with a [`Reject`] reason, which may grow), and callers match
+/// on both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     /// A complete, valid packet.
@@ -80,6 +101,7 @@ pub enum Frame {
 
 /// Counters of what the framer dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FramerStats {
     /// Packets accepted.
     pub packets: u64,
@@ -389,11 +411,7 @@ mod tests {
     }
 
     fn framer(role: Role) -> Framer {
-        Framer::new(FramerConfig {
-            role,
-            crc: true,
-            max_payload: 4082,
-        })
+        Framer::new(FramerConfig::new(role, true, 4082))
     }
 
     fn drain(f: &mut Framer, seq: Option<u8>) -> Vec<Frame> {
@@ -439,11 +457,7 @@ mod tests {
 
     #[test]
     fn device_reports_overflow_and_sequence() {
-        let mut f = Framer::new(FramerConfig {
-            role: Role::Device,
-            crc: true,
-            max_payload: 50,
-        });
+        let mut f = Framer::new(FramerConfig::new(Role::Device, true, 50));
         f.push(&pkt(0, Opcode::CHANNEL_WRITE, &[0u8; 60]));
         let frames = drain(&mut f, Some(0));
         assert!(matches!(

@@ -36,6 +36,7 @@ use crate::{ChannelId, Duration, Flags, Instant, Opcode, Packet, Status};
 
 /// Host settings, with the stock Python package's defaults.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct HostConfig {
     /// Ask for CRCs.
     pub crc: bool,
@@ -51,6 +52,53 @@ pub struct HostConfig {
     pub timeout: Duration,
     /// SYNC attempts before a resync fails.
     pub max_retry: u8,
+}
+
+/// Chainable setters, one per field (the struct is `#[non_exhaustive]`:
+/// build it from [`Default::default`] and these, not with a struct literal).
+impl HostConfig {
+    /// Sets [`crc`](Self::crc).
+    #[must_use]
+    pub fn crc(mut self, crc: bool) -> Self {
+        self.crc = crc;
+        self
+    }
+    /// Sets [`seq`](Self::seq).
+    #[must_use]
+    pub fn seq(mut self, seq: bool) -> Self {
+        self.seq = seq;
+        self
+    }
+    /// Sets [`ack`](Self::ack).
+    #[must_use]
+    pub fn ack(mut self, ack: bool) -> Self {
+        self.ack = ack;
+        self
+    }
+    /// Sets [`events`](Self::events).
+    #[must_use]
+    pub fn events(mut self, events: bool) -> Self {
+        self.events = events;
+        self
+    }
+    /// Sets [`max_payload`](Self::max_payload).
+    #[must_use]
+    pub fn max_payload(mut self, max_payload: u16) -> Self {
+        self.max_payload = max_payload;
+        self
+    }
+    /// Sets [`timeout`](Self::timeout).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Sets [`max_retry`](Self::max_retry).
+    #[must_use]
+    pub fn max_retry(mut self, max_retry: u8) -> Self {
+        self.max_retry = max_retry;
+        self
+    }
 }
 
 impl Default for HostConfig {
@@ -141,6 +189,7 @@ impl Command {
 
 /// A successful response.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// A status ACK (no data).
     Ack,
@@ -229,6 +278,7 @@ pub enum RequestError {
 
 /// What finished.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Completion {
     /// [`HostEndpoint::connect`] or [`HostEndpoint::renegotiate`] ended.
     Connected(Result<Caps, RequestError>),
@@ -258,6 +308,7 @@ impl CamEvent {
 
 /// Host-side counters (the stock four, plus more).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostStats {
     /// Packets sent (requests and ACKs).
     pub sent: u64,
@@ -567,6 +618,7 @@ impl HostEndpoint {
     /// Next bytes to write to the port (one packet).
     /// [`poll_transmit_into`](Self::poll_transmit_into) is the same without
     /// a new `Vec` per packet.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         self.poll_transmit_into(&mut out).map(|_| out)
@@ -574,21 +626,25 @@ impl HostEndpoint {
 
     /// The next packet to write, appended to `buf`; returns its length.
     /// Allocates nothing once `buf` and the endpoint's queue have grown.
+    #[must_use]
     pub fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<usize> {
         self.transmits.pop_into(buf)
     }
 
     /// Next finished operation.
+    #[must_use]
     pub fn poll_completion(&mut self) -> Option<Completion> {
         self.completions.pop_front()
     }
 
     /// Next cam event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<CamEvent> {
         self.events.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called, if ever.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadline
     }
@@ -945,11 +1001,11 @@ impl HostEndpoint {
 
     fn apply_caps(&mut self, caps: Caps) {
         self.caps = caps;
-        self.framer.set_config(FramerConfig {
-            role: Role::Host,
-            crc: caps.flags.crc(),
-            max_payload: caps.max_payload,
-        });
+        self.framer.set_config(FramerConfig::new(
+            Role::Host,
+            caps.flags.crc(),
+            caps.max_payload,
+        ));
     }
 
     fn reset_link(&mut self) {
@@ -1110,9 +1166,5 @@ impl HostEndpoint {
 }
 
 fn default_framer() -> FramerConfig {
-    FramerConfig {
-        role: Role::Host,
-        crc: true,
-        max_payload: crate::HOST_DEFAULT_PAYLOAD,
-    }
+    FramerConfig::new(Role::Host, true, crate::HOST_DEFAULT_PAYLOAD)
 }

@@ -85,10 +85,7 @@ impl Cam {
     /// its start-up configuration is the protocol's minimal one, so that
     /// the hand-driven host needs no ACKs).
     fn new() -> Cam {
-        let mut ep = DeviceEndpoint::new(DeviceConfig {
-            startup_caps: Some(Caps::DEFAULT),
-            ..DeviceConfig::default()
-        });
+        let mut ep = DeviceEndpoint::new(DeviceConfig::default().startup_caps(Some(Caps::DEFAULT)));
         ep.register_at(
             BUF,
             "buf",
@@ -99,11 +96,7 @@ impl Cam {
         )
         .unwrap();
         ep.register_at(CTL, "ctl", Box::new(IoctlChan)).unwrap();
-        let rx = Framer::new(FramerConfig {
-            role: Role::Host,
-            crc: true,
-            max_payload: omv_proto::MAX_PAYLOAD,
-        });
+        let rx = Framer::new(FramerConfig::new(Role::Host, true, omv_proto::MAX_PAYLOAD));
         let mut cam = Cam {
             ep,
             now: Instant::ZERO,

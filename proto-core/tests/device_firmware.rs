@@ -32,11 +32,7 @@ fn link(host: HostConfig, cam: DeviceConfig) -> Link {
 }
 
 fn parse(wire: &[u8], crc: bool) -> Packet {
-    let mut f = Framer::new(FramerConfig {
-        role: Role::Host,
-        crc,
-        max_payload: omv_proto::MAX_PAYLOAD,
-    });
+    let mut f = Framer::new(FramerConfig::new(Role::Host, crc, omv_proto::MAX_PAYLOAD));
     f.push(wire);
     match f.next(None) {
         Some(Frame::Packet(p)) => p,
@@ -72,13 +68,7 @@ fn one_lock_timestamp_for_all_channels() {
 #[test]
 fn crc_off_resends_are_the_same_packet_without_rtx() {
     for crc in [false, true] {
-        let mut link = link(
-            HostConfig {
-                crc,
-                ..HostConfig::default()
-            },
-            DeviceConfig::default(),
-        );
+        let mut link = link(HostConfig::default().crc(crc), DeviceConfig::default());
         let caps = link.connect().unwrap();
         assert_eq!((caps.flags.crc(), caps.flags.ack()), (crc, true));
         link.host
@@ -140,12 +130,10 @@ fn sync_bytes() -> Vec<u8> {
 fn sync_restores_the_startup_configuration() {
     use omv_proto::caps::{CapFlags, Caps};
     let mut link = link(
-        HostConfig {
-            ack: false,
-            events: false,
-            max_payload: 256,
-            ..HostConfig::default()
-        },
+        HostConfig::default()
+            .ack(false)
+            .events(false)
+            .max_payload(256),
         DeviceConfig::default(),
     );
     // A fresh cam runs its start-up configuration: everything on.
@@ -263,11 +251,9 @@ fn startup_configuration_can_be_replaced_and_restored() {
 fn firmware_link() -> Link {
     link(
         HostConfig::default(),
-        DeviceConfig {
-            firmware_send_loop: true,
-            read_piece: Some(512),
-            ..DeviceConfig::default()
-        },
+        DeviceConfig::default()
+            .firmware_send_loop(true)
+            .read_piece(Some(512)),
     )
     .with_a(20_000)
 }
@@ -385,10 +371,7 @@ fn abandoned_long_read_survives_sync_and_give_up_until_the_port_closes() {
 fn without_the_firmware_send_loop_a_sync_ends_the_read() {
     let mut link = link(
         HostConfig::default(),
-        DeviceConfig {
-            read_piece: Some(512),
-            ..DeviceConfig::default()
-        },
+        DeviceConfig::default().read_piece(Some(512)),
     )
     .with_a(20_000);
     link.connect().unwrap();

@@ -58,10 +58,7 @@ fn multi_fragment_read_and_multi_packet_write() {
 
 #[test]
 fn channel_list_is_fragmented_under_default_caps() {
-    let host = HostConfig {
-        max_payload: 50,
-        ..HostConfig::default()
-    };
+    let host = HostConfig::default().max_payload(50);
     let (mut link, _) = link_with_buffer(16, host, Faults::default(), 3);
     link.connect().unwrap();
     let Reply::Data(d) = link
@@ -246,7 +243,7 @@ mod random_sequences {
             // design of the protocol), so cam-to-host drops need ACKs on.
             let c2h = if ack { c2h } else { 0.0 };
             let faults = Faults { host_to_cam_drop: h2c, cam_to_host_drop: c2h, jitter_us: jitter };
-            let host = HostConfig { max_payload, ack, ..HostConfig::default() };
+            let host = HostConfig::default().max_payload(max_payload).ack(ack);
             let (mut link, id) = link_with_buffer(SIZE as usize, host, faults, seed);
             let mut model: Vec<u8> = (0..SIZE as usize).map(|i| (i % 251) as u8).collect();
             for op in ops {

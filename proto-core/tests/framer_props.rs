@@ -89,11 +89,7 @@ fn sync_command() -> Vec<u8> {
 }
 
 fn run(role: Role, data: &[u8], cuts: &[usize], max_payload: u16) -> (Vec<Frame>, usize) {
-    let mut f = Framer::new(FramerConfig {
-        role,
-        crc: true,
-        max_payload,
-    });
+    let mut f = Framer::new(FramerConfig::new(role, true, max_payload));
     let mut out = Vec::new();
     let mut peak = 0;
     let mut start = 0;

@@ -238,11 +238,7 @@ fn fixed_size_and_status_only_answers_are_bounded_too() {
 
 /// Connects with CRC off (ACKs on), then answers a read by hand.
 fn crc_off_link(seq: bool) -> Link {
-    let mut link = link(HostConfig {
-        crc: false,
-        seq,
-        ..HostConfig::default()
-    });
+    let mut link = link(HostConfig::default().crc(false).seq(seq));
     let caps = link.connect().unwrap();
     assert!(!caps.flags.crc() && caps.flags.ack() && caps.flags.seq() == seq);
     link
@@ -360,14 +356,8 @@ fn crc_on_resend_keeps_needing_rtx() {
 fn any_announced_max_payload_is_accepted() {
     for cam_max in [498u16, 4082, 8178, MAX_PAYLOAD] {
         let mut link = Link::new(
-            HostConfig {
-                max_payload: MAX_PAYLOAD,
-                ..HostConfig::default()
-            },
-            DeviceConfig {
-                max_payload: cam_max,
-                ..DeviceConfig::default()
-            },
+            HostConfig::default().max_payload(MAX_PAYLOAD),
+            DeviceConfig::default().max_payload(cam_max),
             3,
             Faults::default(),
         );
@@ -394,14 +384,8 @@ fn any_announced_max_payload_is_accepted() {
     }
     // The host asks for less than the cam offers: its own value wins.
     let mut link = Link::new(
-        HostConfig {
-            max_payload: 6000,
-            ..HostConfig::default()
-        },
-        DeviceConfig {
-            max_payload: 8178,
-            ..DeviceConfig::default()
-        },
+        HostConfig::default().max_payload(6000),
+        DeviceConfig::default().max_payload(8178),
         3,
         Faults::default(),
     );

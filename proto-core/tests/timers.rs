@@ -28,11 +28,7 @@ fn link() -> Link {
 
 /// Parses one wire packet as the host would.
 fn parse(wire: &[u8]) -> Packet {
-    let mut f = Framer::new(FramerConfig {
-        role: Role::Host,
-        crc: true,
-        max_payload: omv_proto::MAX_PAYLOAD,
-    });
+    let mut f = Framer::new(FramerConfig::new(Role::Host, true, omv_proto::MAX_PAYLOAD));
     f.push(wire);
     match f.next(None) {
         Some(Frame::Packet(p)) => {

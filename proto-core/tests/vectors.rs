@@ -79,11 +79,7 @@ fn packets_encode_and_decode_exactly() {
 
         // Decode with both roles; sequence checks off (the vectors are independent packets).
         for role in [Role::Host, Role::Device] {
-            let mut f = Framer::new(FramerConfig {
-                role,
-                crc,
-                max_payload: 4082,
-            });
+            let mut f = Framer::new(FramerConfig::new(role, crc, 4082));
             f.push(&wire);
             let Some(Frame::Packet(got)) = f.next(None) else {
                 panic!("{name}: {role:?} did not decode")
@@ -100,11 +96,7 @@ fn packets_encode_and_decode_exactly() {
             let n = zeroed.len();
             zeroed[n - 4..].fill(0);
         }
-        let mut f = Framer::new(FramerConfig {
-            role: Role::Host,
-            crc: false,
-            max_payload: 4082,
-        });
+        let mut f = Framer::new(FramerConfig::new(Role::Host, false, 4082));
         f.push(&zeroed);
         let Some(Frame::Packet(got)) = f.next(None) else {
             panic!("{name}: crc-off decode")
@@ -112,11 +104,7 @@ fn packets_encode_and_decode_exactly() {
         assert_eq!(got.header, header);
         // And a CRC-on receiver rejects a zeroed CRC on a CRC-on vector.
         if crc {
-            let mut f = Framer::new(FramerConfig {
-                role: Role::Host,
-                crc: true,
-                max_payload: 4082,
-            });
+            let mut f = Framer::new(FramerConfig::new(Role::Host, true, 4082));
             f.push(&zeroed);
             assert!(f.next(None).is_none(), "{name}: zeroed CRC accepted");
         }

@@ -35,6 +35,7 @@ pub const SENSOR_GENX320: u32 = 0x3050_1C01;
 
 /// A simulated board.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Board {
     /// OpenMV Cam H7 Plus (STM32H743, Cortex-M7).
     H7Plus,

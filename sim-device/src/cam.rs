@@ -92,6 +92,7 @@ pub type RunnerFactory = Arc<dyn Fn() -> Box<dyn ScriptRunner> + Send + Sync>;
 
 /// How uploaded scripts run.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum ScriptEngine {
     /// A Python interpreter in a child process: the given path or name, or
     /// `python3` on `PATH` when `None`.
@@ -131,6 +132,7 @@ pub struct ChannelSpec {
 
 /// A `NAME:SIZE` channel spec that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChannelSpecError {
     /// No `:` separating name and size.
     #[error("channel spec {0:?} is not NAME:SIZE")]
@@ -203,6 +205,7 @@ impl FromStr for ChannelSpec {
 /// Everything a [`SimCam`] is built from. A builder: chain the setters and
 /// finish with [`build`](Self::build).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SimConfig {
     /// Board profile (sysinfo, version, stdout size, stream buffer).
     pub board: Board,
@@ -262,6 +265,7 @@ impl Default for SimConfig {
 
 /// Why a [`SimCam`] could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SimError {
     /// Invalid fault settings.
     #[error(transparent)]
@@ -474,6 +478,7 @@ impl SimConfig {
 
 /// Counters of a [`SimCam`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SimStats {
     /// What PROTO_STATS reports.
     pub device: Stats,
@@ -816,6 +821,8 @@ impl SimCam {
                     self.fail_ack_waiters();
                 }
                 DeviceEvent::CapsChanged(caps) => log::debug!("cam: caps now {caps:?}"),
+                // An event of a newer omv-proto the cam does not act on.
+                other => log::debug!("cam: device event {other:?}"),
             }
         }
     }

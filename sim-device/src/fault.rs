@@ -25,7 +25,7 @@
 //! ```
 //! use omv_sim::fault::{FaultConfig, FaultInjector};
 //! use omv_proto::Instant;
-//! let mut f = FaultInjector::new(FaultConfig { drop_rate: 1.0, ..FaultConfig::default() }).unwrap();
+//! let mut f = FaultInjector::new(FaultConfig::default().drop_rate(1.0)).unwrap();
 //! f.push_tx(Instant::ZERO, vec![0xaa, 0xd5, 0, 0, 1, 0, 0, 0, 0x08, 0x46]);
 //! assert_eq!(f.pop_tx(Instant::ZERO), None);
 //! assert_eq!(f.stats().tx_dropped, 1);
@@ -54,6 +54,7 @@ const MAX_HELD: usize = 256;
 
 /// What faults to inject. All probabilities are in `[0, 1]`.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct FaultConfig {
     /// Probability that a packet the cam sends is dropped.
     pub drop_rate: f64,
@@ -68,6 +69,47 @@ pub struct FaultConfig {
     pub chunk_max: usize,
     /// Seed of every random decision.
     pub seed: u64,
+}
+
+/// Chainable setters, one per field (the struct is `#[non_exhaustive]`:
+/// build it from [`Default::default`] and these, not with a struct literal).
+impl FaultConfig {
+    /// Sets [`drop_rate`](Self::drop_rate).
+    #[must_use]
+    pub fn drop_rate(mut self, drop_rate: f64) -> Self {
+        self.drop_rate = drop_rate;
+        self
+    }
+    /// Sets [`rx_drop_rate`](Self::rx_drop_rate).
+    #[must_use]
+    pub fn rx_drop_rate(mut self, rx_drop_rate: f64) -> Self {
+        self.rx_drop_rate = rx_drop_rate;
+        self
+    }
+    /// Sets [`corrupt_rate`](Self::corrupt_rate).
+    #[must_use]
+    pub fn corrupt_rate(mut self, corrupt_rate: f64) -> Self {
+        self.corrupt_rate = corrupt_rate;
+        self
+    }
+    /// Sets [`latency`](Self::latency).
+    #[must_use]
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+    /// Sets [`chunk_max`](Self::chunk_max).
+    #[must_use]
+    pub fn chunk_max(mut self, chunk_max: usize) -> Self {
+        self.chunk_max = chunk_max;
+        self
+    }
+    /// Sets [`seed`](Self::seed).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
 }
 
 impl Default for FaultConfig {
@@ -85,6 +127,7 @@ impl Default for FaultConfig {
 
 /// An invalid [`FaultConfig`].
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FaultError {
     /// A probability outside `[0, 1]` (or NaN).
     #[error("{name} must be a probability between 0 and 1, got {value}")]
@@ -129,6 +172,7 @@ impl FaultConfig {
 
 /// Counters of every injected fault.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FaultStats {
     /// Packets the cam sent (before faults).
     pub tx_packets: u64,
@@ -335,7 +379,7 @@ impl FaultInjector {
 /// use omv_sim::link::SimLink;
 /// let cam = FaultyEndpoint::new(
 ///     DeviceEndpoint::new(DeviceConfig::default()),
-///     FaultConfig { latency: omv_proto::Duration::from_millis(30), ..FaultConfig::default() },
+///     FaultConfig::default().latency(omv_proto::Duration::from_millis(30)),
 /// )
 /// .unwrap();
 /// let mut link = SimLink::new(HostEndpoint::new(HostConfig::default()), cam);

@@ -237,6 +237,7 @@ impl ManualClock {
 
 /// Why a [`SimLink`] run ended without a completion.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LinkError {
     /// Neither side has anything to send nor a timer set.
     #[error("link stalled: nothing to send and no timer pending")]

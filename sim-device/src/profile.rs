@@ -38,6 +38,7 @@ pub const PROFILE_STATS: u32 = 3;
 
 /// Settings of a [`ProfileChannel`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProfileConfig {
     /// PMU event counters of the board (0 without a PMU).
     pub event_count: u8,
@@ -45,6 +46,29 @@ pub struct ProfileConfig {
     pub cpu_mhz: u32,
     /// Where the synthetic functions live in the address space.
     pub code_base: u32,
+}
+
+/// Chainable setters, one per field (the struct is `#[non_exhaustive]`:
+/// build it from [`Default::default`] and these, not with a struct literal).
+impl ProfileConfig {
+    /// Sets [`event_count`](Self::event_count).
+    #[must_use]
+    pub fn event_count(mut self, event_count: u8) -> Self {
+        self.event_count = event_count;
+        self
+    }
+    /// Sets [`cpu_mhz`](Self::cpu_mhz).
+    #[must_use]
+    pub fn cpu_mhz(mut self, cpu_mhz: u32) -> Self {
+        self.cpu_mhz = cpu_mhz;
+        self
+    }
+    /// Sets [`code_base`](Self::code_base).
+    #[must_use]
+    pub fn code_base(mut self, code_base: u32) -> Self {
+        self.code_base = code_base;
+        self
+    }
 }
 
 impl Default for ProfileConfig {

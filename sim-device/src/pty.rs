@@ -36,6 +36,7 @@ pub const DEFAULT_WRITE_TIMEOUT: StdDuration = StdDuration::from_millis(250);
 
 /// Why a pseudo-terminal could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PtyError {
     /// A system call failed.
     #[error("{call} failed: {source}")]
@@ -357,12 +358,12 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let t = thread::spawn(move || {
-            let mut cam = DeviceEndpoint::new(DeviceConfig {
-                firmware_send_loop: true,
-                read_piece: Some(512),
-                rtx_timeout: omv_proto::Duration::from_millis(200),
-                ..DeviceConfig::default()
-            });
+            let mut cam = DeviceEndpoint::new(
+                DeviceConfig::default()
+                    .firmware_send_loop(true)
+                    .read_piece(Some(512))
+                    .rtx_timeout(omv_proto::Duration::from_millis(200)),
+            );
             cam.register_at(
                 omv_proto::ChannelId(1),
                 "bulk",

@@ -486,6 +486,7 @@ impl std::fmt::Debug for Bridge {
 
 /// Why the runtime could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// Writing the runtime modules failed.
     #[error("cannot write the script runtime into {path}: {source}")]

@@ -75,6 +75,9 @@ impl<C: SansIoCam + ?Sized> SansIoCam for &mut C {
 }
 
 /// What one [`Transport::recv`] produced.
+///
+/// Not `#[non_exhaustive]`: a read gives bytes, times out or finds the
+/// peer gone; transports build it and the serve loop matches all three.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recv {
     /// This many bytes were read into the buffer.
@@ -129,11 +132,29 @@ impl MonotonicClock {
 
 /// Serving loop settings.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct ServeOptions {
     /// Longest single wait for input.
     pub max_wait: StdDuration,
     /// Size of the read buffer.
     pub read_buffer: usize,
+}
+
+/// Chainable setters, one per field (the struct is `#[non_exhaustive]`:
+/// build it from [`Default::default`] and these, not with a struct literal).
+impl ServeOptions {
+    /// Sets [`max_wait`](Self::max_wait).
+    #[must_use]
+    pub fn max_wait(mut self, max_wait: StdDuration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+    /// Sets [`read_buffer`](Self::read_buffer).
+    #[must_use]
+    pub fn read_buffer(mut self, read_buffer: usize) -> Self {
+        self.read_buffer = read_buffer;
+        self
+    }
 }
 
 impl Default for ServeOptions {
@@ -147,6 +168,7 @@ impl Default for ServeOptions {
 
 /// Why [`serve`] returned normally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServeEnd {
     /// The shutdown flag was raised.
     Shutdown,
@@ -156,6 +178,7 @@ pub enum ServeEnd {
 
 /// A transport failure that ended [`serve`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// Reading failed.
     #[error("transport read failed: {0}")]

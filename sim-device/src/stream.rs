@@ -40,6 +40,7 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
 
 /// Settings of a [`StreamChannel`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct StreamConfig {
     /// Frames per second while streaming (clamped to 0.1..=1000).
     pub fps: f32,
@@ -57,6 +58,53 @@ pub struct StreamConfig {
     /// Chip ids SOURCE accepts (0 = default sensor is always accepted);
     /// empty accepts any id.
     pub sensors: Vec<u32>,
+}
+
+/// Chainable setters, one per field (the struct is `#[non_exhaustive]`:
+/// build it from [`Default::default`] and these, not with a struct literal).
+impl StreamConfig {
+    /// Sets [`fps`](Self::fps).
+    #[must_use]
+    pub fn fps(mut self, fps: f32) -> Self {
+        self.fps = fps;
+        self
+    }
+    /// Sets [`enabled`](Self::enabled).
+    #[must_use]
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+    /// Sets [`raw`](Self::raw).
+    #[must_use]
+    pub fn raw(mut self, raw: bool) -> Self {
+        self.raw = raw;
+        self
+    }
+    /// Sets [`raw_width`](Self::raw_width).
+    #[must_use]
+    pub fn raw_width(mut self, raw_width: u32) -> Self {
+        self.raw_width = raw_width;
+        self
+    }
+    /// Sets [`raw_height`](Self::raw_height).
+    #[must_use]
+    pub fn raw_height(mut self, raw_height: u32) -> Self {
+        self.raw_height = raw_height;
+        self
+    }
+    /// Sets [`max_frame_bytes`](Self::max_frame_bytes).
+    #[must_use]
+    pub fn max_frame_bytes(mut self, max_frame_bytes: usize) -> Self {
+        self.max_frame_bytes = max_frame_bytes;
+        self
+    }
+    /// Sets [`sensors`](Self::sensors).
+    #[must_use]
+    pub fn sensors(mut self, sensors: Vec<u32>) -> Self {
+        self.sensors = sensors;
+        self
+    }
 }
 
 impl Default for StreamConfig {

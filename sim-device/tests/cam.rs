@@ -656,14 +656,13 @@ fn sys_reset_reboots_the_cam() {
 
 /// A whole scenario under every fault; returns what must replay exactly.
 fn faulty_run(seed: u64) -> (omv_sim::cam::SimStats, omv_proto::Instant, u32) {
-    let faults = FaultConfig {
-        drop_rate: 0.03,
-        rx_drop_rate: 0.03,
-        corrupt_rate: 0.02,
-        latency: Duration::from_millis(3),
-        chunk_max: 300,
-        seed,
-    };
+    let faults = FaultConfig::default()
+        .drop_rate(0.03)
+        .rx_drop_rate(0.03)
+        .corrupt_rate(0.02)
+        .latency(Duration::from_millis(3))
+        .chunk_max(300)
+        .seed(seed);
     let cam = SimConfig::new()
         .in_process(|_, _| {})
         .channel("bulk", 300_000)
@@ -699,11 +698,7 @@ fn faults_are_counted_and_replay_exactly_from_the_seed() {
 
 #[test]
 fn rx_drops_are_whole_packets() {
-    let faults = FaultConfig {
-        rx_drop_rate: 0.2,
-        seed: 3,
-        ..FaultConfig::default()
-    };
+    let faults = FaultConfig::default().rx_drop_rate(0.2).seed(3);
     let cam = SimConfig::new()
         .in_process(|_, _| {})
         .faults(faults)
@@ -735,13 +730,11 @@ fn garbage_input_never_panics_and_a_sync_still_recovers() {
     use omv_proto::rng::SimRng;
     const SYNC: [u8; 10] = [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac];
     for (seed, rx_drop) in [(1u64, 0.0), (2, 0.5), (3, 1e-9)] {
-        let faults = FaultConfig {
-            rx_drop_rate: rx_drop,
-            drop_rate: 0.1,
-            chunk_max: 17,
-            seed,
-            ..FaultConfig::default()
-        };
+        let faults = FaultConfig::default()
+            .rx_drop_rate(rx_drop)
+            .drop_rate(0.1)
+            .chunk_max(17)
+            .seed(seed);
         let mut cam = SimConfig::new()
             .in_process(|_, _| {})
             .channel("b", 4096)
@@ -805,10 +798,7 @@ fn boards_announce_and_enforce_their_packet_buffer() {
             .build()
             .unwrap();
         assert_eq!(cam.board().max_payload, max);
-        let host = HostEndpoint::new(HostConfig {
-            max_payload: omv_proto::MAX_PAYLOAD,
-            ..HostConfig::default()
-        });
+        let host = HostEndpoint::new(HostConfig::default().max_payload(omv_proto::MAX_PAYLOAD));
         let mut l = SimLink::new(host, cam);
         assert_eq!(l.connect().unwrap().max_payload, max, "{board}");
         let caps = ok(&mut l, Command::system(Opcode::PROTO_GET_CAPS)).into_bytes();
@@ -862,10 +852,7 @@ fn abandoned_read_ends_only_when_the_port_is_reopened() {
         let cam = SimConfig::new()
             .in_process(|_, _| {})
             .channel("bulk", 200_000)
-            .device(omv_proto::device::DeviceConfig {
-                read_piece: Some(512),
-                ..Default::default()
-            })
+            .device(omv_proto::device::DeviceConfig::default().read_piece(Some(512)))
             .abandoned_reads(on)
             .build()
             .unwrap();
@@ -903,12 +890,12 @@ fn sync_restores_the_start_up_configuration() {
         .in_process(|_, _| {})
         .build()
         .unwrap();
-    let host = HostEndpoint::new(HostConfig {
-        ack: false,
-        events: false,
-        max_payload: 600,
-        ..HostConfig::default()
-    });
+    let host = HostEndpoint::new(
+        HostConfig::default()
+            .ack(false)
+            .events(false)
+            .max_payload(600),
+    );
     let mut l = SimLink::new(host, cam);
     let c = l.connect().unwrap();
     assert_eq!((c.max_payload, c.flags.ack()), (600, false));

@@ -180,15 +180,14 @@ fn serve_thread_under_faults_in_real_time() {
     // About 50 packets answer the read: at 8% drops the chance that none
     // is dropped (and the retransmit assertion has nothing to see) is
     // under 2%, whatever the seed's stream.
-    let faults = FaultConfig {
-        drop_rate: 0.08,
-        corrupt_rate: 0.01,
-        latency: omv_sim::fault::FaultConfig::default().latency
-            + omv_proto::Duration::from_millis(1),
-        chunk_max: 700,
-        seed: 9,
-        ..FaultConfig::default()
-    };
+    let faults = FaultConfig::default()
+        .drop_rate(0.08)
+        .corrupt_rate(0.01)
+        .latency(
+            omv_sim::fault::FaultConfig::default().latency + omv_proto::Duration::from_millis(1),
+        )
+        .chunk_max(700)
+        .seed(9);
     let config = SimConfig::new()
         .channel("bulk", 200_000)
         .in_process(|_, _| {})

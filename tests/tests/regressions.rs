@@ -44,10 +44,9 @@ fn run(host: &mut HostEndpoint, cam: &mut DeviceEndpoint, now: &mut Instant) -> 
 /// CRCs the cam no longer sent) and the link was dead after connect.
 #[test]
 fn host_applies_only_caps_the_cam_announced() {
-    let mut cam = DeviceEndpoint::new(DeviceConfig {
-        supported: CapFlags(CapFlags::SEQ.0 | CapFlags::ACK.0),
-        ..DeviceConfig::default()
-    });
+    let mut cam = DeviceEndpoint::new(
+        DeviceConfig::default().supported(CapFlags(CapFlags::SEQ.0 | CapFlags::ACK.0)),
+    );
     let mut host = HostEndpoint::new(HostConfig::default());
     let mut now = Instant::ZERO;
     host.connect(now);
@@ -73,10 +72,7 @@ fn host_applies_only_caps_the_cam_announced() {
 #[test]
 fn stdout_read_ending_on_a_piece_boundary_returns_the_text() {
     for (ack, read_piece, unread) in [(true, 101, 303), (false, 101, 303), (true, 50, 50)] {
-        let mut cam = DeviceEndpoint::new(DeviceConfig {
-            read_piece: Some(read_piece),
-            ..DeviceConfig::default()
-        });
+        let mut cam = DeviceEndpoint::new(DeviceConfig::default().read_piece(Some(read_piece)));
         let out = SharedOutput::new(1024);
         cam.register_at(
             ChannelId::STDOUT,
@@ -86,10 +82,7 @@ fn stdout_read_ending_on_a_piece_boundary_returns_the_text() {
         .unwrap();
         let text: Vec<u8> = (0..unread).map(|i| b'a' + (i % 26) as u8).collect();
         out.write(&text);
-        let mut host = HostEndpoint::new(HostConfig {
-            ack,
-            ..HostConfig::default()
-        });
+        let mut host = HostEndpoint::new(HostConfig::default().ack(ack));
         let mut now = Instant::ZERO;
         host.connect(now);
         assert!(matches!(
@@ -128,10 +121,7 @@ fn duplicate_request_completing_after_the_answer_started_is_rejected() {
     let id = cam
         .register("buf", Box::new(BufferChannel::with_pattern(3000)))
         .unwrap();
-    let mut host = HostEndpoint::new(HostConfig {
-        max_payload: 1000,
-        ..HostConfig::default()
-    });
+    let mut host = HostEndpoint::new(HostConfig::default().max_payload(1000));
     let mut now = Instant::ZERO;
     host.connect(now);
     assert!(matches!(
@@ -176,11 +166,7 @@ fn lost_fragment_without_acks_fails_even_when_the_counter_wraps() {
     let id = cam
         .register("buf", Box::new(BufferChannel::with_pattern(20_000)))
         .unwrap();
-    let mut host = HostEndpoint::new(HostConfig {
-        ack: false,
-        max_payload: 50,
-        ..HostConfig::default()
-    });
+    let mut host = HostEndpoint::new(HostConfig::default().ack(false).max_payload(50));
     let mut now = Instant::ZERO;
     host.connect(now);
     assert!(matches!(
@@ -213,10 +199,7 @@ fn lost_fragment_without_acks_fails_even_when_the_counter_wraps() {
 fn repeated_notify_does_not_evict_a_queued_registration() {
     use omv_proto::host::CamEvent;
     use omv_sim::user::BufferChannel;
-    let mut cam = DeviceEndpoint::new(DeviceConfig {
-        event_queue: 2,
-        ..DeviceConfig::default()
-    });
+    let mut cam = DeviceEndpoint::new(DeviceConfig::default().event_queue(2));
     let mut host = HostEndpoint::new(HostConfig::default());
     let mut now = Instant::ZERO;
     host.connect(now);
@@ -423,10 +406,7 @@ fn an_exec_acked_in_the_same_read_as_its_soft_reboot_runs_once() {
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let mut cam = omv_sim::cam::SimConfig::new()
-        .device(DeviceConfig {
-            event_queue: 1,
-            ..DeviceConfig::default()
-        })
+        .device(DeviceConfig::default().event_queue(1))
         .in_process(move |_, _| {
             r.fetch_add(1, Ordering::SeqCst);
         })

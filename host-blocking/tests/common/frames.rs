@@ -65,10 +65,8 @@ fn serve_frames(
 ) -> (Shared, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     super::init_log();
     let frame = Shared::default();
-    let mut dev = DeviceEndpoint::new(DeviceConfig {
-        lock_interval: omv_proto::Duration::ZERO,
-        ..DeviceConfig::default()
-    });
+    let mut dev =
+        DeviceEndpoint::new(DeviceConfig::default().lock_interval(omv_proto::Duration::ZERO));
     dev.register_at(
         ChannelId(3),
         "stream",

@@ -143,10 +143,7 @@ pub fn recording_sim(log: ScriptLog) -> SimConfig {
 
 /// Protocol settings with short retransmission timers, so fault tests run fast.
 pub fn quick_device() -> DeviceConfig {
-    DeviceConfig {
-        rtx_timeout: omv_proto::Duration::from_millis(40),
-        ..DeviceConfig::default()
-    }
+    DeviceConfig::default().rtx_timeout(omv_proto::Duration::from_millis(40))
 }
 
 /// The standard test cam: N6 board (PMU), profiler, a 1 MiB `bulk`

@@ -27,7 +27,7 @@ use omv_proto::Duration;
 use omv_sim::board::Board;
 use omv_sim::cam::{ChannelSpec, SimConfig};
 use omv_sim::fault::FaultConfig;
-use omv_sim::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
+use omv_sim::serve::{serve, MonotonicClock, ServeOptions};
 
 /// A simulated OpenMV cam for developing and testing host software without hardware.
 #[derive(Parser, Debug)]
@@ -245,14 +245,13 @@ fn main() -> ExitCode {
     };
     init_logging(cli.verbose);
 
-    let faults = FaultConfig {
-        drop_rate: cli.drop_rate,
-        rx_drop_rate: cli.rx_drop_rate,
-        corrupt_rate: cli.corrupt_rate,
-        latency: Duration::from_millis(cli.latency_ms),
-        chunk_max: cli.chunk_max as usize,
-        seed: cli.seed,
-    };
+    let faults = FaultConfig::default()
+        .drop_rate(cli.drop_rate)
+        .rx_drop_rate(cli.rx_drop_rate)
+        .corrupt_rate(cli.corrupt_rate)
+        .latency(Duration::from_millis(cli.latency_ms))
+        .chunk_max(cli.chunk_max as usize)
+        .seed(cli.seed);
     let max_payload = cli.max_payload.or(cli
         .udp
         .is_some()
@@ -318,7 +317,8 @@ fn main() -> ExitCode {
         }
         log::info!("serving on {}", pty.path().display());
         match serve(&mut cam, &mut pty, &clock, &shutdown, &options) {
-            Ok(ServeEnd::Shutdown) | Ok(ServeEnd::Closed) => {}
+            // Shutdown, the peer closed, or an end a newer library adds.
+            Ok(_) => {}
             Err(e) => return fail(e),
         }
     } else if let Some(addr) = cli.tcp {

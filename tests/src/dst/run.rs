@@ -90,43 +90,45 @@ impl Scenario {
         } else {
             Some(d.range(50, 4082) as u16)
         };
-        let config = DeviceConfig {
-            supported: if d.chance(0.8) {
+        let config = DeviceConfig::default()
+            .supported(if d.chance(0.8) {
                 CapFlags::KNOWN
             } else {
                 CapFlags(d.below(16) as u32)
-            },
-            rtx_timeout: Duration::from_millis(d.range(rtx_floor, rtx_floor.max(500))),
-            rtx_retries: d.range(0, 3) as u8,
-            read_piece: match d.weighted(&[50, 25, 25]) {
+            })
+            .rtx_timeout(Duration::from_millis(
+                d.range(rtx_floor, rtx_floor.max(500)),
+            ))
+            .rtx_retries(d.range(0, 3) as u8)
+            .read_piece(match d.weighted(&[50, 25, 25]) {
                 0 => None,
                 1 => Some(512),
                 _ => Some(d.range(64, 700) as u16),
-            },
-            event_queue: if d.chance(0.9) {
+            })
+            .event_queue(if d.chance(0.9) {
                 64
             } else {
                 d.range_usize(1, 8)
-            },
-            memory: d.coin().then(|| MemoryStats {
-                entries: (0..d.range(0, 3))
-                    .map(|i| MemoryEntry {
-                        kind: MemoryKind(i as u8 % 2),
-                        flags: d.below(4) as u16,
-                        total: 1 << 20,
-                        used: d.below(1 << 20) as u32,
-                        free: d.below(1 << 20) as u32,
-                        persist: 0,
-                        peak: d.below(1 << 20) as u32,
-                    })
-                    .collect(),
-            }),
-            sysinfo: SysInfo {
+            })
+            .memory(d.coin().then(|| {
+                MemoryStats {
+                    entries: (0..d.range(0, 3))
+                        .map(|i| MemoryEntry {
+                            kind: MemoryKind(i as u8 % 2),
+                            flags: d.below(4) as u16,
+                            total: 1 << 20,
+                            used: d.below(1 << 20) as u32,
+                            free: d.below(1 << 20) as u32,
+                            persist: 0,
+                            peak: d.below(1 << 20) as u32,
+                        })
+                        .collect(),
+                }
+            }))
+            .sysinfo(SysInfo {
                 cpu_id: d.u64() as u32,
                 ..SysInfo::default()
-            },
-            ..DeviceConfig::default()
-        };
+            });
         let users = (0..d.range(1, 4))
             .map(|i| UserSpec {
                 name: format!("buf{i}"),
