@@ -26,7 +26,10 @@ pub struct SessionConfig {
     /// answer before the request counts as failed (the session resyncs and
     /// resumes while the operation's deadline allows).
     pub timeout: Duration,
-    /// SYNC attempts (and handshake restarts) per resync.
+    /// SYNC attempts per handshake round, and rounds of an in-session
+    /// resync before a port reopen. A connect's rounds go on while its
+    /// deadline allows, unless the cam sends nothing at all for
+    /// `max_retry × timeout`.
     pub max_retry: u8,
     /// Fixed part of every operation's deadline.
     pub deadline_base: Duration,
