@@ -59,7 +59,11 @@ pub struct SessionConfig {
     /// one request. With ACKs off the cam sends a whole answer at once, and
     /// over UDP a burst longer than the host socket's receive buffer loses
     /// datagrams (each loss costs a resumed request); see
-    /// [`DATAGRAM_UNACKED_READ`].
+    /// [`DATAGRAM_UNACKED_READ`]. Set (a datagram link), it also gives up
+    /// early on an overdue answer with ACKs off, as with ACKs on: a lost
+    /// datagram never comes (the cam sends an answer once), so a lost
+    /// request or last datagram costs a fast threshold and a resumed read,
+    /// not the per-packet timeout.
     pub unacked_read_max: Option<u32>,
 }
 

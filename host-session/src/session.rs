@@ -107,6 +107,8 @@ struct InFlight {
     fast_fail: bool,
     /// The answer is retransmitted by the cam (data packets with ACKs on).
     resent_by_cam: bool,
+    /// The answer is data, not a status packet.
+    data_answer: bool,
     sent_at: Instant,
     /// Progress seen so far (`HostEndpoint::progress_at`).
     seen: Instant,
@@ -216,6 +218,9 @@ pub struct Session {
     rx_kept: Vec<u8>,
     /// The connect in flight, if any (see [`Connecting`]).
     connecting: Option<Connecting>,
+    /// The endpoint's received-packet count, and when it last grew: when
+    /// the cam was last heard from.
+    heard: (u64, Instant),
 }
 
 /// A connect's handshake rounds: it starts over while its deadline allows
@@ -300,6 +305,7 @@ impl Session {
             drops,
             rx_kept: Vec::new(),
             connecting: None,
+            heard: (0, Instant::ZERO),
         }
     }
 
@@ -611,11 +617,16 @@ impl Session {
             return;
         };
         if ok {
-            self.host = HostEndpoint::new(self.host_config_now(false, 0));
+            // Short attempts on the fresh port too (any SYNC answer counts,
+            // so a slow one is not missed): rounds go on while the cam has
+            // been heard from lately (see `resync_failed`).
+            self.resync_fast = self.connected;
+            self.resync_silent = 0;
+            self.host = HostEndpoint::new(self.host_config_now(self.resync_fast, 0));
+            self.heard.0 = 0;
             if let Some(d) = self.drops.as_mut() {
                 d.clear();
             }
-            self.resync_fast = false;
             self.host.connect(now);
             self.stats.resyncs += 1;
             self.phase = Phase::Resync {
@@ -785,7 +796,9 @@ impl Session {
         let Phase::Request(f) = &self.phase else {
             return None;
         };
-        if !self.host.caps().flags.ack() {
+        // With ACKs off nothing can be asked for again: only a request
+        // given up early has a fast deadline (over datagrams).
+        if !self.host.caps().flags.ack() && !f.fast_fail {
             return None;
         }
         let thr = self.fast_threshold_for(f);
@@ -825,7 +838,7 @@ impl Session {
                 offset,
                 timeout: self.fast_threshold_for(&f) * u32::from(steps),
             };
-            if !resent {
+            if !resent && !f.data_answer {
                 // A status answer (the cam never resends it): maybe
                 // simply not due yet after a long request.
                 let b = &mut self.fast_backoff[backoff_class(len)];
@@ -859,6 +872,10 @@ impl Session {
         let buf = &mut self.cache.read_buf;
         self.host.drain_received(|d| buf.extend_from_slice(d));
         let reboot = self.take_events();
+        let received = self.host.stats().received;
+        if received != self.heard.0 {
+            self.heard = (received, now);
+        }
         // Answers first: what arrived before a SOFT_REBOOT event (the link
         // is FIFO) was sent before the reboot. Resyncing first abandoned
         // an EXEC whose ACK came in the same read as the script's
@@ -1094,12 +1111,15 @@ impl Session {
         let rounds = self.config.max_retry.max(1);
         // In a session the attempts are short, so rounds go on after a
         // silent SYNC. A cam that answers SYNC but loses a GET_CAPS/SET_CAPS
-        // answer is alive: the handshake starts over up to 2 × max_retry
-        // times, then the port is reopened (a firmware still sending an
-        // abandoned read answers SYNC but nothing after it, PROTOCOL.md
-        // section 6), then rounds go on while the operation's deadline
-        // allows.
-        let alive = e.is_retryable()
+        // answer is alive, and so is one heard from within the last
+        // max_retry × timeout (a lossy link loses whole rounds): the
+        // handshake starts over up to 2 × max_retry times, then the port is
+        // reopened (a firmware still sending an abandoned read answers SYNC
+        // but nothing after it, PROTOCOL.md section 6), then rounds go on
+        // while the operation's deadline allows.
+        let silent_for = self.config.timeout.saturating_mul(u32::from(rounds));
+        let heard_lately = now.saturating_duration_since(self.heard.1) < silent_for;
+        let alive = (e.is_retryable() || heard_lately)
             && (round < rounds.saturating_mul(2) || reopened)
             && self.running.as_ref().is_some_and(|r| now < r.deadline);
         let again = alive || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
@@ -1284,6 +1304,11 @@ impl Session {
                         Ok(()) => {
                             let caps = self.host.caps();
                             let ack = caps.flags.ack();
+                            // Over datagrams (`unacked_read_max` set) a
+                            // datagram lost with ACKs off never comes
+                            // (the cam sends an answer once): an overdue
+                            // one is given up early as with ACKs on.
+                            let early = ack || self.config.unacked_read_max.is_some();
                             self.phase = Phase::Request(InFlight {
                                 op,
                                 channel,
@@ -1294,9 +1319,10 @@ impl Session {
                                 // gives it up early; a by-id primitive,
                                 // which would report a slow answer as an
                                 // error, waits the timeout.
-                                fast_fail: ack
+                                fast_fail: early
                                     && (info.resumable || (!info.data_answer && retries)),
                                 resent_by_cam: ack && info.data_answer,
+                                data_answer: info.data_answer,
                                 sent_at: now,
                                 seen: self.host.progress_at(),
                                 got_first: false,
