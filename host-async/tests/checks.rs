@@ -2,7 +2,8 @@
 //! list for both drivers) over a pseudo-terminal, TCP and UDP: omv-async
 //! on all three, omv-blocking on TCP and UDP (its pty run is
 //! host-blocking/tests/pty.rs), clean and with seeded faults (both drivers
-//! on all three links).
+//! on all three links), and over UDP 1 MiB reads through seeded datagram
+//! loss with ACKs off and on.
 
 #[path = "../../host-blocking/tests/common/mod.rs"]
 mod common;
@@ -84,6 +85,16 @@ fn lossy() -> FaultConfig {
 /// Only packets the cam receives are lost.
 fn rx_lossy() -> FaultConfig {
     FaultConfig::default().rx_drop_rate(0.08).seed(5)
+}
+
+/// What a UDP link does to datagrams: some are lost, each way (seeded).
+fn datagram_loss() -> FaultConfig {
+    FaultConfig {
+        drop_rate: 0.05,
+        rx_drop_rate: 0.05,
+        seed: 23,
+        ..FaultConfig::default()
+    }
 }
 
 /// The cam's fault injector did inject faults (the check was not clean).
@@ -182,8 +193,32 @@ macro_rules! fault_checks {
     };
 }
 
-/// The checks that assume a stream link's payload (the N6's 8178 and the
-/// host's 4096, raw requests of 5000 bytes) or frames of 320x240 JPEG.
+/// 1 MiB reads through seeded datagram loss, ACKs off (the firmware's
+/// network example) and on, for the drivers listed (`Camera::udp`: reads
+/// with ACKs off asked for 64 KiB at a time).
+macro_rules! datagram_checks {
+    ($m:ident, $link:expr, [$($drv:ident),+]) => {
+        mod $m {
+            use super::*;
+            both!(acks_off_1mib_read, [$($drv),+], $link, datagram_loss(),
+                fast(CameraConfig::new("x")).ack(false),
+                |sim, cam, log| async {
+                    checks::lossy_datagram_read(cam, false).await;
+                    assert_faulted(sim);
+                });
+            both!(acks_on_1mib_read, [$($drv),+], $link, datagram_loss(),
+                fast(CameraConfig::new("x")),
+                |sim, cam, log| async {
+                    checks::lossy_datagram_read(cam, true).await;
+                    assert_faulted(sim);
+                });
+        }
+    };
+}
+
+/// Raw requests (one of 5000 bytes refused for max_payload), frames of
+/// 320x240 JPEG, capabilities up to the cam's largest payload (the N6's
+/// 8178 on a stream link, one datagram's 1400 over UDP), boot.
 macro_rules! stream_checks {
     ($m:ident, $link:expr, [$($drv:ident),+]) => {
         mod $m {
@@ -193,7 +228,13 @@ macro_rules! stream_checks {
             both!(streaming, [$($drv),+], $link, clean(), CameraConfig::new("x"),
                 |sim, cam, log| checks::streaming(cam));
             both!(capabilities, [$($drv),+], $link, clean(), CameraConfig::new("x"),
-                |sim, cam, log| checks::capabilities(cam));
+                |sim, cam, log| async {
+                    let largest = match $link {
+                        Link::Udp => DEFAULT_UDP_MAX_PAYLOAD,
+                        _ => 8178,
+                    };
+                    checks::capabilities_up_to(cam, largest).await
+                });
             both!(boot, [$($drv),+], $link, clean(), CameraConfig::new("x"),
                 |sim, cam, log| checks::boot(sim, cam));
         }
@@ -211,3 +252,5 @@ stream_checks!(tcp_stream, Link::Tcp, [blocking, asynchronous]);
 fault_checks!(tcp_faults, Link::Tcp, [blocking, asynchronous]);
 link_checks!(udp, Link::Udp, [blocking, asynchronous]);
 fault_checks!(udp_faults, Link::Udp, [blocking, asynchronous]);
+stream_checks!(udp_stream, Link::Udp, [blocking, asynchronous]);
+datagram_checks!(udp_datagrams, Link::Udp, [blocking, asynchronous]);

@@ -316,9 +316,11 @@ fn a_lost_handshake_step_is_reported_with_its_own_opcode() {
         };
         let mut cam = Camera::with_transport(
             t,
+            // A connect retries by time: the deadline ends it.
             CameraConfig::new("swallow")
                 .timeout(Duration::from_millis(60))
-                .max_retry(1),
+                .max_retry(1)
+                .deadline(Duration::from_secs(1), Duration::from_secs(20)),
         );
         let e = cam.connect().unwrap_err();
         assert!(

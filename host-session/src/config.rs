@@ -26,7 +26,10 @@ pub struct SessionConfig {
     /// answer before the request counts as failed (the session resyncs and
     /// resumes while the operation's deadline allows).
     pub timeout: Duration,
-    /// SYNC attempts (and handshake restarts) per resync.
+    /// SYNC attempts per handshake round, and rounds of an in-session
+    /// resync before a port reopen. A connect's rounds go on while its
+    /// deadline allows, unless the cam sends nothing at all for
+    /// `max_retry × timeout`.
     pub max_retry: u8,
     /// Fixed part of every operation's deadline.
     pub deadline_base: Duration,
@@ -56,7 +59,11 @@ pub struct SessionConfig {
     /// one request. With ACKs off the cam sends a whole answer at once, and
     /// over UDP a burst longer than the host socket's receive buffer loses
     /// datagrams (each loss costs a resumed request); see
-    /// [`DATAGRAM_UNACKED_READ`].
+    /// [`DATAGRAM_UNACKED_READ`]. Set (a datagram link), it also gives up
+    /// early on an overdue answer with ACKs off, as with ACKs on: a lost
+    /// datagram never comes (the cam sends an answer once), so a lost
+    /// request or last datagram costs a fast threshold and a resumed read,
+    /// not the per-packet timeout.
     pub unacked_read_max: Option<u32>,
 }
 

@@ -3,8 +3,10 @@
 //! as a state machine fed with bytes, time and port completions.
 //!
 //! * connect and resync: SYNC, GET_CAPS, SET_CAPS, then the channel list,
-//!   version and system information cached; an in-session resync waits a
-//!   few round trips per attempt rather than the full timeout; when
+//!   version and system information cached; a resync (a connect's too)
+//!   waits a few round trips per attempt rather than the full timeout; a
+//!   connect starts over while its deadline allows, unless the cam sent
+//!   nothing at all for `max_retry × timeout`; when
 //!   resyncs fail the driver is asked to reopen the port
 //!   ([`PortCommand::Reopen`]) before one more round;
 //! * a resync at once when the cam reports SOFT_REBOOT (it re-initialised

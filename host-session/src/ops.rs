@@ -762,7 +762,14 @@ impl ConnectTask {
             2 => Opcode::PROTO_VERSION,
             _ => Opcode::SYS_INFO,
         };
-        Action::Send(Command::system(op), data_info())
+        // The task asks again after a failure (resync, then the same
+        // stage): an overdue answer is given up early, so that a lost
+        // request on a lossy link costs a few thresholds, not the timeout.
+        let info = SendInfo {
+            resumable: true,
+            ..data_info()
+        };
+        Action::Send(Command::system(op), info)
     }
 }
 impl Task for ConnectTask {

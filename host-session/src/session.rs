@@ -107,6 +107,8 @@ struct InFlight {
     fast_fail: bool,
     /// The answer is retransmitted by the cam (data packets with ACKs on).
     resent_by_cam: bool,
+    /// The answer is data, not a status packet.
+    data_answer: bool,
     sent_at: Instant,
     /// Progress seen so far (`HostEndpoint::progress_at`).
     seen: Instant,
@@ -214,6 +216,26 @@ pub struct Session {
     drops: Option<StreamDrops>,
     /// What survived `drops` of the last input.
     rx_kept: Vec<u8>,
+    /// The connect in flight, if any (see [`Connecting`]).
+    connecting: Option<Connecting>,
+    /// The endpoint's received-packet count, and when it last grew: when
+    /// the cam was last heard from.
+    heard: (u64, Instant),
+}
+
+/// A connect's handshake rounds: it starts over while its deadline allows
+/// (a lost SYNC, GET_CAPS or SET_CAPS answer on a lossy link), except
+/// against a cam that has sent nothing at all for `max_retry × timeout`.
+#[derive(Debug)]
+struct Connecting {
+    /// When the connect started.
+    start: Instant,
+    /// The endpoint's received-packet count then.
+    heard: u64,
+    /// Packets other than events received before the round in flight.
+    round_rx: u64,
+    /// The failed round before, reported when the deadline ends the connect.
+    last_err: Option<Error>,
 }
 
 /// What the session knows about the cam, shared with the tasks.
@@ -282,6 +304,8 @@ impl Session {
             resync_silent: 0,
             drops,
             rx_kept: Vec::new(),
+            connecting: None,
+            heard: (0, Instant::ZERO),
         }
     }
 
@@ -517,6 +541,12 @@ impl Session {
             may_reopen: !connect,
             rebooted: false,
         });
+        self.connecting = connect.then(|| Connecting {
+            start: now,
+            heard: self.host.stats().received,
+            round_rx: 0,
+            last_err: None,
+        });
         if self.needs_resync && !connect {
             self.needs_resync = false;
             self.begin_resync(
@@ -587,11 +617,16 @@ impl Session {
             return;
         };
         if ok {
-            self.host = HostEndpoint::new(self.host_config_now(false, 0));
+            // Short attempts on the fresh port too (any SYNC answer counts,
+            // so a slow one is not missed): rounds go on while the cam has
+            // been heard from lately (see `resync_failed`).
+            self.resync_fast = self.connected;
+            self.resync_silent = 0;
+            self.host = HostEndpoint::new(self.host_config_now(self.resync_fast, 0));
+            self.heard.0 = 0;
             if let Some(d) = self.drops.as_mut() {
                 d.clear();
             }
-            self.resync_fast = false;
             self.host.connect(now);
             self.stats.resyncs += 1;
             self.phase = Phase::Resync {
@@ -699,6 +734,16 @@ impl Session {
                     done: self.progress.map_or(0, |p| p.done),
                     deadline: r.budget,
                 };
+                // A connect that ran out of time in its handshake reports
+                // the step that kept failing (a cam answering SYNC but
+                // never GET_CAPS, say), as the stock host would.
+                let e = match (&self.phase, self.connecting.as_mut()) {
+                    (Phase::Resync { .. }, Some(c)) => c.last_err.take().unwrap_or(e),
+                    _ => e,
+                };
+                if matches!(self.phase, Phase::Resync { .. }) {
+                    self.host.set_config(self.config.host_config());
+                }
                 if self.connected {
                     self.needs_resync = true;
                 }
@@ -751,7 +796,9 @@ impl Session {
         let Phase::Request(f) = &self.phase else {
             return None;
         };
-        if !self.host.caps().flags.ack() {
+        // With ACKs off nothing can be asked for again: only a request
+        // given up early has a fast deadline (over datagrams).
+        if !self.host.caps().flags.ack() && !f.fast_fail {
             return None;
         }
         let thr = self.fast_threshold_for(f);
@@ -791,7 +838,7 @@ impl Session {
                 offset,
                 timeout: self.fast_threshold_for(&f) * u32::from(steps),
             };
-            if !resent {
+            if !resent && !f.data_answer {
                 // A status answer (the cam never resends it): maybe
                 // simply not due yet after a long request.
                 let b = &mut self.fast_backoff[backoff_class(len)];
@@ -825,6 +872,10 @@ impl Session {
         let buf = &mut self.cache.read_buf;
         self.host.drain_received(|d| buf.extend_from_slice(d));
         let reboot = self.take_events();
+        let received = self.host.stats().received;
+        if received != self.heard.0 {
+            self.heard = (received, now);
+        }
         // Answers first: what arrived before a SOFT_REBOOT event (the link
         // is FIFO) was sent before the reboot. Resyncing first abandoned
         // an EXEC whose ACK came in the same read as the script's
@@ -1053,19 +1104,24 @@ impl Session {
 
     fn resync_failed(&mut self, now: Instant, round: u8, reopened: bool, then: After, e: Error) {
         let connect = self.running.as_ref().is_some_and(|r| !r.may_reopen);
+        if connect {
+            self.connect_round_failed(now, round, reopened, then, e);
+            return;
+        }
         let rounds = self.config.max_retry.max(1);
-        // A silent SYNC ends a connect at once (max_retry attempts of the
-        // full timeout); in a session the attempts were short, so rounds go on.
-        // A cam that answers SYNC but loses a GET_CAPS/SET_CAPS answer is
-        // alive: a connect starts over up to 2 × max_retry times (a cam
-        // that never answers one step fails with that step's timeout); in
-        // a session too, then the port is reopened (a firmware still
-        // sending an abandoned read answers SYNC but nothing after it,
-        // PROTOCOL.md section 6), then rounds go on while the operation's
-        // deadline allows.
-        let alive = e.is_retryable()
-            && (round < rounds.saturating_mul(2) || (!connect && reopened))
-            && (connect || self.running.as_ref().is_some_and(|r| now < r.deadline));
+        // In a session the attempts are short, so rounds go on after a
+        // silent SYNC. A cam that answers SYNC but loses a GET_CAPS/SET_CAPS
+        // answer is alive, and so is one heard from within the last
+        // max_retry × timeout (a lossy link loses whole rounds): the
+        // handshake starts over up to 2 × max_retry times, then the port is
+        // reopened (a firmware still sending an abandoned read answers SYNC
+        // but nothing after it, PROTOCOL.md section 6), then rounds go on
+        // while the operation's deadline allows.
+        let silent_for = self.config.timeout.saturating_mul(u32::from(rounds));
+        let heard_lately = now.saturating_duration_since(self.heard.1) < silent_for;
+        let alive = (e.is_retryable() || heard_lately)
+            && (round < rounds.saturating_mul(2) || reopened)
+            && self.running.as_ref().is_some_and(|r| now < r.deadline);
         let again = alive || (self.resync_fast && matches!(e, Error::ResyncFailed { .. }));
         if (round < rounds || alive) && again {
             log::debug!("handshake failed ({e}), starting over");
@@ -1083,7 +1139,7 @@ impl Session {
             return;
         }
         self.host.set_config(self.config.host_config());
-        if !connect && !reopened && self.running.is_some() {
+        if !reopened && self.running.is_some() {
             log::warn!("resync failed ({e}): reopening the port");
             self.stats.reopens += 1;
             self.port_cmds.push_back(PortCommand::Reopen);
@@ -1091,6 +1147,82 @@ impl Session {
             self.phase = Phase::Port { then, alive };
             return;
         }
+        self.connected = false;
+        self.finish(Err(e));
+    }
+
+    /// A connect's handshake round failed. It starts over, on a lossy link
+    /// as on a slow one, until the connect's deadline (the deadline then
+    /// reports this round's error), unless the error is not retryable or
+    /// the cam has sent nothing at all for `max_retry × timeout` (the stock
+    /// host's SYNC budget: a silent cam fails as promptly as with it).
+    /// Rounds use short timeouts (twice the fast threshold, as a resync in
+    /// a session), so that a lost answer costs a few round trips, not the
+    /// per-packet timeout. A round that got nothing at all, or got packets
+    /// it did not use (late answers of an earlier attempt: a slow link or
+    /// cam), doubles them (up to the timeout); a round that lost an answer
+    /// and got nothing else keeps them (a loss, not slowness: an answer
+    /// lost on the way never comes).
+    fn connect_round_failed(
+        &mut self,
+        now: Instant,
+        round: u8,
+        reopened: bool,
+        then: After,
+        e: Error,
+    ) {
+        let Some(deadline) = self.running.as_ref().map(|r| r.deadline) else {
+            return;
+        };
+        let silent_for = self
+            .config
+            .timeout
+            .saturating_mul(u32::from(self.config.max_retry.max(1)));
+        let st = self.host.stats();
+        let rx = st.received.saturating_sub(st.events);
+        let (silent, round_rx) = match &self.connecting {
+            Some(c) => (
+                st.received == c.heard && now.saturating_duration_since(c.start) >= silent_for,
+                rx.saturating_sub(c.round_rx),
+            ),
+            None => (false, 0),
+        };
+        // The answers the round used: SYNC's once GET_CAPS timed out, and
+        // GET_CAPS's too once SET_CAPS did (at most: a round that kept the
+        // caps sends SET_CAPS after SYNC).
+        let used = match &e {
+            Error::Timeout { op, .. } if *op == Opcode::PROTO_GET_CAPS => 1,
+            Error::Timeout { op, .. } if *op == Opcode::PROTO_SET_CAPS => 2,
+            Error::ResyncFailed { .. } => 0,
+            _ => round_rx,
+        };
+        let slower = round_rx == 0 || round_rx > used;
+        let again = now < deadline
+            && match &e {
+                Error::ResyncFailed { .. } => !silent,
+                _ => e.is_retryable(),
+            };
+        if again {
+            log::debug!("handshake failed ({e}), starting over");
+            if slower {
+                self.resync_silent = self.resync_silent.saturating_add(1);
+            }
+            self.resync_fast = true;
+            self.host
+                .set_config(self.host_config_now(true, self.resync_silent));
+            self.host.connect(now);
+            if let Some(c) = self.connecting.as_mut() {
+                c.last_err = Some(e);
+                c.round_rx = rx;
+            }
+            self.phase = Phase::Resync {
+                round: round.saturating_add(1),
+                reopened,
+                then,
+            };
+            return;
+        }
+        self.host.set_config(self.config.host_config());
         self.connected = false;
         self.finish(Err(e));
     }
@@ -1131,9 +1263,16 @@ impl Session {
         log::info!("resynchronizing");
         self.stats.resyncs += 1;
         let in_session = self.connected;
-        self.resync_fast = in_session;
+        // A connect's handshake, too, starts with short attempts (see
+        // `connect_round_failed`).
+        let fast = in_session || self.running.as_ref().is_some_and(|r| !r.may_reopen);
+        self.resync_fast = fast;
         self.resync_silent = 0;
-        self.host.set_config(self.host_config_now(in_session, 0));
+        self.host.set_config(self.host_config_now(fast, 0));
+        let st = self.host.stats();
+        if let Some(c) = self.connecting.as_mut() {
+            c.round_rx = st.received.saturating_sub(st.events);
+        }
         // In a session the negotiated caps stay: SYNC then SET_CAPS.
         if !(in_session && keep && self.host.resync_keep_caps(now)) {
             self.host.connect(now);
@@ -1165,6 +1304,11 @@ impl Session {
                         Ok(()) => {
                             let caps = self.host.caps();
                             let ack = caps.flags.ack();
+                            // Over datagrams (`unacked_read_max` set) a
+                            // datagram lost with ACKs off never comes
+                            // (the cam sends an answer once): an overdue
+                            // one is given up early as with ACKs on.
+                            let early = ack || self.config.unacked_read_max.is_some();
                             self.phase = Phase::Request(InFlight {
                                 op,
                                 channel,
@@ -1175,9 +1319,10 @@ impl Session {
                                 // gives it up early; a by-id primitive,
                                 // which would report a slow answer as an
                                 // error, waits the timeout.
-                                fast_fail: ack
+                                fast_fail: early
                                     && (info.resumable || (!info.data_answer && retries)),
                                 resent_by_cam: ack && info.data_answer,
+                                data_answer: info.data_answer,
                                 sent_at: now,
                                 seen: self.host.progress_at(),
                                 got_first: false,
@@ -1256,6 +1401,7 @@ impl Session {
             self.output = Some((r.serial, out));
         }
         self.pending_start = false;
+        self.connecting = None;
     }
 }
 

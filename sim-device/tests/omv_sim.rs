@@ -227,6 +227,31 @@ fn invalid_options_print_one_line_and_exit_2() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--drop-rate"));
 }
 
+#[test]
+fn a_port_in_use_prints_one_line_and_exits_1() {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tcp_addr = tcp.local_addr().unwrap().to_string();
+    let udp_addr = udp.local_addr().unwrap().to_string();
+    for (flag, addr, what) in [
+        ("--tcp", &tcp_addr, "cannot listen on"),
+        ("--udp", &udp_addr, "cannot bind"),
+    ] {
+        let out = sim(&[flag, addr]).output().unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flag}: {err:?}");
+        assert_eq!(err.lines().count(), 1, "{flag}: {err:?}");
+        assert!(
+            err.starts_with(&format!("omv-sim: {what} {addr}: ")),
+            "{flag}: {err:?}"
+        );
+        #[cfg(target_os = "linux")]
+        assert!(err.contains("Address already in use"), "{flag}: {err:?}");
+        assert!(out.stdout.is_empty(), "{flag}: nothing announced");
+    }
+    drop((tcp, udp));
+}
+
 /// One packet as a host sends it (CRC on).
 fn host_packet(seq: u8, channel: u8, flags: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let h = omv_proto::Header {

@@ -678,6 +678,12 @@ pub async fn profiler(cam: &mut impl Cam) {
 
 /// set_capabilities / update_capabilities, honoured on the wire.
 pub async fn capabilities(cam: &mut impl Cam) {
+    capabilities_up_to(cam, 8178).await;
+}
+
+/// [`capabilities`] on a cam whose largest payload is `largest` (the N6's
+/// 8178 on a stream link, what one datagram carries over UDP).
+pub async fn capabilities_up_to(cam: &mut impl Cam, largest: u16) {
     cam.set_capabilities(|c| {
         c.max_payload = 256;
         c.ack = false;
@@ -715,11 +721,15 @@ pub async fn capabilities(cam: &mut impl Cam) {
     })
     .await
     .unwrap();
-    assert_eq!(cam.caps().max_payload, 8178, "the N6's largest");
+    assert_eq!(cam.caps().max_payload, largest, "the cam's largest");
     cam.set_capabilities(|c| c.max_payload = 9000)
         .await
         .unwrap();
-    assert_eq!(cam.caps().max_payload, 8178, "clipped to the N6's largest");
+    assert_eq!(
+        cam.caps().max_payload,
+        largest,
+        "clipped to the cam's largest"
+    );
     assert!(cam.caps().flags.ack());
     assert_eq!(
         cam.channel_read("bulk", Some(5000)).await.unwrap().unwrap()[1000..],
@@ -801,4 +811,27 @@ pub async fn exec_exactly_once(cam: &mut impl Cam, log: &ScriptLog) {
     let runs = log.lock().unwrap().clone();
     let want: Vec<Vec<u8>> = scripts.iter().map(|s| s.as_bytes().to_vec()).collect();
     assert_eq!(runs, want);
+}
+
+/// Over a datagram link losing datagrams each way (seeded): a 1 MiB read
+/// is exact, with ACKs on (a lost packet is asked for again, as on a
+/// serial link) and off (the firmware example's setting: a lost datagram
+/// costs a resync and a read of the rest, not a failed operation).
+pub async fn lossy_datagram_read(cam: &mut impl Cam, ack: bool) {
+    assert_eq!(cam.caps().flags.ack(), ack);
+    let id = cam.get_channel_id("bulk").await.unwrap().unwrap();
+    let resyncs = cam.resync_count();
+    let got = cam.channel_read_at(id, 0, 1 << 20).await.unwrap();
+    assert!(
+        got == pattern(0, 1 << 20),
+        "{} bytes, not the pattern",
+        got.len()
+    );
+    if !ack {
+        assert!(cam.resync_count() > resyncs, "no loss cost a resumed read");
+    }
+    // The link is still good: an odd offset and length, exact.
+    let got = cam.channel_read_at(id, 12_345, 99_999).await.unwrap();
+    assert!(got == pattern(12_345, 99_999));
+    assert!(cam.is_connected());
 }

@@ -13,7 +13,8 @@
 //!
 //! The first line on stdout is the device path (or address) and nothing
 //! else; logs go to stderr. Runs until SIGINT/SIGTERM, then exits 0.
-//! Invalid options print one line on stderr and exit 2.
+//! Invalid options print one line on stderr and exit 2; an address that
+//! cannot be bound (a port in use) prints one line and exits 1.
 
 use std::io::Write;
 use std::path::PathBuf;
