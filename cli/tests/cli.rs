@@ -154,7 +154,10 @@ fn every_subcommand_against_a_pty_cam() {
     // event seen by this fresh connection.
     let (_, out) = run(&["status"]);
     let out = text(&out);
-    assert!(out.contains("stdin") && out.contains("Script: stopped"), "{out}");
+    assert!(
+        out.contains("stdin") && out.contains("Script: stopped"),
+        "{out}"
+    );
     let forever = dir.join("forever.py");
     std::fs::write(&forever, "# runs forever\n").unwrap();
     run(&["run", "--detach", forever.to_str().unwrap()]);

@@ -89,12 +89,10 @@ fn rx_lossy() -> FaultConfig {
 
 /// What a UDP link does to datagrams: some are lost, each way (seeded).
 fn datagram_loss() -> FaultConfig {
-    FaultConfig {
-        drop_rate: 0.05,
-        rx_drop_rate: 0.05,
-        seed: 23,
-        ..FaultConfig::default()
-    }
+    FaultConfig::default()
+        .drop_rate(0.05)
+        .rx_drop_rate(0.05)
+        .seed(23)
 }
 
 /// The cam's fault injector did inject faults (the check was not clean).

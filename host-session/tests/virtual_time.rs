@@ -1370,12 +1370,10 @@ fn connect_succeeds_through_20_percent_loss_each_way() {
     let budget = cfg.deadline_for(0);
     let (mut worst, mut rounds) = (Duration::ZERO, 0);
     for seed in 0..400 {
-        let faults = FaultConfig {
-            drop_rate: 0.2,
-            rx_drop_rate: 0.2,
-            seed,
-            ..FaultConfig::default()
-        };
+        let faults = FaultConfig::default()
+            .drop_rate(0.2)
+            .rx_drop_rate(0.2)
+            .seed(seed);
         let mut w = World::unconnected(bulk_cam(faults), cfg.clone());
         let t0 = w.now;
         w.run(ops::Connect)
@@ -1484,12 +1482,10 @@ fn acks_off_over_datagrams_a_lost_datagram_costs_a_resumed_read() {
     cfg.unacked_read_max = Some(omv_session::DATAGRAM_UNACKED_READ);
     let budget = cfg.deadline_for(1 << 20);
     for seed in 0..4 {
-        let faults = FaultConfig {
-            drop_rate: 0.2,
-            rx_drop_rate: 0.2,
-            seed,
-            ..FaultConfig::default()
-        };
+        let faults = FaultConfig::default()
+            .drop_rate(0.2)
+            .rx_drop_rate(0.2)
+            .seed(seed);
         let cam = SimConfig::new()
             .channel("bulk", 1 << 20)
             .faults(faults)
