@@ -187,6 +187,11 @@ pub struct Session {
     /// A resync is due before the next request (a SOFT_REBOOT, an
     /// abandoned request).
     needs_resync: bool,
+    /// SOFT_REBOOT came while a request was in flight: its answer may
+    /// still come (the cam answers what it received before its reset)
+    /// until this instant; a resync follows either way, before the next
+    /// request.
+    reboot_grace: Option<Instant>,
     stats: SessionStats,
     /// The last round trips (request to first packet), microseconds; the
     /// estimate is their minimum, so that a sample inflated by a loss and
@@ -293,6 +298,7 @@ impl Session {
             events: VecDeque::new(),
             connected: false,
             needs_resync: false,
+            reboot_grace: None,
             stats: SessionStats::default(),
             rtt_us: [0; 8],
             rtt_at: 0,
@@ -693,6 +699,9 @@ impl Session {
         if let Phase::Wait { until } = self.phase {
             t = Some(t.map_or(until, |t| t.min(until)));
         }
+        if let Some(g) = self.reboot_grace {
+            t = Some(t.map_or(g, |t| t.min(g)));
+        }
         t
     }
 
@@ -751,6 +760,10 @@ impl Session {
                 self.finish(Err(e));
                 return;
             }
+        }
+        if self.reboot_grace.is_some_and(|g| now >= g) {
+            self.reboot_grace = None;
+            self.resync_after_reboot(now);
         }
         if let Some(fast) = self.fast_deadline() {
             if now >= fast {
@@ -887,6 +900,14 @@ impl Session {
         if reboot {
             self.soft_reboot(now);
         }
+        if self.reboot_grace.is_some() && !matches!(self.phase, Phase::Request(_)) {
+            // The request in flight at the reboot ended (its answer came,
+            // or it failed into a resync): resync before the next one.
+            self.reboot_grace = None;
+            if self.connected && matches!(self.phase, Phase::Idle) {
+                self.needs_resync = true;
+            }
+        }
         if let Phase::Request(f) = &self.phase {
             let got = self.host.received_len();
             if let Some(max) = f.max_answer.filter(|&m| got > m as usize) {
@@ -979,18 +1000,18 @@ impl Session {
         if let Some(r) = self.running.as_mut() {
             r.rebooted = true;
         }
-        match self.phase {
-            Phase::Request(_) => {
-                self.abandon_request();
-                let partial = self.host.take_partial();
-                self.begin_resync(
-                    now,
-                    After::Resume {
-                        partial,
-                        rebooted: true,
-                    },
-                );
+        match &self.phase {
+            // Nothing of the answer yet: it may still come, sent before
+            // the cam's reset (a consuming read's, stdout's, carries text
+            // that exists nowhere else). Wait one threshold for it, then
+            // resync. An answer already under way is cut at once: a read
+            // across the reboot fails (or starts over) as any other.
+            Phase::Request(f) if !f.got_first && self.host.received_len() == 0 => {
+                if self.reboot_grace.is_none() {
+                    self.reboot_grace = Some(now + self.fast_threshold_for(f));
+                }
             }
+            Phase::Request(_) => self.resync_after_reboot(now),
             Phase::Idle => self.needs_resync = true,
             // The task goes on after a resync instead of after its wait.
             Phase::Wait { .. } => self.begin_resync(
@@ -1007,6 +1028,34 @@ impl Session {
             }
             Phase::Port { .. } => {}
         }
+    }
+
+    /// The resync a SOFT_REBOOT asks for, once the request in flight at
+    /// the reboot (if any) had its chance to be answered: the task resumes
+    /// after it, told of the reboot.
+    fn resync_after_reboot(&mut self, now: Instant) {
+        if !self.connected {
+            return;
+        }
+        let partial = match self.phase {
+            Phase::Request(_) => {
+                self.abandon_request();
+                self.host.take_partial()
+            }
+            Phase::Idle => Bytes::new(),
+            _ => return,
+        };
+        if self.running.is_none() {
+            self.needs_resync = true;
+            return;
+        }
+        self.begin_resync(
+            now,
+            After::Resume {
+                partial,
+                rebooted: true,
+            },
+        );
     }
 
     fn completion(&mut self, now: Instant, c: Completion) {
@@ -1292,6 +1341,14 @@ impl Session {
             };
             let action = r.task.step(&mut self.cache, input);
             match action {
+                Action::Send(..) if self.reboot_grace.is_some() => {
+                    // The answer awaited at the reboot came; this request
+                    // would meet the reset cam: resync first, then the
+                    // task resumes (and sends it again).
+                    self.reboot_grace = None;
+                    self.resync_after_reboot(now);
+                    return;
+                }
                 Action::Send(cmd, info) => {
                     let (op, channel) = (cmd.opcode, cmd.channel.0);
                     let retries = r.retries;
@@ -1395,6 +1452,9 @@ impl Session {
 
     fn finish(&mut self, out: Result<Box<dyn Any + Send>>) {
         self.phase = Phase::Idle;
+        if self.reboot_grace.take().is_some() && self.connected {
+            self.needs_resync = true;
+        }
         // A read that ended while its buffer was lent (cancelled, failed).
         self.cache.read_buf = Vec::new();
         if let Some(r) = self.running.take() {

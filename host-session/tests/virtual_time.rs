@@ -1509,3 +1509,37 @@ fn acks_off_over_datagrams_a_lost_datagram_costs_a_resumed_read() {
         assert!(took < budget, "seed {seed}: {took:?}");
     }
 }
+
+/// A script's last output, read while the script ends: the cam answers the
+/// stdout read it received before its reset (the answer carries text the
+/// cam has consumed, which exists nowhere else) after its SOFT_REBOOT
+/// event. The session takes that answer before resyncing, so the text is
+/// not lost; the next operation resyncs first.
+#[test]
+fn a_stdout_answer_sent_after_soft_reboot_keeps_its_text() {
+    let mut w = World::new(bulk_cam(FaultConfig::default()), SessionConfig::default());
+    w.cam.output().write_str("last words\n");
+    w.log = true;
+    let mut fired = false;
+    let out = w
+        .run_with(ops::ReadStdout, |w| {
+            // The size answer is in: the event goes out before the read's
+            // answer, as when the script ends between the two requests.
+            if !fired && w.rx.iter().any(|(_, h)| h.opcode == Opcode::CHANNEL_SIZE) {
+                fired = true;
+                w.cam
+                    .send_event(ChannelId::SYSTEM, Some(EventId::SOFT_REBOOT.0));
+            }
+        })
+        .unwrap();
+    assert!(fired);
+    assert_eq!(out.as_deref(), Some("last words\n"));
+    let from = w.tx.len();
+    assert_eq!(w.run(ops::ReadStdout).unwrap(), None);
+    let ops: Vec<Opcode> = requests(&w.tx, from).into_iter().map(|(_, o)| o).collect();
+    assert_eq!(
+        ops.first(),
+        Some(&Opcode::PROTO_SYNC),
+        "a resync first: {ops:?}"
+    );
+}
