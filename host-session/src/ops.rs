@@ -1464,7 +1464,7 @@ op!(
     /// Reads the waiting frame without decoding it: lock, size, read,
     /// unlock. `None` when no frame is waiting (lock BUSY or empty).
     ReadFrame => Option<RawFrame>, retries = true, |_s| builtin("stream", |id| Box::new(Locked {
-        id, stage: LockStage::Lock, kind: LockedKind::Frame, size: 0, result: None, busy_waits: 0,
+        id, stage: LockStage::Lock, kind: LockedKind::Frame, size: 0, result: None, busy_waits: 0, resumed: false,
     }))
 );
 
@@ -1479,7 +1479,7 @@ op!(
     ReadProfile => Option<ProfileData>, retries = true, |_s| by_name("profile", Box::new(|e| match e {
         None => Err(done(Option::<ProfileData>::None)),
         Some(e) => Ok(Box::new(NeedSysInfo { inner: Some(Box::new(Locked {
-            id: e.id, stage: LockStage::Lock, kind: LockedKind::Profile, size: 0, result: None, busy_waits: 0,
+            id: e.id, stage: LockStage::Lock, kind: LockedKind::Profile, size: 0, result: None, busy_waits: 0, resumed: false,
         })), started: false }) as Box<dyn Task>),
     }))
 );
@@ -1516,6 +1516,10 @@ struct Locked {
     result: Option<Box<dyn core::any::Any + Send>>,
     /// BUSY locks waited out so far.
     busy_waits: u8,
+    /// The lock was asked for before in this operation (it resumed after
+    /// a resync): a BUSY answer may be the cam's lock interval counted
+    /// from that lock, granted though its answer was given up.
+    resumed: bool,
 }
 
 impl Locked {
@@ -1561,6 +1565,7 @@ impl Task for Locked {
         let bit = 1u32 << (self.id.0 & 31);
         let reply = match input {
             Input::Start | Input::Resumed { .. } => {
+                self.resumed |= matches!(input, Input::Resumed { .. });
                 self.result = None;
                 return self.send(LockStage::Lock);
             }
@@ -1570,6 +1575,19 @@ impl Task for Locked {
                         if e.is_nak(Status::BUSY)
                             && self.kind == LockedKind::Profile
                             && self.busy_waits < PROFILE_BUSY_TRIES =>
+                    {
+                        self.busy_waits += 1;
+                        Action::Wait {
+                            time: PROFILE_BUSY_WAIT,
+                            op: Opcode::CHANNEL_LOCK,
+                            channel: self.id.0,
+                        }
+                    }
+                    // A frame read that asked for the lock before (the
+                    // lock may have been granted, its answer lost): BUSY
+                    // may be the interval since that lock; wait it out once.
+                    LockStage::Lock
+                        if e.is_nak(Status::BUSY) && self.resumed && self.busy_waits == 0 =>
                     {
                         self.busy_waits += 1;
                         Action::Wait {
