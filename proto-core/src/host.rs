@@ -750,6 +750,18 @@ impl HostEndpoint {
             self.stats.sequence += 1;
             return;
         }
+        // An answer on another channel than the request's: a late packet of
+        // an earlier exchange whose sequence happens to match (requests
+        // carry no id). Dropped unACKed, the counter unchanged. Channel 0
+        // is accepted too: early firmware answered every request on it.
+        if matches!(self.op, Op::Request { .. })
+            && !h.flags.contains(Flags::EVENT)
+            && h.channel != self.req_channel
+            && h.channel != ChannelId::SYSTEM
+        {
+            self.stats.unexpected += 1;
+            return;
+        }
         if !self.caps.flags.crc()
             && h.flags.contains(Flags::ACK_REQ)
             && !h.flags.contains(Flags::EVENT)

@@ -185,9 +185,16 @@ fn fixed_size_and_status_only_answers_are_bounded_too() {
     for (cmd, limit, sent) in cases {
         let opcode = cmd.opcode;
         let seq = start(&mut link, &cmd);
-        let p = packet(true, seq, Flags::NONE, opcode, &vec![0u8; sent]);
-        // System opcodes answer on channel 0; the host does not check the
-        // channel, only opcode and size.
+        // Answered on the request's channel (0 for system opcodes).
+        let h = Header {
+            sequence: seq,
+            channel: cmd.channel,
+            flags: Flags::NONE,
+            opcode,
+            length: 0,
+        };
+        let mut p = Vec::new();
+        encode_packet(&h, &vec![0u8; sent], true, &mut p);
         link.host.handle_input(link.now, &p);
         assert_eq!(
             completions(&mut link),
@@ -415,4 +422,53 @@ fn an_ack_from_before_a_resync_is_never_sent_again() {
     start(&mut link, &Command::read(BUF, 0, 10_000));
     assert!(!link.host.resend_last_ack());
     assert!(acks(&mut link).is_empty());
+}
+
+#[test]
+fn a_late_answer_on_another_channel_is_not_taken_for_the_answer() {
+    // A delayed copy of an earlier read's answer (channel 4) whose sequence
+    // happens to be the one the read of channel 1 awaits (DST seed 64955).
+    let mut link = link(HostConfig::default());
+    link.connect().unwrap();
+    let seq = start(&mut link, &Command::read(BUF, 0, 100));
+    let h = Header {
+        sequence: seq,
+        channel: ChannelId(4),
+        flags: Flags::ACK_REQ,
+        opcode: Opcode::CHANNEL_READ,
+        length: 0,
+    };
+    let mut stale = Vec::new();
+    encode_packet(&h, &[9u8; 59], true, &mut stale);
+    let unexpected = link.host.stats().unexpected;
+    link.host.handle_input(link.now, &stale);
+    assert!(completions(&mut link).is_empty());
+    assert!(acks(&mut link).is_empty(), "not ACKed");
+    assert_eq!(link.host.stats().unexpected, unexpected + 1);
+    // The real answer, same sequence, completes the read.
+    let real = pattern(100);
+    link.host.handle_input(
+        link.now,
+        &packet(true, seq, Flags::ACK_REQ, Opcode::CHANNEL_READ, &real),
+    );
+    assert_eq!(
+        completions(&mut link),
+        [Completion::Request(Ok(Reply::Data(real.into())))]
+    );
+    // An answer on channel 0 (early firmware answered every request there)
+    // is still taken.
+    let seq = start(&mut link, &Command::read(BUF, 0, 10));
+    let h = Header {
+        channel: ChannelId::SYSTEM,
+        ..h
+    };
+    let h = Header { sequence: seq, ..h };
+    let mut on_zero = Vec::new();
+    encode_packet(&h, &[7u8; 10], true, &mut on_zero);
+    link.host.handle_input(link.now, &on_zero);
+    assert_eq!(
+        completions(&mut link),
+        [Completion::Request(Ok(Reply::Data(vec![7u8; 10].into())))]
+    );
+    reconnect_and_read(&mut link);
 }
