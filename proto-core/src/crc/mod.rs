@@ -58,10 +58,12 @@ pub const SIMD_MIN_LEN: usize = 192;
 /// CRC-32 of a payload, with the implementation [`crc32_impl`] names
 /// (the tables for payloads shorter than [`SIMD_MIN_LEN`] either way).
 #[inline]
+#[allow(unsafe_code)]
 pub fn crc32(data: &[u8]) -> u32 {
     #[cfg(simd)]
     if data.len() >= SIMD_MIN_LEN && simd::active() {
-        return simd::checksum(data);
+        // SAFETY: active() implies detected().
+        return unsafe { simd::checksum(data) };
     }
     crc32_table(data)
 }
@@ -73,10 +75,12 @@ pub fn crc32_table(data: &[u8]) -> u32 {
 
 /// CRC-32 of a payload with carry-less multiply, or `None` where this build
 /// or this CPU has none.
+#[allow(unsafe_code)]
 pub fn crc32_simd(data: &[u8]) -> Option<u32> {
     #[cfg(simd)]
     if simd::detected() {
-        return Some(simd::checksum(data));
+        // SAFETY: just checked.
+        return Some(unsafe { simd::checksum(data) });
     }
     let _ = data;
     None
@@ -123,16 +127,16 @@ pub fn set_crc32_impl(imp: Crc32Impl) -> bool {
     }
 }
 
-/// The carry-less-multiply CRC-32, on the architectures `crc-fast`
-/// accelerates; `cfg(simd)` is set by `build.rs`.
+#[cfg(all(simd, any(target_arch = "x86", target_arch = "x86_64")))]
+mod x86;
+
+/// The carry-less-multiply CRC-32 and the run-time choice of it; `cfg(simd)`
+/// is set by `build.rs` on x86, x86_64 (our own PCLMULQDQ code, [`x86`])
+/// and aarch64 (`crc-fast`'s PMULL code).
 #[cfg(simd)]
+#[allow(unsafe_code)]
 mod simd {
     use std::sync::atomic::{AtomicU8, Ordering};
-    use std::sync::OnceLock;
-
-    use crc_fast::{checksum_with_params, CrcParams};
-
-    use super::PAYLOAD_CRC;
 
     const UNKNOWN: u8 = 0;
     const OFF: u8 = 1;
@@ -143,40 +147,31 @@ mod simd {
     /// OFF when the table was chosen.
     static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-    fn params() -> CrcParams {
-        static PARAMS: OnceLock<CrcParams> = OnceLock::new();
-        *PARAMS.get_or_init(|| {
-            CrcParams::new(
-                "OMV-PAYLOAD-CRC32",
-                32,
-                u64::from(PAYLOAD_CRC.poly),
-                u64::from(PAYLOAD_CRC.init),
-                false,
-                u64::from(PAYLOAD_CRC.xorout),
-                u64::from(PAYLOAD_CRC.check),
-            )
-        })
-    }
-
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     fn cpu_has_clmul() -> bool {
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        return std::arch::is_x86_feature_detected!("pclmulqdq")
-            && std::arch::is_x86_feature_detected!("sse4.1");
-        #[cfg(target_arch = "aarch64")]
-        return std::arch::is_aarch64_feature_detected!("aes")
-            && std::arch::is_aarch64_feature_detected!("neon");
+        super::x86::cpu_has_clmul()
     }
 
+    #[cfg(target_arch = "aarch64")]
+    fn cpu_has_clmul() -> bool {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("neon")
+    }
+
+    #[cold]
+    fn detect() -> u8 {
+        let s = if cpu_has_clmul() { ON } else { ABSENT };
+        // Another thread may have chosen meanwhile: keep its choice.
+        match STATE.compare_exchange(UNKNOWN, s, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => s,
+            Err(now) => now,
+        }
+    }
+
+    #[inline]
     fn state() -> u8 {
         match STATE.load(Ordering::Relaxed) {
-            UNKNOWN => {
-                let s = if cpu_has_clmul() { ON } else { ABSENT };
-                // Another thread may have chosen meanwhile: keep its choice.
-                match STATE.compare_exchange(UNKNOWN, s, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => s,
-                    Err(now) => now,
-                }
-            }
+            UNKNOWN => detect(),
             s => s,
         }
     }
@@ -185,6 +180,7 @@ mod simd {
         state() != ABSENT
     }
 
+    #[inline]
     pub(super) fn active() -> bool {
         state() == ON
     }
@@ -195,8 +191,43 @@ mod simd {
         }
     }
 
-    pub(super) fn checksum(data: &[u8]) -> u32 {
-        checksum_with_params(params(), data) as u32
+    /// The CRC-32 by carry-less multiply.
+    ///
+    /// # Safety
+    ///
+    /// [`detected`] must have returned true.
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    #[inline]
+    pub(super) unsafe fn checksum(data: &[u8]) -> u32 {
+        // SAFETY: detected() checked PCLMULQDQ and SSE4.1 (our contract).
+        unsafe { super::x86::checksum(data) }
+    }
+
+    /// The CRC-32 by carry-less multiply.
+    ///
+    /// # Safety
+    ///
+    /// [`detected`] must have returned true.
+    #[cfg(target_arch = "aarch64")]
+    pub(super) unsafe fn checksum(data: &[u8]) -> u32 {
+        use crc_fast::{checksum_with_params, CrcParams};
+        use std::sync::OnceLock;
+
+        use super::PAYLOAD_CRC;
+
+        static PARAMS: OnceLock<CrcParams> = OnceLock::new();
+        let params = *PARAMS.get_or_init(|| {
+            CrcParams::new(
+                "OMV-PAYLOAD-CRC32",
+                32,
+                u64::from(PAYLOAD_CRC.poly),
+                u64::from(PAYLOAD_CRC.init),
+                false,
+                u64::from(PAYLOAD_CRC.xorout),
+                u64::from(PAYLOAD_CRC.check),
+            )
+        });
+        checksum_with_params(params, data) as u32
     }
 }
 

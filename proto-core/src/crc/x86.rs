@@ -1,0 +1,274 @@
+//! The payload CRC-32 by carry-less multiply on x86 and x86_64 (PCLMULQDQ
+//! with SSE4.1), after Intel's "Fast CRC Computation for Generic
+//! Polynomials Using PCLMULQDQ Instruction" (Gopal et al., 2009), for this
+//! MSB-first (not reflected) polynomial.
+//!
+//! Each 16-byte block is loaded byte-reversed, so a 128-bit lane holds the
+//! block as a polynomial with its first bit as the coefficient of x^127
+//! and bit `i` of the register as the coefficient of x^i, the same order
+//! carry-less multiply uses. A lane `A = A_hi·x^64 + A_lo` standing `d` bits
+//! before another one `B` is folded into it as
+//! `A_hi·(x^(d+64) mod P) ⊕ A_lo·(x^d mod P) ⊕ B`, which is congruent to
+//! `A·x^d ⊕ B` modulo P and still fits 128 bits (64 × 32-bit products).
+//! Eight lanes run side by side over 128-byte strides, then fold into one,
+//! single blocks follow, the last lane reduces to 32 bits (two folds and a
+//! Barrett reduction), and the last `len % 16` bytes go through a byte
+//! table. Every constant is computed below, at compile time, from
+//! [`PAYLOAD_CRC`]'s polynomial.
+#![allow(unsafe_code)]
+
+#[cfg(target_arch = "x86")]
+use core::arch::x86::*;
+#[cfg(target_arch = "x86_64")]
+use core::arch::x86_64::*;
+
+use super::PAYLOAD_CRC;
+
+/// The low 32 coefficients of P (its x^32 term is implied).
+const POLY: u32 = PAYLOAD_CRC.poly;
+
+/// x^n mod P, as a polynomial of degree < 32 (bit `i` = coefficient of x^i).
+const fn x_pow_mod(n: u32) -> u64 {
+    let mut r: u32 = 1;
+    let mut i = 0;
+    while i < n {
+        // r·x: shift, and replace an x^32 term by P's lower coefficients.
+        let carry = r & 0x8000_0000 != 0;
+        r <<= 1;
+        if carry {
+            r ^= POLY;
+        }
+        i += 1;
+    }
+    r as u64
+}
+
+/// floor(x^64 / P), the 33-bit Barrett constant.
+const fn barrett_mu() -> u64 {
+    let p = (1u128 << 32) | POLY as u128;
+    let mut rem = 1u128 << 64;
+    let mut q = 0u64;
+    let mut shift = 32;
+    loop {
+        if rem & (1u128 << (shift + 32)) != 0 {
+            rem ^= p << shift;
+            q |= 1 << shift;
+        }
+        if shift == 0 {
+            return q;
+        }
+        shift -= 1;
+    }
+}
+
+/// The folding constants for a distance of `d` bits, as `[lo, hi]`
+/// 64-bit halves of one register: `x^d mod P` multiplies a lane's low
+/// half, `x^(d+64) mod P` its high half.
+const fn fold_keys(d: u32) -> [u64; 2] {
+    [x_pow_mod(d), x_pow_mod(d + 64)]
+}
+
+/// Lanes folded side by side in the main loop.
+const LANES: usize = 8;
+/// Bytes per lane (one 128-bit register).
+const LANE_BYTES: usize = 16;
+/// Bytes the main loop consumes per iteration.
+const STRIDE: usize = LANES * LANE_BYTES;
+
+/// Folds a lane one stride ahead, onto the lane `LANES` blocks later.
+const KEYS_STRIDE: [u64; 2] = fold_keys(8 * STRIDE as u32);
+/// Folds a lane one block ahead.
+const KEYS_BLOCK: [u64; 2] = fold_keys(8 * LANE_BYTES as u32);
+/// `KEYS_LANE[i]` folds lane `i` of the last stride onto lane `LANES - 1`
+/// (a distance of `LANES - 1 - i` blocks).
+const KEYS_LANE: [[u64; 2]; LANES - 1] = {
+    let mut k = [[0u64; 2]; LANES - 1];
+    let mut i = 0;
+    while i < LANES - 1 {
+        k[i] = fold_keys((8 * LANE_BYTES * (LANES - 1 - i)) as u32);
+        i += 1;
+    }
+    k
+};
+/// Final reduction of R (128 bits) to R·x^32 mod P: `[x^64 mod P, x^96 mod P]`.
+const KEYS_FINAL: [u64; 2] = [x_pow_mod(64), x_pow_mod(96)];
+/// Barrett reduction of a 64-bit remainder: `[floor(x^64 / P), P]`
+/// (P with its x^32 term).
+const KEYS_BARRETT: [u64; 2] = [barrett_mu(), (1 << 32) | POLY as u64];
+
+/// `TABLE[b]` = b·x^32 mod P: what one byte `b` leaves in a zero register
+/// (for the last `len % 16` bytes).
+const TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut r = (b as u32) << 24;
+        let mut i = 0;
+        while i < 8 {
+            r = if r & 0x8000_0000 != 0 {
+                (r << 1) ^ POLY
+            } else {
+                r << 1
+            };
+            i += 1;
+        }
+        t[b] = r;
+        b += 1;
+    }
+    t
+};
+
+/// Continues a CRC register over `data` one byte at a time.
+#[inline]
+fn bytewise(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc = (crc << 8) ^ TABLE[usize::from((crc >> 24) as u8 ^ b)];
+    }
+    crc
+}
+
+/// True when this CPU runs [`checksum`].
+pub(super) fn cpu_has_clmul() -> bool {
+    std::arch::is_x86_feature_detected!("pclmulqdq")
+        && std::arch::is_x86_feature_detected!("sse4.1")
+}
+
+/// The payload CRC-32 of `data` ([`PAYLOAD_CRC`]: init all ones, no final
+/// xor), using carry-less multiply for every whole 16-byte block.
+///
+/// # Safety
+///
+/// The CPU must have PCLMULQDQ and SSE4.1 ([`cpu_has_clmul`]).
+#[target_feature(enable = "pclmulqdq,sse4.1")]
+pub(super) unsafe fn checksum(data: &[u8]) -> u32 {
+    let init = PAYLOAD_CRC.init;
+    if data.len() < LANE_BYTES {
+        return bytewise(init, data);
+    }
+    let (blocks, tail) = data.split_at(data.len() - data.len() % LANE_BYTES);
+    // SAFETY: the CPU has the target features (this function's contract).
+    let crc = unsafe { fold_blocks(init, blocks) };
+    bytewise(crc, tail)
+}
+
+/// Byte-reverses a 16-byte block so its first byte is the high one.
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse4.1")]
+unsafe fn load(block: &[u8]) -> __m128i {
+    let reverse = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    // Panics rather than reading past a short slice.
+    let block = &block[..LANE_BYTES];
+    // SAFETY: `block` is 16 readable bytes; loadu needs no alignment.
+    let v = unsafe { _mm_loadu_si128(block.as_ptr().cast()) };
+    _mm_shuffle_epi8(v, reverse)
+}
+
+/// `keys` as a register: `[0]` in the low half, `[1]` in the high half.
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse4.1")]
+unsafe fn keys(k: [u64; 2]) -> __m128i {
+    _mm_set_epi64x(k[1] as i64, k[0] as i64)
+}
+
+/// `a` folded ahead by the distance `k` was made for, onto `b`.
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse4.1")]
+unsafe fn fold(a: __m128i, k: __m128i, b: __m128i) -> __m128i {
+    let hi = _mm_clmulepi64_si128(a, k, 0x11);
+    let lo = _mm_clmulepi64_si128(a, k, 0x00);
+    _mm_xor_si128(_mm_xor_si128(hi, lo), b)
+}
+
+/// The CRC register after `blocks` (a non-empty multiple of 16 bytes),
+/// starting from `init`.
+#[target_feature(enable = "pclmulqdq,sse4.1")]
+unsafe fn fold_blocks(init: u32, blocks: &[u8]) -> u32 {
+    debug_assert!(!blocks.is_empty() && blocks.len() % LANE_BYTES == 0);
+    // The register's initial value enters as an xor on the first 32 bits.
+    let init = _mm_set_epi32(init as i32, 0, 0, 0);
+    let mut rest = blocks;
+    let mut acc;
+    if rest.len() >= STRIDE {
+        let mut x = [_mm_setzero_si128(); LANES];
+        for (i, lane) in x.iter_mut().enumerate() {
+            *lane = load(&rest[i * LANE_BYTES..]);
+        }
+        x[0] = _mm_xor_si128(x[0], init);
+        rest = &rest[STRIDE..];
+        let k = keys(KEYS_STRIDE);
+        while rest.len() >= STRIDE {
+            for (i, lane) in x.iter_mut().enumerate() {
+                *lane = fold(*lane, k, load(&rest[i * LANE_BYTES..]));
+            }
+            rest = &rest[STRIDE..];
+        }
+        // All lanes onto the last one, each from its own distance.
+        acc = x[LANES - 1];
+        for (lane, k) in x.iter().zip(KEYS_LANE) {
+            acc = fold(*lane, keys(k), acc);
+        }
+    } else {
+        acc = _mm_xor_si128(load(rest), init);
+        rest = &rest[LANE_BYTES..];
+    }
+    let k = keys(KEYS_BLOCK);
+    while !rest.is_empty() {
+        acc = fold(acc, k, load(rest));
+        rest = &rest[LANE_BYTES..];
+    }
+    reduce(acc)
+}
+
+/// R·x^32 mod P for the 128-bit polynomial R in `r`: the CRC register
+/// after the bytes R stands for.
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse4.1")]
+unsafe fn reduce(r: __m128i) -> u32 {
+    let k = keys(KEYS_FINAL);
+    // R·x^32 = R_hi·x^96 + R_lo·x^32 ≡ R_hi·(x^96 mod P) + R_lo·x^32,
+    // a polynomial T of degree < 96.
+    let t = _mm_xor_si128(
+        _mm_clmulepi64_si128(r, k, 0x11),
+        _mm_slli_si128(_mm_move_epi64(r), 4),
+    );
+    // T = T_hi·x^64 + T_lo (T_hi 32 bits) ≡ T_hi·(x^64 mod P) + T_lo, of
+    // degree < 64.
+    let u = _mm_xor_si128(_mm_clmulepi64_si128(t, k, 0x01), _mm_move_epi64(t));
+    // Barrett: q = floor(floor(U / x^32)·mu / x^32) = floor(U / P), and
+    // U mod P = (U ⊕ q·P) mod x^32.
+    let b = keys(KEYS_BARRETT);
+    let q = _mm_srli_epi64(_mm_clmulepi64_si128(_mm_srli_epi64(u, 32), b, 0x00), 32);
+    let qp = _mm_clmulepi64_si128(q, b, 0x10);
+    _mm_cvtsi128_si32(_mm_xor_si128(u, qp)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_the_crc_crate() {
+        let data: alloc::vec::Vec<u8> = (0..1000u32).map(|i| (i * 131 + 7) as u8).collect();
+        for len in 0..data.len() {
+            assert_eq!(
+                bytewise(PAYLOAD_CRC.init, &data[..len]),
+                super::super::crc32_table(&data[..len])
+            );
+        }
+    }
+
+    #[test]
+    fn constants_follow_from_the_polynomial() {
+        // x^32 mod P is P's lower coefficients; below x^32 a power is itself.
+        assert_eq!(x_pow_mod(32), u64::from(POLY));
+        assert_eq!(x_pow_mod(31), 1 << 31);
+        // mu·P = x^64 + (a remainder of degree < 32).
+        let mut prod = 0u128;
+        for i in 0..64 {
+            if KEYS_BARRETT[1] >> i & 1 != 0 {
+                prod ^= u128::from(barrett_mu()) << i;
+            }
+        }
+        assert_eq!(prod >> 32, 1 << 32);
+    }
+}
