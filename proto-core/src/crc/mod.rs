@@ -1,11 +1,14 @@
 //! The two CRCs of the protocol.
 //!
 //! Both are MSB-first (not reflected), with no final xor. The header CRC-16
-//! (8 bytes) always uses the `crc` crate's slice-by-16 tables. The payload
-//! CRC-32 uses carry-less multiply (the `crc-fast` crate: PCLMULQDQ on x86,
-//! PMULL on aarch64) when the `simd-crc` feature is on (it is part of `std`)
-//! and the CPU has the instructions, detected once at run time; everywhere
-//! else, including every `no_std` build, it uses the same tables.
+//! of 8 bytes uses slice-by-8 tables built here at compile time (other
+//! lengths the `crc` crate's slice-by-16 tables). The payload CRC-32 uses
+//! carry-less multiply when the `simd-crc` feature is on (it is part of
+//! `std`) and the CPU has the instructions, detected once at run time: our
+//! own PCLMULQDQ code on x86 and x86_64 (with a 256-bit VPCLMULQDQ main
+//! loop where the CPU has it and AVX2), the `crc-fast` crate's PMULL code
+//! on aarch64. Everywhere else, including every `no_std` build, it uses the
+//! `crc` crate's slice-by-16 tables.
 //! [`crc32_table`] and [`crc32_simd`] name one implementation each, and
 //! [`set_crc32_impl`] chooses what [`crc32`] (and so the framer) uses, for
 //! benchmarks and comparisons.
@@ -45,8 +48,63 @@ static CRC16: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&HEADER_CRC);
 static CRC32: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&PAYLOAD_CRC);
 
 /// CRC-16 of a header's first 8 bytes (or of any data).
+#[inline]
 pub fn crc16(data: &[u8]) -> u16 {
-    CRC16.checksum(data)
+    match <&[u8; 8]>::try_from(data) {
+        Ok(header) => crc16_8(header),
+        Err(_) => CRC16.checksum(data),
+    }
+}
+
+/// `CRC16_8[k][b]` = b·x^(16 + 8k) mod P16: what byte `b` followed by `k`
+/// more bytes leaves in a zero CRC-16 register (slice-by-8 tables, built
+/// at compile time from [`HEADER_CRC`]'s polynomial).
+static CRC16_8: [[u16; 256]; 8] = {
+    let poly = HEADER_CRC.poly;
+    let mut t = [[0u16; 256]; 8];
+    let mut b = 0;
+    while b < 256 {
+        let mut r = (b as u16) << 8;
+        let mut i = 0;
+        while i < 8 {
+            r = if r & 0x8000 != 0 {
+                (r << 1) ^ poly
+            } else {
+                r << 1
+            };
+            i += 1;
+        }
+        t[0][b] = r;
+        b += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut b = 0;
+        while b < 256 {
+            let prev = t[k - 1][b];
+            t[k][b] = (prev << 8) ^ t[0][(prev >> 8) as usize];
+            b += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// CRC-16 of exactly 8 bytes (a header): eight independent table lookups
+/// instead of a chain of eight; the initial value enters as an xor on the
+/// first two bytes.
+#[inline]
+fn crc16_8(d: &[u8; 8]) -> u16 {
+    let [i0, i1] = HEADER_CRC.init.to_be_bytes();
+    let t = &CRC16_8;
+    t[7][usize::from(d[0] ^ i0)]
+        ^ t[6][usize::from(d[1] ^ i1)]
+        ^ t[5][usize::from(d[2])]
+        ^ t[4][usize::from(d[3])]
+        ^ t[3][usize::from(d[4])]
+        ^ t[2][usize::from(d[5])]
+        ^ t[1][usize::from(d[6])]
+        ^ t[0][usize::from(d[7])]
 }
 
 /// Shortest payload [`crc32`] hands to the carry-less-multiply CRC: that
@@ -235,6 +293,14 @@ mod simd {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// The 8-byte tables give the crc crate's header CRC.
+        #[test]
+        fn crc16_of_8_bytes_matches_the_crc_crate(d in proptest::prelude::any::<[u8; 8]>()) {
+            proptest::prop_assert_eq!(crc16(&d), CRC16.checksum(&d));
+        }
+    }
+
     #[test]
     fn check_values() {
         assert_eq!(crc16(b"123456789"), HEADER_CRC.check);
@@ -242,6 +308,7 @@ mod tests {
         assert_eq!(crc16(b""), 0xFFFF);
         assert_eq!(crc32(b""), 0xFFFF_FFFF);
         assert_eq!(crc32_table(b"123456789"), PAYLOAD_CRC.check);
+        assert_eq!(crc16(b"12345678"), CRC16.checksum(b"12345678"));
         if let Some(c) = crc32_simd(b"123456789") {
             assert_eq!(c, PAYLOAD_CRC.check);
         }
