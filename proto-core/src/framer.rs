@@ -101,7 +101,10 @@ pub struct FramerStats {
 enum State {
     Sync,
     Header,
-    Payload { total: usize },
+    /// A header passed its checks; waiting for its payload and trailer.
+    Payload {
+        header: Header,
+    },
 }
 
 /// The streaming packet parser. See the module documentation.
@@ -213,9 +216,7 @@ impl Framer {
                     };
                     match reject {
                         None => {
-                            self.state = State::Payload {
-                                total: header.wire_len(),
-                            };
+                            self.state = State::Payload { header };
                             self.recovery_from = 1;
                         }
                         Some(reason) => {
@@ -227,7 +228,8 @@ impl Framer {
                         }
                     }
                 }
-                State::Payload { total } => {
+                State::Payload { header } => {
+                    let total = header.wire_len();
                     if self.buf.len() < total {
                         if self.config.role == Role::Device && self.recover_sync() {
                             continue;
@@ -235,10 +237,6 @@ impl Framer {
                         return None;
                     }
                     self.state = State::Sync;
-                    let header = match Header::decode(&self.buf[..HEADER_SIZE]) {
-                        Ok(h) => h,
-                        Err(_) => return None,
-                    };
                     let len = usize::from(header.length);
                     if len > 0 && self.config.crc {
                         let payload = &self.buf[HEADER_SIZE..HEADER_SIZE + len];
@@ -275,11 +273,16 @@ impl Framer {
                         }
                         continue;
                     }
-                    let mut whole = self.buf.split_to(total).freeze();
+                    // The payload shares the buffer's allocation: one
+                    // reference count taken (split_to), none for the header
+                    // and trailer around it.
                     let payload = if len > 0 {
-                        whole.truncate(HEADER_SIZE + len);
-                        whole.slice(HEADER_SIZE..)
+                        self.buf.advance(HEADER_SIZE);
+                        let payload = self.buf.split_to(len).freeze();
+                        self.buf.advance(total - HEADER_SIZE - len);
+                        payload
                     } else {
+                        self.buf.advance(total);
                         bytes::Bytes::new()
                     };
                     self.stats.packets += 1;
