@@ -3,7 +3,8 @@
 //! arbitrary data (proptest).
 
 use omv_proto::crc::{
-    crc32, crc32_impl, crc32_simd, crc32_table, set_crc32_impl, Crc32Impl, SIMD_MIN_LEN,
+    crc32, crc32_extend, crc32_impl, crc32_simd, crc32_table, set_crc32_impl, Crc32Impl,
+    SIMD_MIN_LEN,
 };
 use omv_proto::rng::SimRng;
 
@@ -77,5 +78,9 @@ proptest::proptest! {
             proptest::prop_assert_eq!(c, crc32_table(d));
         }
         proptest::prop_assert_eq!(crc32(d), crc32_table(d));
+        // The copy made with the CRC, after bytes already there.
+        let mut out = data[..skip.min(data.len())].to_vec();
+        proptest::prop_assert_eq!(crc32_extend(&mut out, d), crc32_table(d));
+        proptest::prop_assert_eq!(&out[..], &data[..]);
     }
 }

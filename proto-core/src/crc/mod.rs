@@ -133,6 +133,28 @@ pub fn crc32(data: &[u8]) -> u32 {
     crc32_table(data)
 }
 
+/// Appends `data` to `out` and returns its CRC-32 (as [`crc32`] computes
+/// it). Where the x86 carry-less-multiply CRC runs, the copy is made in the
+/// same pass as the CRC (each block stored as it is loaded), instead of a
+/// copy and a second pass over the copy.
+#[allow(unsafe_code)]
+pub fn crc32_extend(out: &mut Vec<u8>, data: &[u8]) -> u32 {
+    #[cfg(all(simd, any(target_arch = "x86", target_arch = "x86_64")))]
+    if data.len() >= SIMD_MIN_LEN && simd::active() {
+        out.reserve(data.len());
+        let len = out.len();
+        // SAFETY: active() implies detected(): the CPU has PCLMULQDQ and
+        // SSE4.1.
+        let c = unsafe { x86::checksum_copy(data, out.spare_capacity_mut()) };
+        // SAFETY: checksum_copy wrote the first data.len() bytes of the
+        // spare capacity (reserved above).
+        unsafe { out.set_len(len + data.len()) };
+        return c;
+    }
+    out.extend_from_slice(data);
+    crc32(data)
+}
+
 /// CRC-32 of a payload with the slice-by-16 tables, whatever the CPU.
 pub fn crc32_table(data: &[u8]) -> u32 {
     CRC32.checksum(data)

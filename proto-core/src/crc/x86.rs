@@ -22,6 +22,7 @@ use core::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
 
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::PAYLOAD_CRC;
@@ -181,31 +182,89 @@ fn wide() -> bool {
 /// The CPU must have PCLMULQDQ and SSE4.1 ([`cpu_has_clmul`]).
 #[inline]
 pub(super) unsafe fn checksum(data: &[u8]) -> u32 {
+    // SAFETY: our contract; nothing is written when not copying.
+    unsafe { run::<false>(data, core::ptr::null_mut()) }
+}
+
+/// [`checksum`] of `data`, also copying `data` into `dst[..data.len()]` in
+/// the same pass (each block is stored as it is loaded for the CRC).
+///
+/// # Safety
+///
+/// The CPU must have PCLMULQDQ and SSE4.1 ([`cpu_has_clmul`]).
+///
+/// # Panics
+///
+/// When `dst` is shorter than `data`.
+#[inline]
+pub(super) unsafe fn checksum_copy(data: &[u8], dst: &mut [MaybeUninit<u8>]) -> u32 {
+    let dst = &mut dst[..data.len()];
+    // SAFETY: our contract; `dst` is writable for `data.len()` bytes, and
+    // `data` (a shared borrow) cannot overlap it (an exclusive one).
+    unsafe { run::<true>(data, dst.as_mut_ptr().cast()) }
+}
+
+/// [`checksum`], and with `COPY` the copy of [`checksum_copy`].
+///
+/// # Safety
+///
+/// The CPU must have PCLMULQDQ and SSE4.1; with `COPY`, `dst` must be
+/// writable for `data.len()` bytes and not overlap `data`.
+#[inline]
+unsafe fn run<const COPY: bool>(data: &[u8], dst: *mut u8) -> u32 {
     let init = PAYLOAD_CRC.init;
-    if data.len() < LANE_BYTES {
-        return bytewise(init, data);
-    }
-    let (blocks, tail) = data.split_at(data.len() - data.len() % LANE_BYTES);
-    let crc = if blocks.len() >= 2 * STRIDE && wide() {
-        // SAFETY: wide() checked AVX2 and VPCLMULQDQ besides our contract.
-        unsafe { fold_blocks_wide(init, blocks) }
+    let whole = data.len() - data.len() % LANE_BYTES;
+    let (blocks, tail) = data.split_at(whole);
+    let crc = if blocks.is_empty() {
+        init
+    } else if blocks.len() >= 2 * STRIDE && wide() {
+        // SAFETY: wide() checked AVX2 and VPCLMULQDQ besides our contract;
+        // `dst` as ours.
+        unsafe { fold_blocks_wide::<COPY>(init, blocks, dst) }
     } else {
-        // SAFETY: the CPU has the target features (this function's contract).
-        unsafe { fold_blocks(init, blocks) }
+        // SAFETY: the CPU has the target features (our contract), `dst` as
+        // ours.
+        unsafe { fold_blocks::<COPY>(init, blocks, dst) }
     };
+    if COPY {
+        // SAFETY: `dst` has room for `data`, of which `whole` bytes are done.
+        unsafe { core::ptr::copy_nonoverlapping(tail.as_ptr(), dst.add(whole), tail.len()) };
+    }
     bytewise(crc, tail)
 }
 
-/// Byte-reverses a 16-byte block so its first byte is the high one.
+/// A 16-byte block as it is in memory.
 #[inline]
 #[target_feature(enable = "pclmulqdq,sse4.1")]
 unsafe fn load(block: &[u8]) -> __m128i {
-    let reverse = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     // Panics rather than reading past a short slice.
     let block = &block[..LANE_BYTES];
     // SAFETY: `block` is 16 readable bytes; loadu needs no alignment.
-    let v = unsafe { _mm_loadu_si128(block.as_ptr().cast()) };
-    _mm_shuffle_epi8(v, reverse)
+    unsafe { _mm_loadu_si128(block.as_ptr().cast()) }
+}
+
+/// A block byte-reversed, so its first byte is the high one.
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse4.1")]
+unsafe fn rev(v: __m128i) -> __m128i {
+    _mm_shuffle_epi8(
+        v,
+        _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+    )
+}
+
+/// With `COPY`, stores the block `v` (as loaded) at `dst + off`.
+///
+/// # Safety
+///
+/// With `COPY`, `dst + off` must be writable for 16 bytes.
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse4.1")]
+unsafe fn put<const COPY: bool>(dst: *mut u8, off: usize, v: __m128i) {
+    if COPY {
+        // SAFETY: the caller's contract; storeu needs no alignment.
+        unsafe { _mm_storeu_si128(dst.add(off).cast(), v) };
+    }
 }
 
 /// `keys` as a register: `[0]` in the low half, `[1]` in the high half.
@@ -225,72 +284,96 @@ unsafe fn fold(a: __m128i, k: __m128i, b: __m128i) -> __m128i {
 }
 
 /// The CRC register after `blocks` (a non-empty multiple of 16 bytes),
-/// starting from `init`.
+/// starting from `init`; with `COPY` each block is also stored at the same
+/// offset from `dst`.
+///
+/// # Safety
+///
+/// The CPU must have the target features; with `COPY`, `dst` must be
+/// writable for `blocks.len()` bytes.
 #[target_feature(enable = "pclmulqdq,sse4.1")]
-unsafe fn fold_blocks(init: u32, blocks: &[u8]) -> u32 {
+unsafe fn fold_blocks<const COPY: bool>(init: u32, blocks: &[u8], dst: *mut u8) -> u32 {
     debug_assert!(!blocks.is_empty() && blocks.len() % LANE_BYTES == 0);
     // The register's initial value enters as an xor on the first 32 bits.
     let init = _mm_set_epi32(init as i32, 0, 0, 0);
     if blocks.len() < STRIDE {
-        let acc = _mm_xor_si128(load(blocks), init);
-        return finish_blocks(acc, &blocks[LANE_BYTES..]);
+        let v = load(blocks);
+        put::<COPY>(dst, 0, v);
+        let acc = _mm_xor_si128(rev(v), init);
+        return finish_blocks::<COPY>(acc, blocks, LANE_BYTES, dst);
     }
     let mut x = [_mm_setzero_si128(); LANES];
     for (i, lane) in x.iter_mut().enumerate() {
-        *lane = load(&blocks[i * LANE_BYTES..]);
+        let v = load(&blocks[i * LANE_BYTES..]);
+        put::<COPY>(dst, i * LANE_BYTES, v);
+        *lane = rev(v);
     }
     x[0] = _mm_xor_si128(x[0], init);
-    let mut rest = &blocks[STRIDE..];
+    let mut off = STRIDE;
     let k = keys(KEYS_STRIDE);
-    while rest.len() >= STRIDE {
+    while blocks.len() - off >= STRIDE {
         for (i, lane) in x.iter_mut().enumerate() {
-            *lane = fold(*lane, k, load(&rest[i * LANE_BYTES..]));
+            let at = off + i * LANE_BYTES;
+            let v = load(&blocks[at..]);
+            put::<COPY>(dst, at, v);
+            *lane = fold(*lane, k, rev(v));
         }
-        rest = &rest[STRIDE..];
+        off += STRIDE;
     }
-    finish_lanes(x, rest)
+    finish_lanes::<COPY>(x, blocks, off, dst)
 }
 
 /// The CRC register after `blocks` (at least two strides, a multiple of
 /// 16 bytes), starting from `init`: [`fold_blocks`] with the main loop on
 /// 256-bit registers, each holding two neighbouring lanes.
+///
+/// # Safety
+///
+/// As [`fold_blocks`], and the CPU must have AVX2 and VPCLMULQDQ.
 #[target_feature(enable = "avx2,pclmulqdq,sse4.1")]
-unsafe fn fold_blocks_wide(init: u32, blocks: &[u8]) -> u32 {
+unsafe fn fold_blocks_wide<const COPY: bool>(init: u32, blocks: &[u8], dst: *mut u8) -> u32 {
     const PAIRS: usize = LANES / 2;
     debug_assert!(blocks.len() >= 2 * STRIDE && blocks.len() % LANE_BYTES == 0);
     // Byte reversal within each 128-bit half.
     let reverse = _mm256_broadcastsi128_si256(_mm_set_epi8(
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
     ));
-    let load2 = |b: &[u8]| {
+    // Two blocks from `at`, reversed; stored as loaded when copying.
+    let load2 = |at: usize| {
         // Panics rather than reading past a short slice.
-        let b = &b[..2 * LANE_BYTES];
+        let b = &blocks[at..at + 2 * LANE_BYTES];
         // SAFETY: `b` is 32 readable bytes; loadu needs no alignment.
-        _mm256_shuffle_epi8(unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }, reverse)
+        let v = unsafe { _mm256_loadu_si256(b.as_ptr().cast()) };
+        if COPY {
+            // SAFETY: `dst` is writable for `blocks.len()` bytes (our
+            // contract), so for these 32.
+            unsafe { _mm256_storeu_si256(dst.add(at).cast(), v) };
+        }
+        _mm256_shuffle_epi8(v, reverse)
     };
     let init = _mm256_set_epi32(0, 0, 0, 0, init as i32, 0, 0, 0);
     let mut x = [_mm256_setzero_si256(); PAIRS];
     for (i, pair) in x.iter_mut().enumerate() {
-        *pair = load2(&blocks[2 * i * LANE_BYTES..]);
+        *pair = load2(2 * i * LANE_BYTES);
     }
     x[0] = _mm256_xor_si256(x[0], init);
-    let mut rest = &blocks[STRIDE..];
+    let mut off = STRIDE;
     let k = _mm256_broadcastsi128_si256(keys(KEYS_STRIDE));
-    while rest.len() >= STRIDE {
+    while blocks.len() - off >= STRIDE {
         for (i, pair) in x.iter_mut().enumerate() {
             let hi = clmul256_hi(*pair, k);
             let lo = clmul256_lo(*pair, k);
-            let next = load2(&rest[2 * i * LANE_BYTES..]);
+            let next = load2(off + 2 * i * LANE_BYTES);
             *pair = _mm256_xor_si256(_mm256_xor_si256(hi, lo), next);
         }
-        rest = &rest[STRIDE..];
+        off += STRIDE;
     }
     let mut lanes = [_mm_setzero_si128(); LANES];
     for (i, pair) in x.iter().enumerate() {
         lanes[2 * i] = _mm256_castsi256_si128(*pair);
         lanes[2 * i + 1] = _mm256_extracti128_si256(*pair, 1);
     }
-    finish_lanes(lanes, rest)
+    finish_lanes::<COPY>(lanes, blocks, off, dst)
 }
 
 /// VPCLMULQDQ with immediate 0x11: in each 128-bit half, `a.hi · k.hi`.
@@ -332,27 +415,48 @@ unsafe fn clmul256_lo(a: __m256i, k: __m256i) -> __m256i {
 }
 
 /// The lanes of the last stride folded into one, then the single blocks
-/// left in `rest`, then the reduction to the CRC register.
+/// of `blocks` from `off` on, then the reduction to the CRC register.
+///
+/// # Safety
+///
+/// As [`fold_blocks`].
 #[inline]
 #[target_feature(enable = "pclmulqdq,sse4.1")]
-unsafe fn finish_lanes(x: [__m128i; LANES], rest: &[u8]) -> u32 {
+unsafe fn finish_lanes<const COPY: bool>(
+    x: [__m128i; LANES],
+    blocks: &[u8],
+    off: usize,
+    dst: *mut u8,
+) -> u32 {
     // Every lane onto the last one, each from its own distance: independent
     // products, so they overlap.
     let mut acc = x[LANES - 1];
     for (lane, k) in x.iter().zip(KEYS_LANE) {
         acc = fold(*lane, keys(k), acc);
     }
-    finish_blocks(acc, rest)
+    finish_blocks::<COPY>(acc, blocks, off, dst)
 }
 
-/// `acc` folded over the whole blocks in `rest`, reduced to the CRC register.
+/// `acc` folded over the whole blocks of `blocks` from `off` on, reduced
+/// to the CRC register.
+///
+/// # Safety
+///
+/// As [`fold_blocks`].
 #[inline]
 #[target_feature(enable = "pclmulqdq,sse4.1")]
-unsafe fn finish_blocks(mut acc: __m128i, mut rest: &[u8]) -> u32 {
+unsafe fn finish_blocks<const COPY: bool>(
+    mut acc: __m128i,
+    blocks: &[u8],
+    mut off: usize,
+    dst: *mut u8,
+) -> u32 {
     let k = keys(KEYS_BLOCK);
-    while !rest.is_empty() {
-        acc = fold(acc, k, load(rest));
-        rest = &rest[LANE_BYTES..];
+    while off < blocks.len() {
+        let v = load(&blocks[off..]);
+        put::<COPY>(dst, off, v);
+        acc = fold(acc, k, rev(v));
+        off += LANE_BYTES;
     }
     reduce(acc)
 }
@@ -408,8 +512,8 @@ mod tests {
                 // SAFETY: the CPU has every feature either one needs.
                 let (narrow, wide) = unsafe {
                     (
-                        fold_blocks(init, &data[..len]),
-                        fold_blocks_wide(init, &data[..len]),
+                        fold_blocks::<false>(init, &data[..len], core::ptr::null_mut()),
+                        fold_blocks_wide::<false>(init, &data[..len], core::ptr::null_mut()),
                     )
                 };
                 assert_eq!(narrow, wide, "len {len}");
@@ -417,7 +521,9 @@ mod tests {
         }
         assert_eq!(
             // SAFETY: as above.
-            unsafe { fold_blocks_wide(PAYLOAD_CRC.init, &data[..4080]) },
+            unsafe {
+                fold_blocks_wide::<false>(PAYLOAD_CRC.init, &data[..4080], core::ptr::null_mut())
+            },
             super::super::crc32_table(&data[..4080])
         );
     }
