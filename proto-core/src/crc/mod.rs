@@ -18,6 +18,8 @@
 //! assert_eq!(omv_proto::crc::crc32(b"123456789"), 0x41B4_03D3);
 //! ```
 
+use alloc::vec::Vec;
+
 use crc::{Algorithm, Crc, Table};
 
 /// Header CRC-16: poly 0xF94F, init 0xFFFF.
@@ -134,18 +136,92 @@ pub fn crc32(data: &[u8]) -> u32 {
 }
 
 /// Appends `data` to `out` and returns its CRC-32 (as [`crc32`] computes
-/// it). Where the x86 carry-less-multiply CRC runs, the copy is made in the
-/// same pass as the CRC (each block stored as it is loaded), instead of a
-/// copy and a second pass over the copy.
-#[allow(unsafe_code)]
+/// it). Where the x86 carry-less-multiply CRC runs ([`copy_is_fused`]), the
+/// copy is made in the same pass as the CRC (each block stored as it is
+/// loaded), instead of a copy and a second pass over the copy.
 pub fn crc32_extend(out: &mut Vec<u8>, data: &[u8]) -> u32 {
+    extend(out, data)
+}
+
+/// [`crc32_extend`] onto a `BytesMut` (the framer's receive buffer).
+pub fn crc32_extend_bytes(out: &mut bytes::BytesMut, data: &[u8]) -> u32 {
+    extend(out, data)
+}
+
+/// True when [`crc32_extend`] copies in the same pass as the CRC for
+/// payloads of [`SIMD_MIN_LEN`] bytes or more.
+#[inline]
+pub fn copy_is_fused() -> bool {
+    #[cfg(all(simd, any(target_arch = "x86", target_arch = "x86_64")))]
+    if simd::active() {
+        return true;
+    }
+    false
+}
+
+/// A growable byte buffer [`extend`] appends to.
+#[allow(unsafe_code)]
+trait Grow {
+    fn reserve(&mut self, n: usize);
+    fn spare(&mut self) -> &mut [core::mem::MaybeUninit<u8>];
+    fn len(&self) -> usize;
+    /// # Safety
+    ///
+    /// As `Vec::set_len`.
+    unsafe fn set_len(&mut self, len: usize);
+    fn extend_from_slice(&mut self, data: &[u8]);
+}
+
+#[allow(unsafe_code)]
+impl Grow for Vec<u8> {
+    fn reserve(&mut self, n: usize) {
+        Vec::reserve(self, n)
+    }
+    fn spare(&mut self) -> &mut [core::mem::MaybeUninit<u8>] {
+        self.spare_capacity_mut()
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    unsafe fn set_len(&mut self, len: usize) {
+        // SAFETY: the caller's contract is Vec::set_len's.
+        unsafe { Vec::set_len(self, len) }
+    }
+    fn extend_from_slice(&mut self, data: &[u8]) {
+        Vec::extend_from_slice(self, data)
+    }
+}
+
+#[allow(unsafe_code)]
+impl Grow for bytes::BytesMut {
+    fn reserve(&mut self, n: usize) {
+        bytes::BytesMut::reserve(self, n)
+    }
+    fn spare(&mut self) -> &mut [core::mem::MaybeUninit<u8>] {
+        self.spare_capacity_mut()
+    }
+    fn len(&self) -> usize {
+        bytes::BytesMut::len(self)
+    }
+    unsafe fn set_len(&mut self, len: usize) {
+        // SAFETY: the caller's contract is BytesMut::set_len's.
+        unsafe { bytes::BytesMut::set_len(self, len) }
+    }
+    fn extend_from_slice(&mut self, data: &[u8]) {
+        bytes::BytesMut::extend_from_slice(self, data)
+    }
+}
+
+#[inline]
+#[allow(unsafe_code)]
+fn extend<B: Grow>(out: &mut B, data: &[u8]) -> u32 {
     #[cfg(all(simd, any(target_arch = "x86", target_arch = "x86_64")))]
     if data.len() >= SIMD_MIN_LEN && simd::active() {
         out.reserve(data.len());
         let len = out.len();
         // SAFETY: active() implies detected(): the CPU has PCLMULQDQ and
         // SSE4.1.
-        let c = unsafe { x86::checksum_copy(data, out.spare_capacity_mut()) };
+        let c = unsafe { x86::checksum_copy(data, out.spare()) };
         // SAFETY: checksum_copy wrote the first data.len() bytes of the
         // spare capacity (reserved above).
         unsafe { out.set_len(len + data.len()) };
