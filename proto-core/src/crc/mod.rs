@@ -161,6 +161,10 @@ pub fn copy_is_fused() -> bool {
 
 /// A growable byte buffer [`extend`] appends to.
 #[allow(unsafe_code)]
+#[cfg_attr(
+    not(all(simd, any(target_arch = "x86", target_arch = "x86_64"))),
+    allow(dead_code)
+)]
 trait Grow {
     fn reserve(&mut self, n: usize);
     fn spare(&mut self) -> &mut [core::mem::MaybeUninit<u8>];
