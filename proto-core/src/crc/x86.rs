@@ -330,7 +330,7 @@ unsafe fn fold_blocks<const COPY: bool>(init: u32, blocks: &[u8], dst: *mut u8) 
 /// # Safety
 ///
 /// As [`fold_blocks`], and the CPU must have AVX2 and VPCLMULQDQ.
-#[target_feature(enable = "avx2,pclmulqdq,sse4.1")]
+#[target_feature(enable = "avx,avx2,pclmulqdq,sse4.1")]
 unsafe fn fold_blocks_wide<const COPY: bool>(init: u32, blocks: &[u8], dst: *mut u8) -> u32 {
     const PAIRS: usize = LANES / 2;
     debug_assert!(blocks.len() >= 2 * STRIDE && blocks.len() % LANE_BYTES == 0);
@@ -379,7 +379,7 @@ unsafe fn fold_blocks_wide<const COPY: bool>(init: u32, blocks: &[u8], dst: *mut
 /// VPCLMULQDQ with immediate 0x11: in each 128-bit half, `a.hi · k.hi`.
 /// (Inline assembly: the intrinsic is not stable in Rust 1.81.)
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx,avx2")]
 unsafe fn clmul256_hi(a: __m256i, k: __m256i) -> __m256i {
     let r: __m256i;
     // SAFETY: the caller's CPU has VPCLMULQDQ (cpu_has_vpclmul); the
@@ -398,7 +398,7 @@ unsafe fn clmul256_hi(a: __m256i, k: __m256i) -> __m256i {
 
 /// VPCLMULQDQ with immediate 0x00: in each 128-bit half, `a.lo · k.lo`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx,avx2")]
 unsafe fn clmul256_lo(a: __m256i, k: __m256i) -> __m256i {
     let r: __m256i;
     // SAFETY: as in clmul256_hi.
