@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use bytes::Bytes;
 
-use crate::crc::crc32;
+use crate::crc::crc32_extend;
 use crate::header::{Header, HEADER_SIZE, TRAILER_SIZE};
 use crate::{ChannelId, Flags, Opcode};
 
@@ -73,8 +73,13 @@ pub fn encode_packet(header: &Header, payload: &[u8], crc: bool, out: &mut Vec<u
     out.reserve(HEADER_SIZE + payload.len() + TRAILER_SIZE);
     out.extend_from_slice(&h.encode(crc));
     if !payload.is_empty() {
-        out.extend_from_slice(payload);
-        let c = if crc { crc32(payload) } else { 0 };
+        let c = if crc {
+            // Copy and CRC in one pass where the CPU allows.
+            crc32_extend(out, payload)
+        } else {
+            out.extend_from_slice(payload);
+            0
+        };
         out.extend_from_slice(&c.to_le_bytes());
     }
 }

@@ -1,8 +1,10 @@
 //! The carry-less-multiply CRC-32 gives the table's values on every length
-//! and alignment (where this CPU has one; elsewhere it must say so).
+//! and alignment (where this CPU has one; elsewhere it must say so), and on
+//! arbitrary data (proptest).
 
 use omv_proto::crc::{
-    crc32, crc32_impl, crc32_simd, crc32_table, set_crc32_impl, Crc32Impl, SIMD_MIN_LEN,
+    crc32, crc32_extend, crc32_impl, crc32_simd, crc32_table, set_crc32_impl, Crc32Impl,
+    SIMD_MIN_LEN,
 };
 use omv_proto::rng::SimRng;
 
@@ -59,5 +61,26 @@ fn the_choice_of_implementation_switches_crc32() {
     let long: Vec<u8> = (0..4082u32).map(|i| (i * 7) as u8).collect();
     for len in [SIMD_MIN_LEN - 1, SIMD_MIN_LEN, 4082] {
         assert_eq!(crc32(&long[..len]), crc32_table(&long[..len]), "len {len}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Arbitrary bytes of any length up to 20000, at any offset into them.
+    #[test]
+    fn simd_matches_table_on_arbitrary_data(
+        data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20000),
+        skip in 0usize..64,
+    ) {
+        let d = &data[skip.min(data.len())..];
+        if let Some(c) = crc32_simd(d) {
+            proptest::prop_assert_eq!(c, crc32_table(d));
+        }
+        proptest::prop_assert_eq!(crc32(d), crc32_table(d));
+        // The copy made with the CRC, after bytes already there.
+        let mut out = data[..skip.min(data.len())].to_vec();
+        proptest::prop_assert_eq!(crc32_extend(&mut out, d), crc32_table(d));
+        proptest::prop_assert_eq!(&out[..], &data[..]);
     }
 }

@@ -121,6 +121,30 @@ proptest! {
         prop_assert!(peak <= 10 + 4082 + 4);
     }
 
+    /// The payload CRCs computed while pushing (copy and CRC in one pass,
+    /// for whole packets in a pushed chunk) decide exactly as the CRCs
+    /// computed in `next`: a stream pushed whole gives the frames and
+    /// counters it gives pushed one byte at a time (no whole packet in any
+    /// chunk, so nothing computed early).
+    #[test]
+    fn crcs_computed_while_pushing_are_invisible(data in stream_up_to(600), host in any::<bool>(), seq in any::<bool>()) {
+        let role = if host { Role::Host } else { Role::Device };
+        let expected = if seq { Some(0) } else { None };
+        let config = FramerConfig { role, crc: true, max_payload: 500 };
+        let mut whole = Framer::new(config);
+        whole.push(&data);
+        let a: Vec<Frame> = std::iter::from_fn(|| whole.next(expected)).collect();
+        let mut bytewise = Framer::new(config);
+        let mut b = Vec::new();
+        for byte in &data {
+            bytewise.push(std::slice::from_ref(byte));
+            b.extend(std::iter::from_fn(|| bytewise.next(expected)));
+        }
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(whole.stats(), bytewise.stats());
+        prop_assert_eq!(whole.buffered(), bytewise.buffered());
+    }
+
     /// The memory bound with packets as long as the framer accepts (and
     /// longer): torn max-size packets are what would make a framer hoard.
     #[test]
