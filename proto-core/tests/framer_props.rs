@@ -130,7 +130,7 @@ proptest! {
     fn crcs_computed_while_pushing_are_invisible(data in stream_up_to(600), host in any::<bool>(), seq in any::<bool>()) {
         let role = if host { Role::Host } else { Role::Device };
         let expected = if seq { Some(0) } else { None };
-        let config = FramerConfig { role, crc: true, max_payload: 500 };
+        let config = FramerConfig::new(role, true, 500);
         let mut whole = Framer::new(config);
         whole.push(&data);
         let a: Vec<Frame> = std::iter::from_fn(|| whole.next(expected)).collect();
