@@ -132,7 +132,11 @@ impl Camera {
 
     /// A camera on an open stream (an in-memory duplex, a custom port...)
     /// named `name`, not yet connected. It cannot be reopened after
-    /// [`disconnect`](Self::disconnect).
+    /// [`disconnect`](Self::disconnect). A TCP stream should have
+    /// `set_nodelay(true)`, as [`tcp`](Self::tcp) sets: with Nagle's
+    /// algorithm a request written right after an ACK waits for the cam's
+    /// delayed TCP ACK (40 ms on Linux), and the handshake's short
+    /// attempts give up first.
     pub fn with_stream(
         stream: impl AsyncStream + 'static,
         name: &str,

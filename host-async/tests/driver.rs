@@ -148,6 +148,10 @@ async fn events_stream_during_requests_and_between_them() {
 async fn any_async_stream_is_a_port() {
     let (_sim, addr) = sim();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // As Camera::tcp does: without it, Nagle's algorithm holds a request
+    // written right after an ACK until the cam's delayed TCP ACK (40 ms),
+    // longer than the handshake's short attempts.
+    stream.set_nodelay(true).unwrap();
     let cam = Camera::with_stream(stream, "my-stream", CameraConfig::new("x"));
     assert_eq!(cam.port_name(), "my-stream");
     cam.connect().await.unwrap();
