@@ -178,7 +178,8 @@ fn at(offset: Option<u32>) -> String {
 
 impl Error {
     /// True for failures worth a resync and another try: a timeout, NAK
-    /// CHECKSUM / SEQUENCE / TIMEOUT, a mismatched answer, a lost packet.
+    /// CHECKSUM / SEQUENCE / TIMEOUT, a mismatched answer, a lost packet, a
+    /// handshake whose caps the cam had not taken.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -189,6 +190,10 @@ impl Error {
                 | Error::LostPacket { .. }
                 | Error::Nak {
                     status: Status::TIMEOUT,
+                    ..
+                }
+                | Error::Endpoint {
+                    source: RequestError::CapsNotApplied { .. },
                     ..
                 }
         )

@@ -353,6 +353,15 @@ impl Session {
         self.host.caps()
     }
 
+    /// False while the last handshake's caps are unconfirmed (late answers
+    /// of an abandoned exchange may have completed it; see
+    /// [`HostEndpoint::caps_confirmed`](omv_proto::host::HostEndpoint::caps_confirmed)):
+    /// the next data answer confirms them, or fails its request and the
+    /// session resyncs and retries.
+    pub fn caps_confirmed(&self) -> bool {
+        self.host.caps_confirmed()
+    }
+
     /// The endpoint's counters.
     pub fn host_stats(&self) -> HostStats {
         self.host.stats()
@@ -1131,11 +1140,13 @@ impl Session {
                                 }
                             }
                             other => {
-                                let op = if self.last_handshake_was_set_caps() {
-                                    Opcode::PROTO_SET_CAPS
-                                } else {
-                                    Opcode::PROTO_GET_CAPS
-                                };
+                                // The handshake step that failed: GET_CAPS,
+                                // SET_CAPS or the confirming PROTO_VERSION.
+                                let op = self
+                                    .host
+                                    .last_request()
+                                    .filter(|o| *o != Opcode::PROTO_SYNC)
+                                    .unwrap_or(Opcode::PROTO_GET_CAPS);
                                 Error::from_request(other, op, 0, None)
                             }
                         };
@@ -1145,10 +1156,6 @@ impl Session {
             }
             _ => {}
         }
-    }
-
-    fn last_handshake_was_set_caps(&self) -> bool {
-        self.host.last_request() == Some(Opcode::PROTO_SET_CAPS)
     }
 
     fn resync_failed(&mut self, now: Instant, round: u8, reopened: bool, then: After, e: Error) {

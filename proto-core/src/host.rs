@@ -274,6 +274,15 @@ pub enum RequestError {
     /// opcode on a data channel is sent as asked; the cam NAKs it INVALID.)
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
+    /// The first data packet after an unconfirmed handshake (see
+    /// [`HostEndpoint::caps_confirmed`]) showed the cam had not taken the
+    /// caps the host set: the SET_CAPS ACK the host took was a late answer
+    /// of an abandoned attempt. Resync and retry.
+    #[error("the cam did not take the negotiated caps (its answer {} an ACK)", if *.asks_ack { "asked for" } else { "did not ask for" })]
+    CapsNotApplied {
+        /// The packet carried ACK_REQ.
+        asks_ack: bool,
+    },
 }
 
 /// What finished.
@@ -435,6 +444,22 @@ pub struct HostEndpoint {
     last_acked_payload: Vec<u8>,
     /// Fragments of a streamed request's answer not yet drained (reused).
     streamed: BytesMut,
+    /// An exchange was abandoned before its whole answer came (a timeout,
+    /// an early failure, an abandoned request): its answer may still be on
+    /// the link. Every handshake round uses the same sequence numbers and
+    /// gets the same answers, so such a late SYNC, GET_CAPS or SET_CAPS
+    /// answer can complete the next handshake while the cam never took its
+    /// SET_CAPS. Such a handshake is `unconfirmed` until a data packet
+    /// shows the caps.
+    unsettled: bool,
+    /// The last handshake may have been completed by late answers and set
+    /// caps that differ from the cam's start-up ones where a data packet
+    /// tells (ACK_REQ); the first data packet of an answer confirms them or
+    /// fails its request with [`RequestError::CapsNotApplied`].
+    unconfirmed: bool,
+    /// The caps the cam announced in its last GET_CAPS answer: those it
+    /// returns to on SYNC.
+    announced: Option<Caps>,
 }
 
 impl HostEndpoint {
@@ -461,6 +486,9 @@ impl HostEndpoint {
             last_acked: None,
             last_acked_payload: Vec::new(),
             streamed: BytesMut::new(),
+            unsettled: false,
+            unconfirmed: false,
+            announced: None,
             config,
         }
     }
@@ -478,6 +506,17 @@ impl HostEndpoint {
     /// Negotiated capabilities (protocol defaults before the first connect).
     pub fn caps(&self) -> Caps {
         self.caps
+    }
+
+    /// False while the caps of the last handshake are unconfirmed: an
+    /// exchange abandoned before it may have left late answers on the link
+    /// that completed the handshake in place of the cam's (every round
+    /// gets the same answers), and the caps differ from the cam's start-up
+    /// ones where a data packet tells (ACKs). The first data packet of an
+    /// answer then confirms them, or shows the cam never took them and
+    /// fails its request with [`RequestError::CapsNotApplied`].
+    pub fn caps_confirmed(&self) -> bool {
+        !self.unconfirmed
     }
 
     /// True after a successful connect, until a failed resync or [`disconnect`](Self::disconnect).
@@ -516,6 +555,11 @@ impl HostEndpoint {
     /// Starts a resync: SYNC (with `max_retry` attempts), GET_CAPS, then
     /// SET_CAPS with the configured flags and the clipped `max_payload`.
     /// Ends with [`Completion::Connected`]. Abandons any request in flight.
+    ///
+    /// After an exchange was abandoned (its answer may still arrive, and
+    /// would look like this handshake's), the caps stay unconfirmed (see
+    /// [`caps_confirmed`](Self::caps_confirmed)) until a data packet shows
+    /// them; no exchange is added, the handshake is the stock one.
     pub fn connect(&mut self, now: Instant) {
         self.reset_link();
         self.connected = false;
@@ -658,6 +702,7 @@ impl HostEndpoint {
             return;
         }
         self.deadline = None;
+        self.unsettled |= !matches!(self.op, Op::Idle);
         match core::mem::replace(&mut self.op, Op::Idle) {
             Op::Idle => {}
             Op::Sync { attempt } => {
@@ -875,6 +920,17 @@ impl HostEndpoint {
                 return;
             }
         }
+        if self.unconfirmed && !h.flags.contains(Flags::NAK) && !h.flags.contains(Flags::ACK) {
+            // A data packet: ACK_REQ exactly when ACKs are on (PROTOCOL.md
+            // section 4).
+            let asks_ack = h.flags.contains(Flags::ACK_REQ);
+            if asks_ack != self.caps.flags.ack() {
+                self.finish(Err(RequestError::CapsNotApplied { asks_ack }));
+                return;
+            }
+            self.unconfirmed = false;
+            self.unsettled = false;
+        }
         if h.flags.contains(Flags::FRAGMENT) && !h.flags.contains(Flags::NAK) {
             if let Op::Request {
                 data,
@@ -929,6 +985,7 @@ impl HostEndpoint {
             Op::GetCaps => {
                 match result.and_then(|p| Caps::decode(&p).map_err(RequestError::Malformed)) {
                     Ok(cam) => {
+                        self.announced = Some(cam);
                         let want = self.requested_caps(cam);
                         self.op = Op::SetCaps { caps: want };
                         let cmd = Command {
@@ -943,6 +1000,7 @@ impl HostEndpoint {
             }
             Op::SetCaps { caps } => match result {
                 Ok(_) => {
+                    self.unconfirmed = self.unsettled && self.confirmable(caps);
                     self.deadline = None;
                     self.apply_caps(caps);
                     self.connected = true;
@@ -972,8 +1030,17 @@ impl HostEndpoint {
         }
     }
 
+    /// A SET_CAPS the cam did not take leaves it with its start-up caps;
+    /// a data packet tells the two apart when ACKs differ (the firmware
+    /// starts with them on).
+    fn confirmable(&self, caps: Caps) -> bool {
+        let start_ack = self.announced.map_or(true, |c| c.flags.ack());
+        caps.flags.ack() != start_ack
+    }
+
     fn finish(&mut self, r: Result<Reply, RequestError>) {
         self.deadline = None;
+        self.unsettled = true;
         match core::mem::replace(&mut self.op, Op::Idle) {
             Op::Request { data, .. } => {
                 self.keep_partial(data);
@@ -986,6 +1053,7 @@ impl HostEndpoint {
 
     fn fail_connect(&mut self, e: RequestError) {
         self.deadline = None;
+        self.unsettled = true;
         self.op = Op::Idle;
         self.connected = false;
         self.completions.push_back(Completion::Connected(Err(e)));
@@ -1021,6 +1089,8 @@ impl HostEndpoint {
     }
 
     fn reset_link(&mut self) {
+        self.unsettled |= !matches!(self.op, Op::Idle);
+        self.unconfirmed = false;
         self.keep_caps = None;
         self.last_acked = None;
         self.op = Op::Idle;
@@ -1127,6 +1197,7 @@ impl HostEndpoint {
         if let Op::Request { data, .. } = core::mem::replace(&mut self.op, Op::Idle) {
             self.keep_partial(data);
             self.deadline = None;
+            self.unsettled = true;
         }
     }
 

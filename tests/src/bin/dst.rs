@@ -60,6 +60,9 @@ fn main() -> ExitCode {
             trace_lines: if trace { lines as usize } else { 0 },
             trace_deliveries: deliveries,
         };
+        if trace {
+            omv_tests::dst::trace::capture_session_log();
+        }
         let o = run_seed(seed, &opts);
         if trace {
             for l in &o.log {

@@ -2,6 +2,7 @@
 //! a seed can be compared bit for bit) and, when enabled, the last lines of
 //! a readable log for debugging a failing seed.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use omv_proto::Instant;
@@ -41,8 +42,18 @@ impl Trace {
         self.lines.is_some()
     }
 
-    /// Appends a log line (built only when logging).
+    /// Appends a log line (built only when logging), after the session's
+    /// own log records since the last line (see [`capture_session_log`]).
     pub fn log(&mut self, now: Instant, line: impl FnOnce() -> String) {
+        if self.lines.is_some() {
+            for record in SESSION_LOG.with(|l| core::mem::take(&mut *l.borrow_mut())) {
+                self.push(now, format!("  [session] {record}"));
+            }
+            self.push(now, line());
+        }
+    }
+
+    fn push(&mut self, now: Instant, line: String) {
         if let Some(lines) = &mut self.lines {
             if lines.len() >= self.cap {
                 lines.pop_front();
@@ -52,7 +63,7 @@ impl Trace {
                 "{:>6}.{:06} {}",
                 us / 1_000_000,
                 us % 1_000_000,
-                line()
+                line
             ));
         }
     }
@@ -68,5 +79,42 @@ impl Trace {
             .as_ref()
             .map(|l| l.iter().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+thread_local! {
+    static SESSION_LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps this thread's `log` records for the trace (the session's debug
+/// lines: why it resynced, what it retried), interleaved with the wire
+/// lines at the virtual time of the next traced happening.
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Debug
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            SESSION_LOG.with(|l| {
+                let mut l = l.borrow_mut();
+                if l.len() < 1000 {
+                    l.push(format!("{} {}", r.level(), r.args()));
+                }
+            });
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Sends the process's `log` records (the session's) into traces. For the
+/// `dst` tool's `--trace`: a no-op when a logger is already installed.
+pub fn capture_session_log() {
+    static CAPTURE: Capture = Capture;
+    if log::set_logger(&CAPTURE).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
     }
 }

@@ -13,6 +13,7 @@
 //! of the operation's size, 10 s + 20 s per MiB by default): an operation
 //! ends, with its output or a typed error, by then.
 
+use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
 use omv_proto::{Duration, Instant};
 use omv_session::{Error, EventKind, Operation, PortCommand, Session};
 
@@ -164,6 +165,9 @@ pub struct World {
     pub host_packets: u64,
     /// Silent protocol resets injected.
     injected_resets: u64,
+    /// With `--deliveries`: frames the host-bound bytes as the host
+    /// receives them, to log what reached it.
+    host_rx: Option<Framer>,
 }
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -215,6 +219,7 @@ impl World {
             give_ups: (0, 0),
             host_packets: 0,
             injected_resets: 0,
+            host_rx: None,
         }
     }
 
@@ -322,6 +327,18 @@ impl World {
         if self.trace.deliveries {
             self.trace
                 .log(self.now, || format!("   host <- {} bytes", c.bytes.len()));
+            let rx = self.host_rx.get_or_insert_with(|| {
+                Framer::new(FramerConfig::new(Role::Host, true, omv_proto::MAX_PAYLOAD))
+            });
+            rx.push(&c.bytes);
+            while let Some(f) = rx.next(None) {
+                if let Frame::Packet(p) = f {
+                    let mut bytes = Vec::new();
+                    p.encode_into(true, &mut bytes);
+                    self.trace
+                        .log(self.now, || format!("   host got {}", summarize(&bytes)));
+                }
+            }
         }
         if !self.port_open {
             return;
