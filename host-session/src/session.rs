@@ -653,14 +653,7 @@ impl Session {
             // A port that cannot be reopened (a caller's transport) and a
             // cam that answers SYNC: go on while the deadline allows.
             self.resync_fast = self.connected;
-            self.host
-                .set_config(self.host_config_now(self.resync_fast, self.resync_silent));
-            self.host.connect(now);
-            self.phase = Phase::Resync {
-                round: 1,
-                reopened: true,
-                then,
-            };
+            self.handshake_round(now, 1, true, then);
         } else {
             self.connected = false;
             let e = Error::ResyncFailed {
@@ -1158,6 +1151,19 @@ impl Session {
         }
     }
 
+    /// Starts handshake round `round` (a full one: SYNC, GET_CAPS,
+    /// SET_CAPS) with the attempt timeouts the failures so far call for.
+    fn handshake_round(&mut self, now: Instant, round: u8, reopened: bool, then: After) {
+        self.host
+            .set_config(self.host_config_now(self.resync_fast, self.resync_silent));
+        self.host.connect(now);
+        self.phase = Phase::Resync {
+            round,
+            reopened,
+            then,
+        };
+    }
+
     fn resync_failed(&mut self, now: Instant, round: u8, reopened: bool, then: After, e: Error) {
         let connect = self.running.as_ref().is_some_and(|r| !r.may_reopen);
         if connect {
@@ -1184,14 +1190,7 @@ impl Session {
             if matches!(e, Error::ResyncFailed { .. }) {
                 self.resync_silent = self.resync_silent.saturating_add(1);
             }
-            self.host
-                .set_config(self.host_config_now(self.resync_fast, self.resync_silent));
-            self.host.connect(now);
-            self.phase = Phase::Resync {
-                round: round.saturating_add(1),
-                reopened,
-                then,
-            };
+            self.handshake_round(now, round.saturating_add(1), reopened, then);
             return;
         }
         self.host.set_config(self.config.host_config());
@@ -1264,18 +1263,11 @@ impl Session {
                 self.resync_silent = self.resync_silent.saturating_add(1);
             }
             self.resync_fast = true;
-            self.host
-                .set_config(self.host_config_now(true, self.resync_silent));
-            self.host.connect(now);
             if let Some(c) = self.connecting.as_mut() {
                 c.last_err = Some(e);
                 c.round_rx = rx;
             }
-            self.phase = Phase::Resync {
-                round: round.saturating_add(1),
-                reopened,
-                then,
-            };
+            self.handshake_round(now, round.saturating_add(1), reopened, then);
             return;
         }
         self.host.set_config(self.config.host_config());

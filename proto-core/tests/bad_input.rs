@@ -19,7 +19,6 @@ use omv_proto::device::{DeviceConfig, DeviceEndpoint, DeviceEvent};
 use omv_proto::framer::{Frame, Framer, FramerConfig, Role};
 use omv_proto::header::Header;
 use omv_proto::host::{Command, Completion, HostEndpoint, Reply, RequestError};
-use omv_proto::packet::encode_packet;
 use omv_proto::rng::SimRng;
 use omv_proto::{ChannelId, DecodeError, Duration, Flags, Instant, Opcode, Packet, Status};
 
@@ -46,16 +45,7 @@ impl ChannelBackend for IoctlChan {
 }
 
 fn wire(seq: u8, channel: ChannelId, flags: Flags, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-    let h = Header {
-        sequence: seq,
-        channel,
-        flags,
-        opcode,
-        length: 0,
-    };
-    let mut out = Vec::new();
-    encode_packet(&h, payload, true, &mut out);
-    out
+    common::wire(true, seq, channel, flags, opcode, payload)
 }
 
 fn sync_wire() -> Vec<u8> {

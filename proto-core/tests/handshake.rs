@@ -8,10 +8,11 @@
 //! them or fails its request. No exchange is added: the handshake stays
 //! the stock one.
 
+mod common;
+
 use omv_proto::caps::{CapFlags, Caps};
 use omv_proto::header::{Header, HEADER_SIZE};
 use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
-use omv_proto::packet::encode_packet;
 use omv_proto::{ChannelId, Duration, Flags, Instant, Opcode};
 
 /// What the cam offers: everything, 4082-byte payloads.
@@ -22,16 +23,7 @@ const CAM: Caps = Caps {
 
 /// A packet from the cam, with CRC (the cam's start-up caps).
 fn cam_packet(seq: u8, flags: Flags, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-    let h = Header {
-        sequence: seq,
-        channel: ChannelId::SYSTEM,
-        flags,
-        opcode,
-        length: 0,
-    };
-    let mut out = Vec::new();
-    encode_packet(&h, payload, true, &mut out);
-    out
+    common::wire(true, seq, ChannelId::SYSTEM, flags, opcode, payload)
 }
 
 /// The opcodes of the requests the host sent since the last call (ACKs

@@ -25,16 +25,7 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 fn packet(crc: bool, seq: u8, flags: Flags, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-    let h = Header {
-        sequence: seq,
-        channel: BUF,
-        flags,
-        opcode,
-        length: 0,
-    };
-    let mut out = Vec::new();
-    encode_packet(&h, payload, crc, &mut out);
-    out
+    common::wire(crc, seq, BUF, flags, opcode, payload)
 }
 
 fn link(host: HostConfig) -> Link {

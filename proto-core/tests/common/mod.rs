@@ -206,3 +206,24 @@ impl Link {
         }
     }
 }
+
+/// The wire form of a packet (CRCs on or off), as a peer would send it.
+pub fn wire(
+    crc: bool,
+    seq: u8,
+    channel: omv_proto::ChannelId,
+    flags: omv_proto::Flags,
+    opcode: omv_proto::Opcode,
+    payload: &[u8],
+) -> Vec<u8> {
+    let h = omv_proto::Header {
+        sequence: seq,
+        channel,
+        flags,
+        opcode,
+        length: 0,
+    };
+    let mut out = Vec::new();
+    omv_proto::packet::encode_packet(&h, payload, crc, &mut out);
+    out
+}
