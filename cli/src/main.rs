@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use omv_blocking::events::EventKind;
 use omv_blocking::image::save_png;
 use omv_blocking::omv_proto::ChannelId;
 use omv_blocking::sim::EmbeddedSim;
 use omv_blocking::symbols::SymbolTable;
+use omv_blocking::EventKind;
 use omv_blocking::{Camera, CameraConfig, Error};
 use omv_sim::board::Board;
 use omv_sim::cam::SimConfig;

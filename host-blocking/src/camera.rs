@@ -16,23 +16,15 @@ use omv_proto::stats::Stats;
 use omv_proto::version::Version;
 use omv_proto::ChannelId;
 use omv_proto::Opcode;
-use omv_session::{ops, EventQueue, Progress, Session, SessionStats};
+use omv_session::{
+    ops, CameraConfig, ChannelKey, ChannelStatus, DecodeFrame, Error, Event, EventHandler,
+    EventQueue, EventState, Frame, ProfileEntry, Progress, RawFrame, Result, Session, SessionStats,
+    SystemInfo,
+};
 
-use crate::config::CameraConfig;
 use crate::driver::READ_BUF;
-use crate::error::{Error, Result};
-use crate::events::{Event, EventHandler, EventState};
 use crate::symbols::SymbolTable;
 use crate::transport::{SerialTransport, TcpTransport, Transport, UdpTransport};
-use crate::types::{
-    ChannelKey, ChannelStatus, DecodeFrame, Frame, ProfileEntry, RawFrame, SystemInfo,
-};
-
-pub use omv_proto::ioctl::{
-    PROFILE_MODE, PROFILE_RESET, PROFILE_SET_EVENT, STDIN_EXEC, STDIN_RESET, STDIN_STOP,
-    STREAM_CTRL, STREAM_RAW_CFG, STREAM_RAW_CTRL, STREAM_SOURCE,
-};
-pub use omv_session::ops::DEFAULT_PROFILE_EVENTS;
 
 /// Boxed transport (the camera owns one).
 pub(crate) type Port = Box<dyn Transport>;
@@ -168,13 +160,13 @@ impl Camera {
 
     /// Installs a cancel flag: once it is set (e.g. by a SIGINT handler),
     /// the operation in flight fails with a cancelled error within about
-    /// [`CANCEL_POLL`](crate::driver::CANCEL_POLL), whatever the cam does.
+    /// [`CANCEL_POLL`](crate::CANCEL_POLL), whatever the cam does.
     pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
         self.cancel = Some(Cancel::Flag(flag));
     }
 
     /// Installs a cancel check instead of a flag: `check` is called at
-    /// least every [`CANCEL_POLL`](crate::driver::CANCEL_POLL) while an
+    /// least every [`CANCEL_POLL`](crate::CANCEL_POLL) while an
     /// operation runs (on the calling thread), and once it returns true the
     /// operation fails with a cancelled error. For hosts whose interrupts
     /// must be polled, e.g. a Python binding checking for Ctrl-C.
@@ -387,7 +379,7 @@ impl Camera {
     ///
     /// ```no_run
     /// # fn f(cam: &mut omv_blocking::Camera) {
-    /// cam.set_event_handler(|e: &omv_blocking::events::Event| println!("event {e}"));
+    /// cam.set_event_handler(|e: &omv_blocking::Event| println!("event {e}"));
     /// # }
     /// ```
     pub fn set_event_handler(&mut self, handler: impl EventHandler + 'static) {
@@ -860,7 +852,7 @@ impl Camera {
     }
 
     /// Clears the profile counters and assigns PMU events to the counters:
-    /// `events[i]` to counter `i`, or [`DEFAULT_PROFILE_EVENTS`] when
+    /// `events[i]` to counter `i`, or [`DEFAULT_PROFILE_EVENTS`](omv_session::ops::DEFAULT_PROFILE_EVENTS) when
     /// `None`. Only the cam's `pmu_eventcnt` counters are assigned. A
     /// no-op when the cam has no profile channel.
     pub fn profiler_reset(&mut self, events: Option<&[u32]>) -> Result<()> {

@@ -16,7 +16,7 @@ use omv_proto::Instant;
 use omv_session::{Operation, PortCommand};
 
 use crate::camera::Camera;
-use crate::error::{Error, Result};
+use omv_session::{Error, Result};
 
 /// Size of the read buffer: a few full packets per read at any line rate.
 pub(crate) const READ_BUF: usize = 64 * 1024;

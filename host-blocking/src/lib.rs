@@ -9,7 +9,10 @@
 //! * [`CameraConfig`]: the stock constructor parameters and defaults;
 //! * [`transport`]: the byte port ([`Transport`]) over a serial port, TCP,
 //!   or any reader/writer (an in-memory link);
-//! * [`events`]: event classification, handler trait and tracked state;
+//! * [`Event`], [`EventKind`], [`EventHandler`], [`EventState`]: event
+//!   classification, the handler a program installs and the state tracked
+//!   from events (they arrive during any request, or in
+//!   [`Camera::poll_events`] / [`Camera::wait_events`] when idle);
 //! * [`image`]: frame pixels to RGB888 and PNG; [`symbols`]: function
 //!   names from a firmware ELF for profile records;
 //! * `sim` (feature `sim`): a simulated cam on a thread over an in-memory
@@ -34,20 +37,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod camera;
-pub mod driver;
-pub mod error;
-pub mod events;
+mod camera;
+mod driver;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod transport;
-pub mod types;
-
-/// [`CameraConfig`]: the stock constructor parameters (from `omv-session`,
-/// shared by every driver).
-pub mod config {
-    pub use omv_session::CameraConfig;
-}
 
 /// Frame pixels to RGB888 and PNG (from `omv-session`).
 pub use omv_session::image;
@@ -55,12 +49,15 @@ pub use omv_session::image;
 pub use omv_session::symbols;
 
 pub use camera::{Camera, ChannelLock, REOPEN_PAUSE};
-pub use config::CameraConfig;
-pub use error::{Error, Result};
-pub use events::{Event, EventHandler, EventKind, EventState};
+pub use driver::CANCEL_POLL;
 pub use transport::Transport;
-pub use types::{
-    ChannelKey, ChannelStatus, DecodeFrame, Frame, ProfileEntry, RawFrame, SystemInfo,
+
+// The session's types are what every driver returns: its one error type
+// (mirroring the stock `openmv` exceptions, plus the driver's own `Io`,
+// `Image`, `Symbols`), its events and its typed results.
+pub use omv_session::{
+    CameraConfig, ChannelKey, ChannelStatus, DecodeFrame, Error, Event, EventHandler, EventKind,
+    EventState, Frame, ProfileData, ProfileEntry, RawFrame, Result, SystemInfo,
 };
 
 /// The host session (policy, typed operations, errors), re-exported.

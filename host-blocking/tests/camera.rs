@@ -159,7 +159,7 @@ fn streaming_and_frames() {
     let (_sim, mut cam, _) = standard();
     block_on(checks::streaming(&mut cam));
     let stream = cam.get_channel_id("stream").unwrap().unwrap();
-    let _ = cam.channel_ioctl_u32(stream, omv_blocking::camera::STREAM_SOURCE, &[0]);
+    let _ = cam.channel_ioctl_u32(stream, omv_proto::ioctl::STREAM_SOURCE, &[0]);
 }
 
 #[test]

@@ -6,10 +6,10 @@
 
 use std::future::Future;
 
-use omv_blocking::events::{Event, EventHandler, EventState};
 use omv_blocking::symbols::SymbolTable;
-use omv_blocking::types::{ChannelKey, ChannelStatus, Frame, ProfileEntry, RawFrame, SystemInfo};
 use omv_blocking::{CameraConfig, Result};
+use omv_blocking::{ChannelKey, ChannelStatus, Frame, ProfileEntry, RawFrame, SystemInfo};
+use omv_blocking::{Event, EventHandler, EventState};
 use omv_proto::caps::Caps;
 use omv_proto::channel::ChannelEntry;
 use omv_proto::host::{HostStats, Reply};

@@ -7,11 +7,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use omv_blocking::events::{Event, EventKind};
 use omv_blocking::sim::EmbeddedSim;
 use omv_blocking::symbols::SymbolTable;
-use omv_blocking::types::ProfileEntry;
+use omv_blocking::ProfileEntry;
 use omv_blocking::{DecodeFrame, Error};
+use omv_blocking::{Event, EventKind};
 use omv_proto::frame::PixFormat;
 use omv_proto::host::Reply;
 use omv_proto::{ChannelFlags, ChannelId, Opcode, Status};
