@@ -22,7 +22,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use omv_proto::channel::ChannelEntry;
 use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
 use omv_proto::{ChannelId, Opcode};
-use omv_sim::cam::{SimConfig, STDIN_ID, STREAM_ID};
+use omv_sim::cam::SimConfig;
 use omv_sim::link::{duplex, LinkEnd};
 use omv_sim::script::PythonRunner;
 use omv_sim::serve::{serve, MonotonicClock, ServeOptions};
@@ -114,8 +114,8 @@ impl Host {
     }
 
     fn exec(&mut self, script: &str) {
-        self.ok(Command::write(STDIN_ID, 0, script.as_bytes()));
-        self.ok(Command::ioctl(STDIN_ID, 2, &[]));
+        self.ok(Command::write(ChannelId::STDIN, 0, script.as_bytes()));
+        self.ok(Command::ioctl(ChannelId::STDIN, 2, &[]));
     }
 
     fn wait_channel(&mut self, name: &str) -> ChannelId {
@@ -179,7 +179,7 @@ fn runtime(c: &mut Criterion) {
     thread::sleep(Duration::from_millis(200));
     h.ep.connect(h.clock.now());
     let _ = h.run();
-    h.ok(Command::ioctl(STREAM_ID, 0, &1u32.to_le_bytes()));
+    h.ok(Command::ioctl(ChannelId::STREAM, 0, &1u32.to_le_bytes()));
     let mut g = c.benchmark_group("snapshot_stream");
     g.sample_size(20);
     g.bench_function("qvga_jpeg_frame", |b| {
@@ -187,13 +187,13 @@ fn runtime(c: &mut Criterion) {
             let t = Instant::now();
             let mut got = 0;
             while got < iters {
-                if h.request(&Command::new(Opcode::CHANNEL_LOCK, STREAM_ID))
+                if h.request(&Command::new(Opcode::CHANNEL_LOCK, ChannelId::STREAM))
                     .is_ok()
                 {
-                    let n = h.size(STREAM_ID);
-                    let f = h.ok(Command::read(STREAM_ID, 0, n));
+                    let n = h.size(ChannelId::STREAM);
+                    let f = h.ok(Command::read(ChannelId::STREAM, 0, n));
                     assert_eq!(&f[0..4], 320u32.to_le_bytes());
-                    h.ok(Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+                    h.ok(Command::new(Opcode::CHANNEL_UNLOCK, ChannelId::STREAM));
                     got += 1;
                 } else {
                     thread::sleep(Duration::from_micros(200));

@@ -44,15 +44,6 @@ use crate::stdio::{StdinChannel, StdoutChannel};
 use crate::stream::StreamChannel;
 use crate::user::BufferChannel;
 
-/// Built-in channel id of stdin.
-pub const STDIN_ID: ChannelId = ChannelId(1);
-/// Built-in channel id of stdout.
-pub const STDOUT_ID: ChannelId = ChannelId(2);
-/// Built-in channel id of stream.
-pub const STREAM_ID: ChannelId = ChannelId(3);
-/// Built-in channel id of profile (profiling builds only).
-pub const PROFILE_ID: ChannelId = ChannelId(4);
-
 /// Largest user byte-buffer channel (64 MiB).
 pub const MAX_CHANNEL_SIZE: usize = 64 << 20;
 
@@ -685,9 +676,9 @@ impl SimCam {
     }
 
     fn builtin_ids(&self) -> Vec<ChannelId> {
-        let mut v = vec![STDIN_ID, STDOUT_ID, STREAM_ID];
+        let mut v = vec![ChannelId::STDIN, ChannelId::STDOUT, ChannelId::STREAM];
         if self.config.profiler {
-            v.push(PROFILE_ID);
+            v.push(ChannelId::PROFILE);
         }
         v
     }
@@ -1154,10 +1145,10 @@ fn boot(
     let mut runner = config.engine.make();
     runner.set_env(env.to_vec());
     let stdin = StdinChannel::new(runner, output.clone(), system.clone());
-    reg(&mut dev, STDIN_ID, "stdin", Box::new(stdin))?;
+    reg(&mut dev, ChannelId::STDIN, "stdin", Box::new(stdin))?;
     reg(
         &mut dev,
-        STDOUT_ID,
+        ChannelId::STDOUT,
         "stdout",
         Box::new(StdoutChannel::new(output.clone())),
     )?;
@@ -1182,10 +1173,10 @@ fn boot(
     if !config.free_running_frames {
         stream = stream.with_frame_buffer(frames.clone());
     }
-    reg(&mut dev, STREAM_ID, "stream", Box::new(stream))?;
+    reg(&mut dev, ChannelId::STREAM, "stream", Box::new(stream))?;
     if config.profiler {
         let p = ProfileChannel::new(profile.profile_config()).with_output(output.clone());
-        reg(&mut dev, PROFILE_ID, "profile", Box::new(p))?;
+        reg(&mut dev, ChannelId::PROFILE, "profile", Box::new(p))?;
     }
     for spec in &config.channels {
         let checked = ChannelSpec::new(&spec.name, spec.size)?;

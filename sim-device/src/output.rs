@@ -50,17 +50,13 @@ impl RingBuffer {
         self.buf.len()
     }
 
-    /// True when there is no unread text.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     /// Bytes dropped because of overflow since creation.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
     /// Bytes written since creation (including dropped ones).
+    #[cfg(test)]
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -106,7 +102,7 @@ impl RingBuffer {
     }
 }
 
-/// A cloneable handle on the cam's stdout [`RingBuffer`]: the script runner
+/// A cloneable handle on the cam's stdout ring buffer: the script runner
 /// writes into it from its threads, the stdout channel reads from it.
 #[derive(Clone)]
 pub struct SharedOutput {
@@ -137,7 +133,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SharedOutput {
     /// A buffer of `capacity` bytes, clamped to the boards' range
-    /// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`].
+    /// 512..=2048 bytes.
     pub fn new(capacity: usize) -> Self {
         SharedOutput::with_exact_capacity(capacity.clamp(MIN_CAPACITY, MAX_CAPACITY))
     }

@@ -20,21 +20,13 @@
 //! table to the cam's stdout when one is attached).
 
 use omv_proto::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
+use omv_proto::ioctl::{PROFILE_MODE, PROFILE_RESET, PROFILE_SET_EVENT, PROFILE_STATS};
 use omv_proto::profile::{record_size, ProfileRecord};
 use omv_proto::shape::Shape;
 use omv_proto::{ChannelFlags, Instant};
 
 use crate::args::{copy_exact, no_args, size_u32, u32_args};
 use crate::output::SharedOutput;
-
-/// ioctl: u32 mode, 1 exclusive, anything else (0 by the spec) inclusive.
-pub const PROFILE_MODE: u32 = 0;
-/// ioctl: u32 counter, u32 event id (counters the board lacks are ignored).
-pub const PROFILE_SET_EVENT: u32 = 1;
-/// ioctl: clear all records.
-pub const PROFILE_RESET: u32 = 2;
-/// ioctl: print statistics.
-pub const PROFILE_STATS: u32 = 3;
 
 /// Settings of a [`ProfileChannel`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,11 +232,13 @@ impl ProfileChannel {
     }
 
     /// True in exclusive mode.
+    #[cfg(test)]
     pub fn is_exclusive(&self) -> bool {
         self.exclusive
     }
 
     /// The PMU event id each counter counts.
+    #[cfg(test)]
     pub fn event_ids(&self) -> &[u32] {
         &self.event_ids
     }

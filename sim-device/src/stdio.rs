@@ -9,6 +9,7 @@
 //!   when the buffer passes half full and every 50 ms while unread text
 //!   remains.
 
+use omv_proto::ioctl::{STDIN_EXEC, STDIN_RESET, STDIN_STOP};
 use std::collections::VecDeque;
 
 use omv_proto::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
@@ -19,13 +20,6 @@ use crate::args::{no_args, size_u32};
 use crate::events::SystemEvents;
 use crate::output::SharedOutput;
 use crate::script::ScriptRunner;
-
-/// stdin ioctl: stop the running script.
-pub const STDIN_STOP: u32 = 1;
-/// stdin ioctl: run the uploaded script (interrupting a running one).
-pub const STDIN_EXEC: u32 = 2;
-/// stdin ioctl: clear the upload buffer.
-pub const STDIN_RESET: u32 = 3;
 
 /// Largest script the stdin channel accepts by default (1 MiB).
 pub const DEFAULT_MAX_SCRIPT: usize = 1 << 20;
@@ -42,9 +36,9 @@ pub const SCRIPT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 ///
 /// The cam loop must call [`poll_event`](ChannelBackend::poll_event)
 /// regularly (at least by [`next_deadline`](ChannelBackend::next_deadline),
-/// which asks for a check every [`SCRIPT_POLL_INTERVAL`] while a script
+/// which asks for a check every 20 ms while a script
 /// runs): that is where the end of a script is noticed, the "stopped" event
-/// produced and SOFT_REBOOT queued on the [`SystemEvents`].
+/// produced and SOFT_REBOOT queued on the cam's system events.
 pub struct StdinChannel {
     script: Vec<u8>,
     max_script: usize,
@@ -236,7 +230,7 @@ pub const STDOUT_NOTIFY_PERIOD: Duration = Duration::from_millis(50);
 /// offset is ignored) and returns 0 when there is nothing to read (the cam
 /// NAKs FAILED a read that gets nothing, and ends a read whose text runs
 /// out exactly at a piece boundary); `poll` = unread text. Events (NOTIFY): as soon as the buffer is seen more than
-/// half full (once per crossing), and every [`STDOUT_NOTIFY_PERIOD`] while
+/// half full (once per crossing), and every 50 ms while
 /// unread text remains, the first one a period after the text is first
 /// seen. Text written by other threads is seen at the next
 /// [`poll_event`](ChannelBackend::poll_event) call; `next_deadline` asks

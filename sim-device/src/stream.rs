@@ -15,6 +15,7 @@
 
 use omv_proto::backend::{ChannelBackend, ChannelError, ChannelEventOut, Ops};
 use omv_proto::frame::FrameHeader;
+use omv_proto::ioctl::{STREAM_CTRL, STREAM_RAW_CFG, STREAM_RAW_CTRL, STREAM_SOURCE};
 use omv_proto::shape::Shape;
 use omv_proto::{ChannelFlags, Duration, Instant};
 
@@ -23,15 +24,6 @@ use std::sync::Arc;
 use crate::args::{copy_exact, size_u32, u32_args};
 use crate::runtime::{FrameBuffer, FrameSettings};
 use crate::source::{Frame, FrameRequest, FrameSource, PatternSource};
-
-/// ioctl: u32 enable (non-zero) or disable streaming.
-pub const STREAM_CTRL: u32 = 0;
-/// ioctl: u32 raw mode on (non-zero, RGB565) or off (JPEG).
-pub const STREAM_RAW_CTRL: u32 = 1;
-/// ioctl: u32 width, u32 height of raw frames.
-pub const STREAM_RAW_CFG: u32 = 2;
-/// ioctl: u32 image sensor chip id to stream from.
-pub const STREAM_SOURCE: u32 = 3;
 
 /// Largest raw width or height RAW_CFG accepts.
 pub const MAX_RAW_DIM: u32 = 4096;
@@ -238,42 +230,38 @@ impl StreamChannel {
         }
     }
 
-    /// True while streaming is enabled.
-    pub fn is_enabled(&self) -> bool {
-        self.enabled
-    }
-
-    /// True in raw (RGB565) mode.
-    pub fn is_raw(&self) -> bool {
-        self.raw
-    }
-
     /// The raw frame size (RAW_CFG).
+    #[cfg(test)]
     pub fn raw_size(&self) -> (u32, u32) {
         (self.raw_width, self.raw_height)
     }
 
     /// The sensor chip id selected with SOURCE (0 = default).
+    #[cfg(test)]
     pub fn sensor(&self) -> u32 {
         self.sensor
     }
 
     /// True while the host holds the lock.
+    #[cfg(test)]
     pub fn is_locked(&self) -> bool {
         self.locked
     }
 
     /// Frames produced so far (the next frame's number).
+    #[cfg(test)]
     pub fn frames_produced(&self) -> u64 {
         self.produced
     }
 
     /// The header of the frame held, if any.
+    #[cfg(test)]
     pub fn frame_header(&self) -> Option<FrameHeader> {
         self.slot.as_ref().map(|s| s.header)
     }
 
     /// The frame held (header and image), if any.
+    #[cfg(test)]
     pub fn frame_bytes(&self) -> Option<&[u8]> {
         self.slot.as_ref().map(|s| s.bytes.as_slice())
     }

@@ -9,11 +9,14 @@
 //!   every `size` request and served by the following reads, like the
 //!   `status` channel example of the protocol's documentation.
 
+/// Copies a channel's bytes at `offset` into `buf`, for a backend's
+/// `read` (FAILED past the end, as the cam's channels answer).
+pub use crate::args::copy_from;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
 
-use crate::args::{copy_exact, copy_from, size_u32};
+use crate::args::{copy_exact, size_u32};
 
 /// The cam side's view of a [`BufferChannel`]'s bytes.
 #[derive(Clone, Debug)]

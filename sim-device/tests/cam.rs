@@ -5,7 +5,7 @@ use omv_proto::channel::ChannelEntry;
 use omv_proto::host::{CamEvent, Command, HostConfig, HostEndpoint, Reply, RequestError};
 use omv_proto::{ChannelFlags, ChannelId, Duration, Opcode, Status};
 use omv_sim::board::Board;
-use omv_sim::cam::{SimCam, SimConfig, PROFILE_ID, STDIN_ID, STDOUT_ID, STREAM_ID};
+use omv_sim::cam::{SimCam, SimConfig};
 use omv_sim::fault::FaultConfig;
 use omv_sim::link::SimLink;
 use omv_sim::user::SnapshotChannel;
@@ -140,29 +140,42 @@ fn stock_profiler_sequence_is_acked_on_every_board() {
             .build()
             .unwrap();
         let mut l = link(cam);
-        ok(&mut l, Command::ioctl(PROFILE_ID, 2, &[]));
+        ok(&mut l, Command::ioctl(ChannelId::PROFILE, 2, &[]));
         for (counter, event) in STOCK_EVENTS.iter().enumerate() {
             let args = [(counter as u32).to_le_bytes(), event.to_le_bytes()].concat();
-            ok(&mut l, Command::ioctl(PROFILE_ID, 1, &args));
+            ok(&mut l, Command::ioctl(ChannelId::PROFILE, 1, &args));
         }
         for mode in [1u32, 0, 2] {
-            ok(&mut l, Command::ioctl(PROFILE_ID, 0, &mode.to_le_bytes()));
+            ok(
+                &mut l,
+                Command::ioctl(ChannelId::PROFILE, 0, &mode.to_le_bytes()),
+            );
         }
         l.advance(Duration::from_millis(1000));
-        ok(&mut l, Command::new(Opcode::CHANNEL_LOCK, PROFILE_ID));
-        let shape = ok(&mut l, Command::new(Opcode::CHANNEL_SHAPE, PROFILE_ID)).into_bytes();
+        ok(
+            &mut l,
+            Command::new(Opcode::CHANNEL_LOCK, ChannelId::PROFILE),
+        );
+        let shape = ok(
+            &mut l,
+            Command::new(Opcode::CHANNEL_SHAPE, ChannelId::PROFILE),
+        )
+        .into_bytes();
         let count = u32::from_le_bytes(shape[0..4].try_into().unwrap());
         let size = u32::from_le_bytes(shape[4..8].try_into().unwrap());
         let n = board.profile().pmu_event_count();
         assert_eq!(size as usize, omv_proto::profile::record_size(n), "{board}");
         assert!(count > 0, "{board}: no records");
-        let data = ok(&mut l, Command::read(PROFILE_ID, 0, count * size)).into_bytes();
+        let data = ok(&mut l, Command::read(ChannelId::PROFILE, 0, count * size)).into_bytes();
         let recs = omv_proto::profile::decode_records(&data, size as usize, n).unwrap();
         assert!(
             recs.iter().all(|r| r.events.len() == usize::from(n)),
             "{board}"
         );
-        ok(&mut l, Command::new(Opcode::CHANNEL_UNLOCK, PROFILE_ID));
+        ok(
+            &mut l,
+            Command::new(Opcode::CHANNEL_UNLOCK, ChannelId::PROFILE),
+        );
     }
 }
 
@@ -242,7 +255,7 @@ fn register_channel_from_any_backend_sends_channel_registered() {
         .register_channel("", Box::new(SnapshotChannel::new(Vec::new)))
         .is_err());
     assert!(
-        l.cam.unregister_channel(STDIN_ID).is_none(),
+        l.cam.unregister_channel(ChannelId::STDIN).is_none(),
         "built-ins stay"
     );
     assert!(l.cam.unregister_channel(id).is_some());
@@ -260,8 +273,8 @@ fn script_runs_prints_and_ends_with_soft_reboot() {
         .build()
         .unwrap();
     let mut l = link(cam);
-    ok(&mut l, Command::write(STDIN_ID, 0, b"print(1)"));
-    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    ok(&mut l, Command::write(ChannelId::STDIN, 0, b"print(1)"));
+    ok(&mut l, Command::ioctl(ChannelId::STDIN, STDIN_EXEC, &[]));
     l.settle();
     assert!(has_event(&l, 1, 1), "script started: {:?}", l.events);
     assert!(has_event(&l, 1, 0), "script stopped: {:?}", l.events);
@@ -277,13 +290,16 @@ fn script_runs_prints_and_ends_with_soft_reboot() {
     // The soft reset restarted the cam's protocol (sequence 0, start-up
     // caps): a host resyncs on SOFT_REBOOT, as the OpenMV IDE does.
     l.connect().expect("resync after SOFT_REBOOT");
-    let n = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)));
-    let text = ok(&mut l, Command::read(STDOUT_ID, 0, n)).into_bytes();
+    let n = u32_of(ok(
+        &mut l,
+        Command::new(Opcode::CHANNEL_SIZE, ChannelId::STDOUT),
+    ));
+    let text = ok(&mut l, Command::read(ChannelId::STDOUT, 0, n)).into_bytes();
     assert_eq!(&text[..], b"ran: print(1)MPY: soft reboot\r\n");
     // EXEC of an empty buffer fails.
-    ok(&mut l, Command::ioctl(STDIN_ID, 3, &[]));
+    ok(&mut l, Command::ioctl(ChannelId::STDIN, 3, &[]));
     assert_eq!(
-        nak(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[])),
+        nak(&mut l, Command::ioctl(ChannelId::STDIN, STDIN_EXEC, &[])),
         Status::FAILED
     );
 }
@@ -299,14 +315,14 @@ fn exec_replacing_a_script_starts_it_after_the_soft_reboot() {
         .build()
         .unwrap();
     let mut l = link(cam);
-    ok(&mut l, Command::write(STDIN_ID, 0, b"loop"));
-    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    ok(&mut l, Command::write(ChannelId::STDIN, 0, b"loop"));
+    ok(&mut l, Command::ioctl(ChannelId::STDIN, STDIN_EXEC, &[]));
     l.settle();
     assert!(has_event(&l, 1, 1), "script started: {:?}", l.events);
     l.events.clear();
     // A second EXEC interrupts the first script: as on the firmware, the
     // old one stops, the cam soft-reboots, then the new one starts.
-    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    ok(&mut l, Command::ioctl(ChannelId::STDIN, STDIN_EXEC, &[]));
     for _ in 0..5 {
         l.advance(Duration::from_millis(10));
         l.settle();
@@ -336,15 +352,15 @@ fn a_script_ending_mid_answer_lets_the_answer_and_soft_reboot_out_first() {
         .build()
         .unwrap();
     let mut l = link(cam);
-    ok(&mut l, Command::write(STDIN_ID, 0, b"loop"));
-    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    ok(&mut l, Command::write(ChannelId::STDIN, 0, b"loop"));
+    ok(&mut l, Command::ioctl(ChannelId::STDIN, STDIN_EXEC, &[]));
     let text: String = (0..1000).map(|i| format!("{i:04} ")).collect();
     l.cam.output().write_str(&text[..1000]);
     l.settle();
     // The host asks for stdout; the cam's answer waits for its ACK.
     let now = l.now();
     l.host
-        .request(now, &Command::read(STDOUT_ID, 0, 1000))
+        .request(now, &Command::read(ChannelId::STDOUT, 0, 1000))
         .unwrap();
     while let Some(b) = l.host.poll_transmit() {
         l.cam.handle_input(now, &b);
@@ -383,8 +399,11 @@ fn a_script_ending_mid_answer_lets_the_answer_and_soft_reboot_out_first() {
     l.settle();
     assert!(has_event(&l, 0, 2), "SOFT_REBOOT: {:?}", l.events);
     l.connect().expect("resync after SOFT_REBOOT");
-    let n = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)));
-    let banner = ok(&mut l, Command::read(STDOUT_ID, 0, n)).into_bytes();
+    let n = u32_of(ok(
+        &mut l,
+        Command::new(Opcode::CHANNEL_SIZE, ChannelId::STDOUT),
+    ));
+    let banner = ok(&mut l, Command::read(ChannelId::STDOUT, 0, n)).into_bytes();
     assert!(banner.ends_with(b"MPY: soft reboot\r\n"), "{banner:?}");
 }
 
@@ -392,8 +411,8 @@ fn a_script_ending_mid_answer_lets_the_answer_and_soft_reboot_out_first() {
 fn the_soft_reset_restores_the_firmware_start_up_caps() {
     let cam = SimConfig::new().in_process(|_, _| {}).build().unwrap();
     let mut l = link(cam);
-    ok(&mut l, Command::write(STDIN_ID, 0, b"print(1)"));
-    ok(&mut l, Command::ioctl(STDIN_ID, STDIN_EXEC, &[]));
+    ok(&mut l, Command::write(ChannelId::STDIN, 0, b"print(1)"));
+    ok(&mut l, Command::ioctl(ChannelId::STDIN, STDIN_EXEC, &[]));
     l.settle();
     assert!(has_event(&l, 0, 2), "SOFT_REBOOT: {:?}", l.events);
     // Everything on (PROTOCOL.md section 6), the board's largest payload:
@@ -407,7 +426,7 @@ fn the_soft_reset_restores_the_firmware_start_up_caps() {
         l.advance(Duration::from_millis(10));
         l.settle();
     }
-    assert!(has_event(&l, STDOUT_ID.0, 0xFFFF), "{:?}", l.events);
+    assert!(has_event(&l, ChannelId::STDOUT.0, 0xFFFF), "{:?}", l.events);
 }
 
 #[test]
@@ -423,15 +442,18 @@ fn stdout_notifies_every_50_ms_while_text_is_unread() {
     let notifies = l
         .events
         .iter()
-        .filter(|e| e.channel == STDOUT_ID && e.event == CamEvent::NOTIFY)
+        .filter(|e| e.channel == ChannelId::STDOUT && e.event == CamEvent::NOTIFY)
         .count();
     assert!(
         (1..=3).contains(&notifies),
         "{notifies} NOTIFYs in 120 ms: {:?}",
         l.events
     );
-    let n = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)));
-    ok(&mut l, Command::read(STDOUT_ID, 0, n));
+    let n = u32_of(ok(
+        &mut l,
+        Command::new(Opcode::CHANNEL_SIZE, ChannelId::STDOUT),
+    ));
+    ok(&mut l, Command::read(ChannelId::STDOUT, 0, n));
     l.events.clear();
     l.advance(Duration::from_millis(200));
     l.settle();
@@ -448,49 +470,68 @@ fn stream_frames_jpeg_and_raw_with_lock() {
         .unwrap();
     let mut l = link(cam);
     assert_eq!(
-        u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STREAM_ID))),
+        u32_of(ok(
+            &mut l,
+            Command::new(Opcode::CHANNEL_SIZE, ChannelId::STREAM)
+        )),
         0
     );
     assert_eq!(
-        nak(&mut l, Command::new(Opcode::CHANNEL_LOCK, STREAM_ID)),
+        nak(
+            &mut l,
+            Command::new(Opcode::CHANNEL_LOCK, ChannelId::STREAM)
+        ),
         Status::BUSY
     );
     ok(
         &mut l,
-        Command::ioctl(STREAM_ID, STREAM_RAW_CFG, &[64, 0, 0, 0, 48, 0, 0, 0]),
+        Command::ioctl(
+            ChannelId::STREAM,
+            STREAM_RAW_CFG,
+            &[64, 0, 0, 0, 48, 0, 0, 0],
+        ),
     );
     ok(
         &mut l,
-        Command::ioctl(STREAM_ID, STREAM_RAW_CTRL, &1u32.to_le_bytes()),
+        Command::ioctl(ChannelId::STREAM, STREAM_RAW_CTRL, &1u32.to_le_bytes()),
     );
     ok(
         &mut l,
-        Command::ioctl(STREAM_ID, STREAM_CTRL, &1u32.to_le_bytes()),
+        Command::ioctl(ChannelId::STREAM, STREAM_CTRL, &1u32.to_le_bytes()),
     );
     l.advance(Duration::from_millis(30));
     l.settle();
     assert!(
-        has_event(&l, STREAM_ID.0, CamEvent::NOTIFY),
+        has_event(&l, ChannelId::STREAM.0, CamEvent::NOTIFY),
         "frame NOTIFY: {:?}",
         l.events
     );
-    ok(&mut l, Command::new(Opcode::CHANNEL_LOCK, STREAM_ID));
-    let size = u32_of(ok(&mut l, Command::new(Opcode::CHANNEL_SIZE, STREAM_ID)));
-    let frame = ok(&mut l, Command::read(STREAM_ID, 0, size)).into_bytes();
+    ok(
+        &mut l,
+        Command::new(Opcode::CHANNEL_LOCK, ChannelId::STREAM),
+    );
+    let size = u32_of(ok(
+        &mut l,
+        Command::new(Opcode::CHANNEL_SIZE, ChannelId::STREAM),
+    ));
+    let frame = ok(&mut l, Command::read(ChannelId::STREAM, 0, size)).into_bytes();
     let word = |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
     assert_eq!(
         (word(0), word(4), word(8), word(12)),
         (64, 48, 0x0C03_0002, 2)
     );
     assert_eq!(frame.len() - word(16) as usize, 64 * 48 * 2);
-    ok(&mut l, Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+    ok(
+        &mut l,
+        Command::new(Opcode::CHANNEL_UNLOCK, ChannelId::STREAM),
+    );
     // Malformed ioctl arguments on a built-in channel: INVALID.
     assert_eq!(
-        nak(&mut l, Command::ioctl(STREAM_ID, STREAM_CTRL, &[1])),
+        nak(&mut l, Command::ioctl(ChannelId::STREAM, STREAM_CTRL, &[1])),
         Status::INVALID
     );
     assert_eq!(
-        nak(&mut l, Command::ioctl(STREAM_ID, 99, &[])),
+        nak(&mut l, Command::ioctl(ChannelId::STREAM, 99, &[])),
         Status::INVALID
     );
 }
@@ -500,29 +541,33 @@ fn stream_frames_jpeg_and_raw_with_lock() {
 fn next_frame_header(l: &mut SimLink<SimCam>, raw: bool) -> (u32, u32, u32) {
     ok(
         l,
-        Command::ioctl(STREAM_ID, STREAM_RAW_CTRL, &u32::from(raw).to_le_bytes()),
+        Command::ioctl(
+            ChannelId::STREAM,
+            STREAM_RAW_CTRL,
+            &u32::from(raw).to_le_bytes(),
+        ),
     );
     ok(
         l,
-        Command::ioctl(STREAM_ID, STREAM_CTRL, &1u32.to_le_bytes()),
+        Command::ioctl(ChannelId::STREAM, STREAM_CTRL, &1u32.to_le_bytes()),
     );
     for _ in 0..50 {
         l.advance(Duration::from_millis(20));
         l.settle();
-        if l.request(&Command::new(Opcode::CHANNEL_LOCK, STREAM_ID))
+        if l.request(&Command::new(Opcode::CHANNEL_LOCK, ChannelId::STREAM))
             .expect("link")
             .is_ok()
         {
-            let size = u32_of(ok(l, Command::new(Opcode::CHANNEL_SIZE, STREAM_ID)));
-            let frame = ok(l, Command::read(STREAM_ID, 0, size)).into_bytes();
-            ok(l, Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+            let size = u32_of(ok(l, Command::new(Opcode::CHANNEL_SIZE, ChannelId::STREAM)));
+            let frame = ok(l, Command::read(ChannelId::STREAM, 0, size)).into_bytes();
+            ok(l, Command::new(Opcode::CHANNEL_UNLOCK, ChannelId::STREAM));
             let word = |i: usize| u32::from_le_bytes(frame[i..i + 4].try_into().unwrap());
             let pixfmt = word(8);
             // A frame produced before the mode switch may still be held.
             if (pixfmt == 0x0C03_0002) == raw {
                 ok(
                     l,
-                    Command::ioctl(STREAM_ID, STREAM_CTRL, &0u32.to_le_bytes()),
+                    Command::ioctl(ChannelId::STREAM, STREAM_CTRL, &0u32.to_le_bytes()),
                 );
                 return (word(0), word(4), pixfmt);
             }
@@ -547,7 +592,11 @@ fn resolution_sizes_the_pattern_frames() {
     assert_eq!(next_frame_header(&mut l, true), (64, 48, 0x0C03_0002));
     ok(
         &mut l,
-        Command::ioctl(STREAM_ID, STREAM_RAW_CFG, &[32, 0, 0, 0, 24, 0, 0, 0]),
+        Command::ioctl(
+            ChannelId::STREAM,
+            STREAM_RAW_CFG,
+            &[32, 0, 0, 0, 24, 0, 0, 0],
+        ),
     );
     assert_eq!(next_frame_header(&mut l, true), (32, 24, 0x0C03_0002));
     assert_eq!(next_frame_header(&mut l, false), (64, 48, 0x0606_0000));
@@ -593,13 +642,17 @@ fn malformed_requests_nak_invalid_and_the_cam_keeps_serving() {
         ),
         raw(Opcode::CHANNEL_WRITE, bulk, &[0, 0, 0, 0, 9, 0, 0, 0, 1]),
         raw(Opcode::CHANNEL_WRITE, bulk, &[0, 0]),
-        raw(Opcode::CHANNEL_IOCTL, STREAM_ID, &[0, 0]),
+        raw(Opcode::CHANNEL_IOCTL, ChannelId::STREAM, &[0, 0]),
         raw(
             Opcode::CHANNEL_READ,
             ChannelId(9),
             &[0, 0, 0, 0, 1, 0, 0, 0],
         ),
-        raw(Opcode::CHANNEL_READ, STDIN_ID, &[0, 0, 0, 0, 1, 0, 0, 0]),
+        raw(
+            Opcode::CHANNEL_READ,
+            ChannelId::STDIN,
+            &[0, 0, 0, 0, 1, 0, 0, 0],
+        ),
         raw(Opcode::CHANNEL_SHAPE, bulk, &[]),
         raw(Opcode(0x7f), bulk, &[]),
         raw(Opcode::PROTO_SET_CAPS, ChannelId::SYSTEM, &[1, 2, 3]),

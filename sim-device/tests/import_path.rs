@@ -8,10 +8,10 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use omv_sim::output::SharedOutput;
 use omv_sim::runtime::{Bridge, FrameBuffer, RuntimeFacts};
 use omv_sim::script::{PythonRunner, ScriptRunner};
 use omv_sim::source::PatternSource;
+use omv_sim::SharedOutput;
 
 #[test]
 fn modules_in_the_working_directory_do_not_shadow_the_runtime() {

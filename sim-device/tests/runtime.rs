@@ -17,7 +17,7 @@ use omv_proto::host::{
 };
 use omv_proto::memory::MemoryStats;
 use omv_proto::{ChannelFlags, ChannelId, Opcode, Status};
-use omv_sim::cam::{SimConfig, STDIN_ID, STDOUT_ID, STREAM_ID};
+use omv_sim::cam::SimConfig;
 use omv_sim::link::{duplex, LinkEnd};
 use omv_sim::script::PythonRunner;
 use omv_sim::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
@@ -125,8 +125,8 @@ impl Host {
     }
 
     fn exec(&mut self, script: &str) {
-        self.ok(Command::write(STDIN_ID, 0, script.as_bytes()));
-        self.ok(Command::ioctl(STDIN_ID, 2, &[]));
+        self.ok(Command::write(ChannelId::STDIN, 0, script.as_bytes()));
+        self.ok(Command::ioctl(ChannelId::STDIN, 2, &[]));
     }
 
     /// Waits for the SOFT_REBOOT that follows a script's end and resyncs
@@ -160,11 +160,11 @@ impl Host {
                 assert!(StdInstant::now() < end, "no resync: {}", self.stdout);
                 continue;
             }
-            if let Ok(r) = self.request(&Command::new(Opcode::CHANNEL_SIZE, STDOUT_ID)) {
+            if let Ok(r) = self.request(&Command::new(Opcode::CHANNEL_SIZE, ChannelId::STDOUT)) {
                 let b = r.into_bytes();
                 let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 if n > 0 {
-                    if let Ok(t) = self.request(&Command::read(STDOUT_ID, 0, n)) {
+                    if let Ok(t) = self.request(&Command::read(ChannelId::STDOUT, 0, n)) {
                         self.stdout
                             .push_str(&String::from_utf8_lossy(&t.into_bytes()));
                     }
@@ -187,9 +187,9 @@ impl Host {
                 "no {want:?} in stdout: {:?}",
                 self.stdout
             );
-            let n = self.size(STDOUT_ID);
+            let n = self.size(ChannelId::STDOUT);
             if n > 0 {
-                let t = self.ok(Command::read(STDOUT_ID, 0, n));
+                let t = self.ok(Command::read(ChannelId::STDOUT, 0, n));
                 self.stdout.push_str(&String::from_utf8_lossy(&t));
             } else {
                 thread::sleep(StdDuration::from_millis(10));
@@ -441,9 +441,9 @@ fn snapshot_loop_streams_frames_of_the_scripts_size() {
     let flash = std::env::temp_dir().join(format!("omv-sim-flash-test-{}", std::process::id()));
     let mut h = start(SimConfig::new().flash_dir(&flash));
     // Nothing streams without a script taking snapshots.
-    h.ok(Command::ioctl(STREAM_ID, 0, &1u32.to_le_bytes()));
+    h.ok(Command::ioctl(ChannelId::STREAM, 0, &1u32.to_le_bytes()));
     thread::sleep(StdDuration::from_millis(200));
-    assert_eq!(h.size(STREAM_ID), 0);
+    assert_eq!(h.size(ChannelId::STREAM), 0);
     h.exec(&script("snapshots.py"));
     h.wait_stdout("snapshot ok", 30);
     assert!(
@@ -452,12 +452,12 @@ fn snapshot_loop_streams_frames_of_the_scripts_size() {
     );
     let mut frame = None;
     for _ in 0..200 {
-        if h.request(&Command::new(Opcode::CHANNEL_LOCK, STREAM_ID))
+        if h.request(&Command::new(Opcode::CHANNEL_LOCK, ChannelId::STREAM))
             .is_ok()
         {
-            let n = h.size(STREAM_ID);
-            frame = Some(h.ok(Command::read(STREAM_ID, 0, n)));
-            h.ok(Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+            let n = h.size(ChannelId::STREAM);
+            frame = Some(h.ok(Command::read(ChannelId::STREAM, 0, n)));
+            h.ok(Command::new(Opcode::CHANNEL_UNLOCK, ChannelId::STREAM));
             break;
         }
         thread::sleep(StdDuration::from_millis(15));
@@ -469,7 +469,7 @@ fn snapshot_loop_streams_frames_of_the_scripts_size() {
     assert!(
         h.events
             .iter()
-            .any(|e| e.channel == STREAM_ID && e.event == CamEvent::NOTIFY),
+            .any(|e| e.channel == ChannelId::STREAM && e.event == CamEvent::NOTIFY),
         "a stream NOTIFY per frame"
     );
     let _ = std::fs::remove_dir_all(&flash);
@@ -512,8 +512,8 @@ fn init_limits_and_not_simulated_calls() {
     assert_eq!(caps.max_payload, 256, "{caps:?}");
     assert_eq!(h.ep.caps().max_payload, 256);
     // Answers longer than that come in pieces the host puts together.
-    let n = h.size(STDOUT_ID);
-    assert!(n == 0 || h.ok(Command::read(STDOUT_ID, 0, n)).len() == n as usize);
+    let n = h.size(ChannelId::STDOUT);
+    assert!(n == 0 || h.ok(Command::read(ChannelId::STDOUT, 0, n)).len() == n as usize);
 }
 
 #[test]
@@ -538,12 +538,12 @@ fn frame_where(h: &mut Host, want: impl Fn(&[u32], &[u8]) -> bool) -> (Vec<u32>,
     let end = StdInstant::now() + StdDuration::from_secs(30);
     loop {
         assert!(StdInstant::now() < end, "no such frame within 30 s");
-        if h.request(&Command::new(Opcode::CHANNEL_LOCK, STREAM_ID))
+        if h.request(&Command::new(Opcode::CHANNEL_LOCK, ChannelId::STREAM))
             .is_ok()
         {
-            let n = h.size(STREAM_ID);
-            let frame = h.ok(Command::read(STREAM_ID, 0, n));
-            h.ok(Command::new(Opcode::CHANNEL_UNLOCK, STREAM_ID));
+            let n = h.size(ChannelId::STREAM);
+            let frame = h.ok(Command::read(ChannelId::STREAM, 0, n));
+            h.ok(Command::new(Opcode::CHANNEL_UNLOCK, ChannelId::STREAM));
             let words: Vec<u32> = frame
                 .chunks_exact(4)
                 .take(5)
@@ -573,11 +573,11 @@ fn the_stream_carries_the_scripts_image_and_drawings() {
         return;
     }
     let mut h = start(SimConfig::new());
-    h.ok(Command::ioctl(STREAM_ID, 0, &1u32.to_le_bytes()));
-    h.ok(Command::ioctl(STREAM_ID, 1, &1u32.to_le_bytes()));
+    h.ok(Command::ioctl(ChannelId::STREAM, 0, &1u32.to_le_bytes()));
+    h.ok(Command::ioctl(ChannelId::STREAM, 1, &1u32.to_le_bytes()));
     let mut cfg = 80u32.to_le_bytes().to_vec();
     cfg.extend_from_slice(&60u32.to_le_bytes());
-    h.ok(Command::ioctl(STREAM_ID, 2, &cfg));
+    h.ok(Command::ioctl(ChannelId::STREAM, 2, &cfg));
     let gray = |w: &[u32], p: &[u8]| {
         assert_eq!(
             (w[0], w[1], w[2], w[3]),

@@ -12,7 +12,7 @@ use omv_proto::host::{
     CamEvent, Command, Completion, HostConfig, HostEndpoint, Reply, RequestError,
 };
 use omv_proto::{ChannelId, Opcode};
-use omv_sim::cam::{SimConfig, STDIN_ID, STDOUT_ID};
+use omv_sim::cam::SimConfig;
 use omv_sim::fault::FaultConfig;
 use omv_sim::link::{duplex, LinkEnd};
 use omv_sim::serve::{serve, MonotonicClock, ServeEnd, ServeOptions};
@@ -135,8 +135,10 @@ fn serve_thread_with_a_blocking_host() {
     assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
 
     // A running script: stdin polls true until STOP; its output is readable.
-    h.request(&Command::write(STDIN_ID, 0, b"loop")).unwrap();
-    h.request(&Command::ioctl(STDIN_ID, 2, &[])).unwrap();
+    h.request(&Command::write(ChannelId::STDIN, 0, b"loop"))
+        .unwrap();
+    h.request(&Command::ioctl(ChannelId::STDIN, 2, &[]))
+        .unwrap();
     let poll = |h: &mut BlockingHost| {
         let b = h
             .request(&Command::system(Opcode::CHANNEL_POLL))
@@ -144,24 +146,25 @@ fn serve_thread_with_a_blocking_host() {
             .into_bytes();
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     };
-    assert_ne!(poll(&mut h) & (1 << STDIN_ID.0), 0);
+    assert_ne!(poll(&mut h) & (1 << ChannelId::STDIN.0), 0);
     let end = StdInstant::now() + StdDuration::from_secs(10);
-    while poll(&mut h) & (1 << STDOUT_ID.0) == 0 {
+    while poll(&mut h) & (1 << ChannelId::STDOUT.0) == 0 {
         assert!(StdInstant::now() < end, "no output");
         thread::sleep(StdDuration::from_millis(5));
     }
-    h.request(&Command::ioctl(STDIN_ID, 1, &[])).unwrap();
+    h.request(&Command::ioctl(ChannelId::STDIN, 1, &[]))
+        .unwrap();
     // The script's end soft-resets the cam's protocol (sequence 0, start-up
     // caps): the host resyncs on SOFT_REBOOT, as the OpenMV IDE does.
     h.connect().unwrap();
-    assert_eq!(poll(&mut h) & (1 << STDIN_ID.0), 0);
+    assert_eq!(poll(&mut h) & (1 << ChannelId::STDIN.0), 0);
     // The stdout NOTIFY timer runs in the serve loop while text is unread.
     thread::sleep(StdDuration::from_millis(120));
     poll(&mut h);
     assert!(
         h.events
             .iter()
-            .any(|e| e.channel == STDOUT_ID && e.event == CamEvent::NOTIFY),
+            .any(|e| e.channel == ChannelId::STDOUT && e.event == CamEvent::NOTIFY),
         "{:?}",
         h.events
     );

@@ -5,8 +5,8 @@ use omv_proto::caps::CapFlags;
 use omv_proto::device::{DeviceConfig, DeviceEndpoint};
 use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
 use omv_proto::{ChannelId, Instant};
-use omv_sim::output::SharedOutput;
-use omv_sim::stdio::StdoutChannel;
+use omv_sim::SharedOutput;
+use omv_sim::StdoutChannel;
 
 /// Moves packets both ways (jumping to the next timer when idle) until the
 /// host completes something.

@@ -38,7 +38,7 @@ impl ChannelBackend for FrameChannel {
         Ok(self.0.lock().unwrap().len() as u32)
     }
     fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<usize, ChannelError> {
-        omv_sim::args::copy_from(&self.0.lock().unwrap(), offset, buf)
+        omv_sim::user::copy_from(&self.0.lock().unwrap(), offset, buf)
     }
 }
 

@@ -368,9 +368,9 @@ impl Workload {
                 // No raw STDIN_EXEC: only the session's Exec runs scripts
                 // (a raw one would run whatever stdin holds).
                 let request = match self.d.weighted(&[3, 4, 2, 1]) {
-                    0 => omv_sim::stdio::STDIN_STOP,
-                    1 => omv_sim::stdio::STDIN_RESET,
-                    2 => omv_sim::stdio::STDIN_STOP,
+                    0 => omv_proto::ioctl::STDIN_STOP,
+                    1 => omv_proto::ioctl::STDIN_RESET,
+                    2 => omv_proto::ioctl::STDIN_STOP,
                     _ => self.d.pick(&[0, 4, 99, u32::MAX]),
                 };
                 let args = if self.d.chance(0.1) {
