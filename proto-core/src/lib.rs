@@ -7,7 +7,7 @@
 //!
 //! Layers, one module each, named as the protocol document names them:
 //!
-//! * wire types: [`opcode`], [`flags`], [`status`], [`channel`], [`event`];
+//! * wire types: [`Opcode`], [`Flags`], [`status`], [`channel`], [`event`];
 //! * [`crc`] (header CRC-16 and payload CRC-32), [`header`], [`packet`];
 //! * [`framer`]: bytes in arbitrary chunks in, packets out, per role;
 //! * payload codecs: [`caps`], [`stats`], [`version`], [`sysinfo`],
@@ -29,17 +29,17 @@ pub mod caps;
 pub mod channel;
 pub mod crc;
 pub mod device;
-pub mod error;
+mod error;
 pub mod event;
 pub mod fault;
-pub mod flags;
+mod flags;
 pub mod frame;
 pub mod framer;
 pub mod header;
 pub mod host;
 pub mod ioctl;
 pub mod memory;
-pub mod opcode;
+mod opcode;
 pub mod packet;
 pub mod poll;
 pub mod profile;
@@ -49,7 +49,7 @@ pub mod shape;
 pub mod stats;
 pub mod status;
 pub mod sysinfo;
-pub mod time;
+mod time;
 mod txqueue;
 pub mod version;
 
