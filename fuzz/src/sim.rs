@@ -9,8 +9,6 @@
 //! two directions are independent. A scripted [`Fault`] becomes a plan of
 //! omv-proto's shared fault module ([`Fault::plan`]), applied by it.
 
-use std::collections::VecDeque;
-
 use arbitrary::Arbitrary;
 use omv_proto::caps::Caps;
 use omv_proto::device::{DeviceConfig, DeviceEndpoint};
@@ -110,13 +108,6 @@ impl Default for SimConfig {
     }
 }
 
-struct InFlight {
-    at: Instant,
-    bytes: Vec<u8>,
-    /// Split points: the pieces are handed over one by one, at once.
-    cuts: Vec<usize>,
-}
-
 /// Most events one operation may take before it is called a livelock.
 pub const STEP_CAP: u64 = 300_000;
 
@@ -142,10 +133,9 @@ pub struct Sim {
     pub record: bool,
     /// Delivered bytes per direction (see `record`).
     pub tap: [Vec<u8>; 2],
-    queues: [VecDeque<InFlight>; 2],
+    queues: [fault::Pipe; 2],
     faults: [Vec<Fault>; 2],
     next_fault: [usize; 2],
-    latency: Duration,
     max_delay_ms: u64,
 }
 
@@ -174,10 +164,12 @@ impl Sim {
             events: 0,
             record: false,
             tap: [Vec::new(), Vec::new()],
-            queues: [VecDeque::new(), VecDeque::new()],
+            queues: [
+                fault::Pipe::new(fault::PipeTiming::latency(cfg.latency)),
+                fault::Pipe::new(fault::PipeTiming::latency(cfg.latency)),
+            ],
             faults: [Vec::new(), Vec::new()],
             next_fault: [0, 0],
-            latency: cfg.latency,
             max_delay_ms: u64::try_from(cfg.max_delay.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1),
@@ -225,18 +217,7 @@ impl Sim {
         {
             self.faulted = true;
         }
-        for d in plan.apply(&bytes) {
-            let mut at = self.now + self.latency + d.extra;
-            let q = &mut self.queues[dir];
-            if let Some(last) = q.back() {
-                at = at.max(last.at);
-            }
-            q.push_back(InFlight {
-                at,
-                bytes: d.bytes,
-                cuts: d.cuts,
-            });
-        }
+        self.queues[dir].send(self.now, &bytes, &plan);
     }
 
     fn collect(&mut self) {
@@ -253,8 +234,8 @@ impl Sim {
     pub fn step(&mut self) -> bool {
         self.collect();
         let times = [
-            self.queues[TO_CAM].front().map(|p| p.at),
-            self.queues[TO_HOST].front().map(|p| p.at),
+            self.queues[TO_CAM].next_due(),
+            self.queues[TO_HOST].next_due(),
             self.host.poll_timeout(),
             self.cam.poll_timeout(),
         ];
@@ -270,7 +251,9 @@ impl Sim {
         self.now = self.now.max(t);
         match which {
             0 | 1 => {
-                let p = self.queues[which].pop_front().expect("front");
+                let Some(p) = self.queues[which].pop_due(self.now) else {
+                    unreachable!("the pipe's first chunk is due");
+                };
                 if self.record {
                     self.tap[which].extend_from_slice(&p.bytes);
                 }
@@ -283,16 +266,10 @@ impl Sim {
                     };
                     eprintln!("    {:?} {dir} {:?}", self.now, h);
                 }
-                let ends = p.cuts.iter().copied().chain(std::iter::once(p.bytes.len()));
-                let mut from = 0;
-                for end in ends {
-                    let piece = &p.bytes[from..end];
-                    from = end;
-                    if which == TO_CAM {
-                        self.cam.handle_input(self.now, piece);
-                    } else {
-                        self.host.handle_input(self.now, piece);
-                    }
+                if which == TO_CAM {
+                    self.cam.handle_input(self.now, &p.bytes);
+                } else {
+                    self.host.handle_input(self.now, &p.bytes);
                 }
             }
             2 => self.host.handle_timeout(self.now),
@@ -354,8 +331,8 @@ impl Sim {
         loop {
             self.collect();
             let next = [
-                self.queues[TO_CAM].front().map(|p| p.at),
-                self.queues[TO_HOST].front().map(|p| p.at),
+                self.queues[TO_CAM].next_due(),
+                self.queues[TO_HOST].next_due(),
                 self.host.poll_timeout(),
                 self.cam.poll_timeout(),
             ]

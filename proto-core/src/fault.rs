@@ -757,9 +757,250 @@ fn find_sync_command(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Timing of a [`Pipe`]: zero everywhere by default (every piece due at
+/// once, in order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PipeTiming {
+    /// Fixed latency added to every piece.
+    pub latency: Duration,
+    /// Serialisation time per byte, in nanoseconds (about 10,850 at
+    /// 921600 baud); the sender is busy while its bytes go out.
+    pub byte_ns: u64,
+    /// The receiver takes what arrived in whole periods of this length
+    /// (USB full-speed frames are 1 ms): deliveries are rounded up to a
+    /// period boundary and everything due together is handed over in one
+    /// read, so one read can end one packet and start the next. Zero: each
+    /// piece is delivered on its own as soon as it arrives.
+    pub read_period: Duration,
+}
+
+impl PipeTiming {
+    /// A timing (see the fields).
+    pub const fn new(latency: Duration, byte_ns: u64, read_period: Duration) -> PipeTiming {
+        PipeTiming {
+            latency,
+            byte_ns,
+            read_period,
+        }
+    }
+
+    /// Only a fixed latency.
+    pub const fn latency(latency: Duration) -> PipeTiming {
+        PipeTiming::new(latency, 0, Duration::ZERO)
+    }
+
+    /// Time to put `n` bytes on the wire (rounded up to a microsecond).
+    pub fn serialise(&self, n: usize) -> Duration {
+        Duration::from_micros((n as u64).saturating_mul(self.byte_ns).div_ceil(1000))
+    }
+
+    /// When a byte arriving at `at` is read: the end of its read period.
+    pub fn read_at(&self, at: crate::Instant) -> crate::Instant {
+        let p = u64::try_from(self.read_period.as_micros()).unwrap_or(u64::MAX);
+        if p == 0 {
+            return at;
+        }
+        crate::Instant::from_micros(at.as_micros().div_ceil(p).saturating_mul(p))
+    }
+}
+
+/// Bytes a [`Pipe`] delivers together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Delivery time.
+    pub at: crate::Instant,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Undamaged packets whose last byte is in this chunk (they count
+    /// towards what the receiver may accept).
+    pub intact_ends: u64,
+}
+
+/// One direction of a link in virtual time, with packet faults: a packet
+/// goes in with its [`Plan`] ([`send`](Pipe::send)) and comes out as
+/// timed chunks ([`pop_due`](Pipe::pop_due)), damaged, duplicated,
+/// delayed or split as planned. The link is FIFO, as a serial line or a
+/// TCP stream: a delayed packet holds back everything behind it.
+///
+/// Every harness that moves packets in virtual time (the DST, proto-core's
+/// endpoint tests, the fuzz harness, the simulated cam's fault wrapper)
+/// uses this one pipe; what differs between them is only where the plans
+/// come from ([`plan`] with seeded dice, a fuzzer's choices).
+///
+/// ```
+/// use omv_proto::fault::{plan, PacketFaults, Pipe, PipeTiming};
+/// use omv_proto::rng::SimRng;
+/// use omv_proto::{Duration, Instant};
+/// let sync = [0xaa, 0xd5, 0, 0, 0, 0, 0, 0, 0xb0, 0xac];
+/// let mut pipe = Pipe::new(PipeTiming::latency(Duration::from_millis(5)));
+/// let faults = PacketFaults::NONE.with_chunk_max(4);
+/// let p = plan(&faults, true, |_| true, &mut SimRng::new(3), &sync);
+/// pipe.send(Instant::ZERO, &sync, &p);
+/// assert_eq!(pipe.next_due(), Some(Instant::from_millis(5)));
+/// let mut got = Vec::new();
+/// while let Some(t) = pipe.next_due() {
+///     got.extend(pipe.pop_due(t).unwrap().bytes);
+/// }
+/// assert_eq!(got, sync);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Pipe {
+    timing: PipeTiming,
+    queue: alloc::collections::VecDeque<Chunk>,
+    /// Delivery time of the last queued chunk (FIFO floor).
+    last_at: crate::Instant,
+    /// When the transmitter is free again (serialisation).
+    free_at: crate::Instant,
+    /// Packets handed to the pipe without a flipped bit (copies and
+    /// truncated ones included): an upper bound on what the receiver can
+    /// accept.
+    pub intact_packets: u64,
+    /// Packets handed to the pipe by the sender.
+    pub packets_sent: u64,
+    /// Bytes delivered to the receiver.
+    pub bytes_delivered: u64,
+}
+
+impl Pipe {
+    /// An empty pipe.
+    pub fn new(timing: PipeTiming) -> Pipe {
+        Pipe {
+            timing,
+            ..Pipe::default()
+        }
+    }
+
+    /// The timing.
+    pub fn timing(&self) -> PipeTiming {
+        self.timing
+    }
+
+    /// Hands `packet`, sent at `now`, to the pipe as `plan` says.
+    pub fn send(&mut self, now: crate::Instant, packet: &[u8], plan: &Plan) {
+        self.packets_sent += 1;
+        for d in plan.apply(packet) {
+            if d.intact {
+                self.intact_packets += 1;
+            }
+            self.enqueue(now, d.bytes, d.extra, &d.cuts, d.intact);
+        }
+    }
+
+    /// Queues `bytes` sent at `now`, held back by `extra`, split at the
+    /// given offsets (each piece a little later than the previous one);
+    /// `intact` says the bytes are a whole undamaged packet.
+    pub fn enqueue(
+        &mut self,
+        now: crate::Instant,
+        bytes: Vec<u8>,
+        extra: Duration,
+        cuts: &[usize],
+        intact: bool,
+    ) {
+        if bytes.is_empty() {
+            return;
+        }
+        let start = self.free_at.max(now);
+        self.free_at = start + self.timing.serialise(bytes.len());
+        let mut at = (self.free_at + self.timing.latency + extra).max(self.last_at);
+        let mut from = 0;
+        for &cut in cuts.iter().chain(core::iter::once(&bytes.len())) {
+            if cut <= from || cut > bytes.len() {
+                continue;
+            }
+            let due = self.timing.read_at(at).max(self.last_at);
+            self.queue.push_back(Chunk {
+                at: due,
+                bytes: bytes[from..cut].to_vec(),
+                intact_ends: u64::from(intact && cut == bytes.len()),
+            });
+            self.last_at = due;
+            from = cut;
+            // Later pieces of a split packet trickle in.
+            at = at + Duration::from_micros(7);
+        }
+    }
+
+    /// When the next chunk is due.
+    pub fn next_due(&self) -> Option<crate::Instant> {
+        self.queue.front().map(|c| c.at)
+    }
+
+    /// The bytes due at or before `now`: with a read period, everything
+    /// due at the same instant comes in one chunk (one read).
+    pub fn pop_due(&mut self, now: crate::Instant) -> Option<Chunk> {
+        if !self.queue.front().is_some_and(|c| c.at <= now) {
+            return None;
+        }
+        let mut c = self.queue.pop_front()?;
+        if !self.timing.read_period.is_zero() {
+            while self.queue.front().is_some_and(|next| next.at == c.at) {
+                let Some(next) = self.queue.pop_front() else {
+                    break;
+                };
+                c.bytes.extend_from_slice(&next.bytes);
+                c.intact_ends += next.intact_ends;
+            }
+        }
+        self.bytes_delivered += c.bytes.len() as u64;
+        Some(c)
+    }
+
+    /// Drops everything in flight (the link went down): nothing holds
+    /// back later packets any more.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.last_at = crate::Instant::ZERO;
+        self.free_at = crate::Instant::ZERO;
+    }
+
+    /// True when nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Chunks in flight.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pipe_is_fifo_even_with_delays() {
+        let timing = PipeTiming::new(Duration::from_micros(100), 1000, Duration::ZERO);
+        let mut w = Pipe::new(timing);
+        let t0 = crate::Instant::ZERO;
+        w.enqueue(t0, vec![1; 10], Duration::from_millis(50), &[], true);
+        w.enqueue(t0, vec![2; 10], Duration::ZERO, &[3, 7], true);
+        let mut got = Vec::new();
+        let mut last = t0;
+        while let Some(t) = w.next_due() {
+            assert!(t >= last);
+            last = t;
+            got.extend(w.pop_due(t).unwrap().bytes);
+        }
+        assert_eq!(got, [vec![1u8; 10], vec![2u8; 10]].concat());
+        assert!(last >= crate::Instant::from_millis(50));
+    }
+
+    #[test]
+    fn a_read_period_hands_over_what_is_due_together_in_one_read() {
+        let timing = PipeTiming::new(Duration::ZERO, 0, Duration::from_millis(1));
+        let mut w = Pipe::new(timing);
+        let t0 = crate::Instant::from_micros(10);
+        w.enqueue(t0, vec![1; 4], Duration::ZERO, &[], true);
+        w.enqueue(t0, vec![2; 4], Duration::ZERO, &[], true);
+        assert_eq!(w.next_due(), Some(crate::Instant::from_millis(1)));
+        let c = w.pop_due(crate::Instant::from_millis(1)).unwrap();
+        assert_eq!((c.bytes.len(), c.intact_ends), (8, 2));
+        assert!(w.is_empty());
+        assert_eq!(w.bytes_delivered, 8);
+    }
     use crate::packet::encode_packet;
 
     fn pkt(op: Opcode, payload: &[u8]) -> Vec<u8> {

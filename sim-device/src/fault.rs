@@ -33,7 +33,6 @@
 //!
 //! [`DeviceEndpoint`]: omv_proto::device::DeviceEndpoint
 
-use std::collections::VecDeque;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use std::io;
@@ -48,9 +47,9 @@ use crate::serve::{MonotonicClock, Recv, SansIoCam, Transport};
 /// Longest latency accepted (a minute: anything longer is a mistake).
 pub const MAX_LATENCY: StdDuration = StdDuration::from_secs(60);
 
-/// Most packets held back by the latency queue before the cam stops being
-/// asked for more (bounds memory when acks are off).
-const MAX_HELD: usize = 256;
+/// Most chunks held back by the latency before the cam stops being asked
+/// for more (bounds memory when acks are off).
+const MAX_HELD: usize = 1024;
 
 /// What faults to inject. All probabilities are in `[0, 1]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -207,9 +206,8 @@ pub struct FaultInjector {
     tx_faults: fault::PacketFaults,
     tx_rng: SimRng,
     rx_drops: fault::StreamDrops,
-    /// Packets held back by the latency, with their chunk boundaries.
-    held: VecDeque<(Instant, Vec<u8>, Vec<usize>)>,
-    chunks: VecDeque<Vec<u8>>,
+    /// What the cam sent, held back by the latency and cut into chunks.
+    tx: fault::Pipe,
     stats: FaultStats,
 }
 
@@ -243,8 +241,7 @@ impl FaultInjector {
             tx_rng: stream(config.seed, 1),
             rx_drops: fault::StreamDrops::new(config.rx_drop_rate, stream(config.seed, 2)),
             config,
-            held: VecDeque::new(),
-            chunks: VecDeque::new(),
+            tx: fault::Pipe::default(),
             stats: FaultStats::default(),
         })
     }
@@ -262,15 +259,14 @@ impl FaultInjector {
     /// Forgets every held packet, chunk and partial input (a cam reboot);
     /// counters and random streams go on.
     pub fn clear(&mut self) {
-        self.held.clear();
-        self.chunks.clear();
+        self.tx.clear();
         self.rx_drops.clear();
     }
 
     /// True when more outgoing packets may be accepted without holding too
     /// many in memory.
     pub fn wants_tx(&self) -> bool {
-        self.held.len() < MAX_HELD
+        self.tx.len() < MAX_HELD
     }
 
     /// Takes a packet the cam sends at `now`, applying drop and corruption,
@@ -301,51 +297,33 @@ impl FaultInjector {
                     d.extra
                 );
             }
-            self.held.push_back((now + d.extra, d.bytes, d.cuts));
+            self.stats.tx_chunks += d.cuts.len() as u64 + 1;
+            if !d.cuts.is_empty() {
+                self.stats.tx_chunked += 1;
+                log::debug!(
+                    "fault: split sent packet {} into {} chunks",
+                    describe(&packet),
+                    d.cuts.len() + 1
+                );
+            }
         }
+        self.tx.send(now, &packet, &plan);
     }
 
     /// Next bytes to write at `now`: a whole packet or a chunk of one.
     pub fn pop_tx(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if let Some(c) = self.chunks.pop_front() {
-            return Some(c);
-        }
-        if self.held.front().is_some_and(|(t, _, _)| *t <= now) {
-            let (_, p, cuts) = self.held.pop_front()?;
-            return Some(self.chunk(p, &cuts));
-        }
-        None
+        self.tx.pop_due(now).map(|c| c.bytes)
     }
 
-    /// When the oldest held packet becomes due (`None` when nothing is
-    /// held). Chunks of a packet already due are returned by
-    /// [`pop_tx`](Self::pop_tx) at once.
+    /// When the oldest held packet (or chunk) becomes due (`None` when
+    /// nothing is held).
     pub fn next_release(&self) -> Option<Instant> {
-        self.held.front().map(|(t, _, _)| *t)
+        self.tx.next_due()
     }
 
     /// True while something is waiting to be written now or later.
     pub fn has_pending_tx(&self) -> bool {
-        !self.chunks.is_empty() || !self.held.is_empty()
-    }
-
-    fn chunk(&mut self, p: Vec<u8>, cuts: &[usize]) -> Vec<u8> {
-        self.stats.tx_chunks += cuts.len() as u64 + 1;
-        if cuts.is_empty() {
-            return p;
-        }
-        self.stats.tx_chunked += 1;
-        log::debug!(
-            "fault: split sent packet {} into {} chunks",
-            describe(&p),
-            cuts.len() + 1
-        );
-        let mut from = 0;
-        for &c in cuts.iter().chain(std::iter::once(&p.len())) {
-            self.chunks.push_back(p[from..c].to_vec());
-            from = c;
-        }
-        self.chunks.pop_front().unwrap_or_default()
+        !self.tx.is_empty()
     }
 
     /// Filters bytes received from the host: appends to `out` what the cam
@@ -681,7 +659,9 @@ mod tests {
         f.push_tx(Instant::ZERO, p.clone());
         let mut got = Vec::new();
         let mut n = 0;
-        while let Some(c) = f.pop_tx(Instant::ZERO) {
+        // The pieces trickle in, a few microseconds apart.
+        while let Some(t) = f.next_release() {
+            let c = f.pop_tx(t).unwrap();
             assert!((1..=7).contains(&c.len()));
             got.extend(c);
             n += 1;

@@ -3,7 +3,7 @@
 
 use omv_proto::backend::{ChannelBackend, ChannelError, Ops};
 use omv_proto::device::{DeviceConfig, DeviceEndpoint};
-use omv_proto::fault::{self, Delivery, PacketFaults};
+use omv_proto::fault::{self, PacketFaults, Pipe};
 use omv_proto::host::{Command, Completion, HostConfig, HostEndpoint, Reply, RequestError};
 use omv_proto::rng::SimRng;
 use omv_proto::{Duration, Instant};
@@ -61,31 +61,27 @@ impl ChannelBackend for BufChan {
 pub struct Faults {
     pub host_to_cam_drop: f64,
     pub cam_to_host_drop: f64,
-    /// Max extra virtual microseconds per hop.
+    /// Max extra virtual microseconds per packet (a random delay; the
+    /// link stays FIFO).
     pub jitter_us: u64,
 }
 
 impl Faults {
     /// Host to cam: drops only, each packet whole.
     fn h2c(&self) -> PacketFaults {
-        PacketFaults::drops(self.host_to_cam_drop)
+        PacketFaults::drops(self.host_to_cam_drop).with_delay(1.0, self.jitter())
+    }
+
+    fn jitter(&self) -> Duration {
+        Duration::from_micros(self.jitter_us)
     }
 
     /// Cam to host: drops, and every packet delivered in random chunks.
     fn c2h(&self) -> PacketFaults {
-        PacketFaults::drops(self.cam_to_host_drop).with_chunk_max(usize::MAX)
+        PacketFaults::drops(self.cam_to_host_drop)
+            .with_chunk_max(usize::MAX)
+            .with_delay(1.0, self.jitter())
     }
-}
-
-/// The pieces of a delivery, cut at its split points.
-fn pieces(d: &Delivery) -> impl Iterator<Item = &[u8]> {
-    let ends = d.cuts.iter().copied().chain(std::iter::once(d.bytes.len()));
-    let mut from = 0;
-    ends.map(move |end| {
-        let p = &d.bytes[from..end];
-        from = end;
-        p
-    })
 }
 
 pub struct Link {
@@ -95,6 +91,9 @@ pub struct Link {
     pub rng: SimRng,
     pub faults: Faults,
     pub events: Vec<omv_proto::host::CamEvent>,
+    /// The two directions of the link (omv-proto's shared link model).
+    h2c: Pipe,
+    c2h: Pipe,
 }
 
 impl Link {
@@ -106,6 +105,8 @@ impl Link {
             rng: SimRng::new(seed),
             faults,
             events: Vec::new(),
+            h2c: Pipe::default(),
+            c2h: Pipe::default(),
         }
     }
 
@@ -123,31 +124,34 @@ impl Link {
             while let Some(bytes) = self.host.poll_transmit() {
                 moved = true;
                 let plan = fault::plan(&self.faults.h2c(), true, |_| true, &mut self.rng, &bytes);
-                for d in plan.apply(&bytes) {
-                    self.hop();
-                    for piece in pieces(&d) {
-                        self.cam.handle_input(self.now, piece);
-                    }
-                }
+                self.h2c.send(self.now, &bytes, &plan);
             }
             while let Some(bytes) = self.cam.poll_transmit(self.now) {
                 moved = true;
                 let plan = fault::plan(&self.faults.c2h(), true, |_| true, &mut self.rng, &bytes);
-                for d in plan.apply(&bytes) {
-                    self.hop();
-                    for piece in pieces(&d) {
-                        self.host.handle_input(self.now, piece);
-                    }
-                }
+                self.c2h.send(self.now, &bytes, &plan);
+            }
+            while let Some(c) = self.h2c.pop_due(self.now) {
+                moved = true;
+                self.cam.handle_input(self.now, &c.bytes);
+            }
+            while let Some(c) = self.c2h.pop_due(self.now) {
+                moved = true;
+                self.host.handle_input(self.now, &c.bytes);
             }
             while let Some(e) = self.host.poll_event() {
                 self.events.push(e);
             }
             if !moved {
-                let next = [self.host.poll_timeout(), self.cam.poll_timeout()]
-                    .into_iter()
-                    .flatten()
-                    .min();
+                let next = [
+                    self.host.poll_timeout(),
+                    self.cam.poll_timeout(),
+                    self.h2c.next_due(),
+                    self.c2h.next_due(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 match next {
                     Some(t) => {
                         self.now = self.now.max(t);
@@ -159,13 +163,6 @@ impl Link {
             }
         }
         panic!("no completion after a million steps");
-    }
-
-    fn hop(&mut self) {
-        if self.faults.jitter_us > 0 {
-            let d = self.rng.below(self.faults.jitter_us);
-            self.now = self.now + Duration::from_micros(d);
-        }
     }
 
     /// A fault-free link with default configs whose cam holds `data` in a

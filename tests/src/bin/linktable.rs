@@ -27,10 +27,12 @@ struct Link {
 }
 
 fn links() -> Vec<Link> {
-    let t = |latency_us: u64, byte_ns: u64, period_us: u64| Timing {
-        latency: Duration::from_micros(latency_us),
-        byte_ns,
-        read_period: Duration::from_micros(period_us),
+    let t = |latency_us: u64, byte_ns: u64, period_us: u64| {
+        Timing::new(
+            Duration::from_micros(latency_us),
+            byte_ns,
+            Duration::from_micros(period_us),
+        )
     };
     vec![
         Link {

@@ -153,16 +153,8 @@ impl Scenario {
         let mut period = || Duration::from_micros(d.pick(&[0u64, 0, 125, 1000]));
         let (h2c_period, c2h_period) = (period(), period());
         let link = LinkSetup {
-            h2c: Timing {
-                latency: Duration::from_micros(latency_us),
-                byte_ns,
-                read_period: h2c_period,
-            },
-            c2h: Timing {
-                latency: Duration::from_micros(latency_us),
-                byte_ns,
-                read_period: c2h_period,
-            },
+            h2c: Timing::new(Duration::from_micros(latency_us), byte_ns, h2c_period),
+            c2h: Timing::new(Duration::from_micros(latency_us), byte_ns, c2h_period),
             split: d.pick(&[0.0, 0.1, 0.5, 0.9]),
         };
         let faults = FaultProfile::random(d, timeout);
