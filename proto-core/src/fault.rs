@@ -2,13 +2,16 @@
 //! smoltcp's `FaultInjector`: one set of per-packet decisions (drop, bit
 //! flip, duplicate, truncate, garbage, delay, split) used by every harness.
 //!
-//! The module only decides and applies: [`plan`] draws what happens to one
-//! packet from [`PacketFaults`] and an [`Entropy`] source (seeded
-//! [`SimRng`], or any other, such as a fuzzer's input), [`Plan::apply`]
-//! turns the plan into the byte runs to deliver. Where and when they are
-//! delivered is the caller's link model (a virtual-time wire, a transport
-//! wrapper). [`Reframer`] cuts a byte stream back into packets, for
-//! injectors that sit on a stream rather than on an endpoint's output.
+//! [`plan`] draws what happens to one packet from [`PacketFaults`] and an
+//! [`Entropy`] source (seeded [`SimRng`], or any other, such as a
+//! fuzzer's input), [`Plan::apply`] turns the plan into the byte runs to
+//! deliver, and [`Pipe`], the one link model in virtual time, delivers
+//! them: a FIFO pipe per direction with latency, serialisation time and
+//! read periods (the DST, proto-core's endpoint tests, the fuzz harness and
+//! the simulated cam's fault wrappers all use it). [`Reframer`] cuts a
+//! byte stream back into packets, for injectors that sit on a stream
+//! rather than on an endpoint's output ([`StreamDrops`]: the host's
+//! stock-compatible `drop_rate`, the simulated cam's `rx_drop_rate`).
 //!
 //! ```
 //! use omv_proto::fault::{plan, FaultKind, PacketFaults};

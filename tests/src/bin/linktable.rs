@@ -3,9 +3,10 @@
 //!
 //! The host is the shipped `omv-session` `Session`; the cam is the shipped
 //! `omv-sim` `SimCam` (its `DeviceEndpoint` and a byte-buffer channel);
-//! between them the DST's link model (`omv_tests::dst::wire::Wire`: a FIFO
-//! pipe per direction with a latency, a per-byte serialisation time and,
-//! for USB, reads only at frame boundaries). The cam answers in zero time.
+//! between them the DST's link model (`omv_proto::fault::Pipe`, through
+//! `omv_tests::dst::wire::Wire`: a FIFO pipe per direction with a latency,
+//! a per-byte serialisation time and, for USB, reads only at frame
+//! boundaries). The cam answers in zero time.
 //!
 //! `cargo run --release -p omv-tests --bin linktable`
 
