@@ -457,9 +457,14 @@ pub struct HostEndpoint {
     /// tells (ACK_REQ); the first data packet of an answer confirms them or
     /// fails its request with [`RequestError::CapsNotApplied`].
     unconfirmed: bool,
-    /// The caps the cam announced in its last GET_CAPS answer: those it
-    /// returns to on SYNC.
+    /// The caps the cam announced in its last GET_CAPS answer: after a
+    /// SYNC, those it starts with (the firmware announces the caps in
+    /// force).
     announced: Option<Caps>,
+    /// The caps the cam keeps if this round's SET_CAPS is not taken, when
+    /// no SYNC preceded it ([`renegotiate`](HostEndpoint::renegotiate)):
+    /// the caps in force; after a SYNC, `announced`.
+    fallback: Option<Caps>,
 }
 
 impl HostEndpoint {
@@ -489,6 +494,7 @@ impl HostEndpoint {
             unsettled: false,
             unconfirmed: false,
             announced: None,
+            fallback: None,
             config,
         }
     }
@@ -588,6 +594,7 @@ impl HostEndpoint {
     /// Re-runs GET_CAPS/SET_CAPS on a connected link (after changing the config).
     pub fn renegotiate(&mut self, now: Instant) -> Result<(), RequestError> {
         self.check_idle()?;
+        self.fallback = Some(self.caps);
         self.op = Op::GetCaps;
         self.send_request(now, &Command::system(Opcode::PROTO_GET_CAPS));
         Ok(())
@@ -597,6 +604,8 @@ impl HostEndpoint {
     pub fn disconnect(&mut self) {
         self.reset_link();
         self.connected = false;
+        // A closed port ends whatever the cam was still sending.
+        self.unsettled = false;
     }
 
     /// Sends one request; its outcome is a [`Completion::Request`].
@@ -920,7 +929,11 @@ impl HostEndpoint {
                 return;
             }
         }
-        if self.unconfirmed && !h.flags.contains(Flags::NAK) && !h.flags.contains(Flags::ACK) {
+        if self.unconfirmed
+            && matches!(self.op, Op::Request { .. })
+            && !h.flags.contains(Flags::NAK)
+            && !h.flags.contains(Flags::ACK)
+        {
             // A data packet: ACK_REQ exactly when ACKs are on (PROTOCOL.md
             // section 4).
             let asks_ack = h.flags.contains(Flags::ACK_REQ);
@@ -1025,17 +1038,22 @@ impl HostEndpoint {
                         Reply::Data(data.freeze())
                     }
                 });
+                // A whole answer came: the link is FIFO and the cam answers
+                // in order, so whatever an abandoned exchange had on it
+                // came before.
+                self.unsettled = false;
                 self.completions.push_back(Completion::Request(r));
             }
         }
     }
 
-    /// A SET_CAPS the cam did not take leaves it with its start-up caps;
-    /// a data packet tells the two apart when ACKs differ (the firmware
-    /// starts with them on).
+    /// A SET_CAPS the cam did not take leaves it with its start-up caps
+    /// (after a SYNC) or the caps in force (a renegotiation); a data packet
+    /// tells the two apart when ACKs differ (the firmware starts with them
+    /// on).
     fn confirmable(&self, caps: Caps) -> bool {
-        let start_ack = self.announced.map_or(true, |c| c.flags.ack());
-        caps.flags.ack() != start_ack
+        let kept = self.fallback.or(self.announced);
+        caps.flags.ack() != kept.map_or(true, |c| c.flags.ack())
     }
 
     fn finish(&mut self, r: Result<Reply, RequestError>) {
@@ -1091,6 +1109,7 @@ impl HostEndpoint {
     fn reset_link(&mut self) {
         self.unsettled |= !matches!(self.op, Op::Idle);
         self.unconfirmed = false;
+        self.fallback = None;
         self.keep_caps = None;
         self.last_acked = None;
         self.op = Op::Idle;

@@ -20,6 +20,7 @@
 // made in one pass with the CRC).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unnameable_types)]
 
 extern crate alloc;
 

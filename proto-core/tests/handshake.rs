@@ -151,3 +151,33 @@ fn caps_a_data_packet_cannot_tell_apart_are_confirmed_at_once() {
     round_answered(&mut host, now);
     assert!(host.caps_confirmed());
 }
+
+#[test]
+fn a_renegotiation_is_not_taken_for_a_data_answer_and_keeps_its_own_fallback() {
+    let mut host = HostEndpoint::new(acks_off());
+    let mut now = Instant::ZERO;
+    abandoned_round(&mut host, &mut now);
+    round_answered(&mut host, now);
+    assert!(!host.caps_confirmed());
+    // GET_CAPS's answer is data asking for an ACK (the cam's announcement
+    // under its start-up caps, perhaps a late one): not a verdict on the
+    // caps, and the round goes on.
+    host.renegotiate(now).unwrap();
+    assert_eq!(sent(&mut host), [Opcode::PROTO_GET_CAPS]);
+    let seq = host.sequence();
+    let answer = cam_packet(seq, Flags::ACK_REQ, Opcode::PROTO_GET_CAPS, &CAM.encode());
+    host.handle_input(now, &answer);
+    assert_eq!(sent(&mut host), [Opcode::PROTO_SET_CAPS]);
+    let seq = host.sequence();
+    host.handle_input(
+        now,
+        &cam_packet(seq, Flags::ACK, Opcode::PROTO_SET_CAPS, &[]),
+    );
+    assert!(matches!(
+        completion(&mut host),
+        Some(Completion::Connected(Ok(_)))
+    ));
+    // Without a SYNC the cam keeps the caps in force (ACKs off, as asked):
+    // a SET_CAPS it missed would change nothing a data packet shows.
+    assert!(host.caps_confirmed());
+}

@@ -310,6 +310,12 @@ impl FaultInjector {
         self.tx.send(now, &packet, &plan);
     }
 
+    /// Queues bytes that are not a packet (nothing applies to them) behind
+    /// what is held back: the link stays FIFO.
+    pub fn push_raw(&mut self, now: Instant, bytes: Vec<u8>) {
+        self.tx.enqueue(now, bytes, Duration::ZERO, &[], false);
+    }
+
     /// Next bytes to write at `now`: a whole packet or a chunk of one.
     pub fn pop_tx(&mut self, now: Instant) -> Option<Vec<u8>> {
         self.tx.pop_due(now).map(|c| c.bytes)
@@ -499,16 +505,16 @@ impl<T: Transport> Transport for FaultyTransport<T> {
     }
 
     /// Packets go through the faults; bytes between packets (which no
-    /// decision applies to) are written at once, in stream order with the
-    /// packets not held back.
+    /// decision applies to) go through the same FIFO link untouched, so
+    /// they never land inside a packet held back or still trickling in.
     fn send(&mut self, data: &[u8]) -> io::Result<()> {
         let mut pieces = Vec::new();
         self.out.push(data, |p| pieces.push(p));
         for piece in pieces {
             match piece {
                 Piece::Bytes(b) => {
+                    self.faults.push_raw(self.clock.now(), b);
                     self.flush_due()?;
-                    self.inner.send(&b)?;
                 }
                 Piece::Packet(p) => {
                     self.faults.push_tx(self.clock.now(), p);

@@ -55,8 +55,8 @@ pub fn check_size(width: u32, height: u32) -> Result<usize, ImageError> {
 }
 
 impl RgbImage {
-    /// A black image; sizes must be 1..=[`MAX_DIM`] and at most
-    /// [`MAX_PIXELS`] pixels.
+    /// A black image; sizes must be 1..=65535 and at most
+    /// 64 Mi pixels.
     pub fn new(width: u32, height: u32) -> Result<Self, ImageError> {
         let n = check_size(width, height)?;
         Ok(RgbImage {

@@ -26,6 +26,7 @@
 //! numbers) come from `omv_proto`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unnameable_types)]
 
 mod args;
 pub mod board;
@@ -49,5 +50,12 @@ pub mod tcp;
 pub mod udp;
 pub mod user;
 
+// Types of the private modules that public signatures use: the built-in
+// channels' parts (for assembling a cam by hand), the board profiles'
+// stream and profile settings, and the image a frame source renders.
+pub use events::SystemEvents;
+pub use image::{ImageError, RgbImage};
 pub use output::SharedOutput;
+pub use profile::ProfileConfig;
 pub use stdio::{StdinChannel, StdoutChannel};
+pub use stream::StreamConfig;

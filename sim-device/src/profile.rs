@@ -28,7 +28,7 @@ use omv_proto::{ChannelFlags, Instant};
 use crate::args::{copy_exact, no_args, size_u32, u32_args};
 use crate::output::SharedOutput;
 
-/// Settings of a [`ProfileChannel`].
+/// Settings of the profile channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProfileConfig {

@@ -30,7 +30,7 @@ pub const MAX_RAW_DIM: u32 = 4096;
 /// Default stream buffer size when the board does not set one (1 MiB).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
 
-/// Settings of a [`StreamChannel`].
+/// Settings of the stream channel.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct StreamConfig {

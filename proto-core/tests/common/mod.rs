@@ -69,18 +69,20 @@ pub struct Faults {
 impl Faults {
     /// Host to cam: drops only, each packet whole.
     fn h2c(&self) -> PacketFaults {
-        PacketFaults::drops(self.host_to_cam_drop).with_delay(1.0, self.jitter())
+        self.jittered(PacketFaults::drops(self.host_to_cam_drop))
     }
 
-    fn jitter(&self) -> Duration {
-        Duration::from_micros(self.jitter_us)
+    /// Every packet delayed by up to `jitter_us` (none when zero).
+    fn jittered(&self, f: PacketFaults) -> PacketFaults {
+        if self.jitter_us == 0 {
+            return f;
+        }
+        f.with_delay(1.0, Duration::from_micros(self.jitter_us))
     }
 
     /// Cam to host: drops, and every packet delivered in random chunks.
     fn c2h(&self) -> PacketFaults {
-        PacketFaults::drops(self.cam_to_host_drop)
-            .with_chunk_max(usize::MAX)
-            .with_delay(1.0, self.jitter())
+        self.jittered(PacketFaults::drops(self.cam_to_host_drop).with_chunk_max(usize::MAX))
     }
 }
 

@@ -521,9 +521,11 @@ impl World {
             // A handshake completed by late answers of abandoned attempts
             // may have set caps the cam never took; the session knows its
             // caps are unconfirmed then, and the cam must have kept its
-            // start-up caps (the first data answer tells the session).
-            let unconfirmed =
-                !self.session.caps_confirmed() && c == self.cam.sim.endpoint().startup_caps();
+            // start-up caps, which differ from the host's in ACKs (what the
+            // first data answer tells the session).
+            let unconfirmed = !self.session.caps_confirmed()
+                && c == self.cam.sim.endpoint().startup_caps()
+                && h.flags.ack() != c.flags.ack();
             if h != c && !self.soft_reboot_since_resync() && !unconfirmed {
                 return Err(self.violation(format!(
                     "after a successful exchange the host uses {h:?} and the cam {c:?}"
