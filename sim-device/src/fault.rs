@@ -279,7 +279,8 @@ impl FaultInjector {
             log::debug!("fault: dropped sent packet {}", describe(&packet));
             return;
         }
-        for (c, d) in plan.copies.iter().zip(plan.apply(&packet)) {
+        // Counted from the plan; the pipe applies it (once).
+        for c in &plan.copies {
             if let Some(bit) = c.flip {
                 log::debug!(
                     "fault: flipped bit {} of byte {} in sent packet {}",
@@ -289,21 +290,21 @@ impl FaultInjector {
                 );
                 self.stats.tx_corrupted += 1;
             }
-            if !d.extra.is_zero() {
+            if !c.extra.is_zero() {
                 self.stats.tx_delayed += 1;
                 log::debug!(
                     "fault: holding sent packet {} for {:?}",
                     describe(&packet),
-                    d.extra
+                    c.extra
                 );
             }
-            self.stats.tx_chunks += d.cuts.len() as u64 + 1;
-            if !d.cuts.is_empty() {
+            self.stats.tx_chunks += c.cuts.len() as u64 + 1;
+            if !c.cuts.is_empty() {
                 self.stats.tx_chunked += 1;
                 log::debug!(
                     "fault: split sent packet {} into {} chunks",
                     describe(&packet),
-                    d.cuts.len() + 1
+                    c.cuts.len() + 1
                 );
             }
         }
